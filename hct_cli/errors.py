@@ -1,0 +1,89 @@
+"""Every error hct raises on purpose derives from :class:`HctError`.
+
+The tree::
+
+    HctError                      exit 1 unless a subclass says otherwise
+    ├── UsageError                exit 2: the command line itself is wrong
+    ├── ScoreError                a score failed to load, validate or lint; carries findings
+    ├── InputError                an --input value or file cannot be used
+    ├── ExecNotAllowedError       a python/shell agent or check without --allow-exec
+    ├── RunError                  a run could not start or continue
+    │   └── RunNotFoundError      no journaled run has that id
+    └── BenchError                a benchmark was asked for something it cannot measure
+
+Every message says what went wrong and ``hint`` says what to do next. The CLI turns these
+into exit codes and messages in one place (``hct_cli.cli.boundary``); a traceback reaching a
+user is a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hct_cli.score.findings import Finding
+
+__all__ = [
+    "BenchError",
+    "ExecNotAllowedError",
+    "HctError",
+    "InputError",
+    "RunError",
+    "RunNotFoundError",
+    "ScoreError",
+    "UsageError",
+]
+
+
+class HctError(Exception):
+    """Root of hct's errors: a message, a hint saying what to do next, an exit code."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_json(self) -> dict[str, object]:
+        return {"type": type(self).__name__, "message": self.message, "hint": self.hint}
+
+
+class UsageError(HctError):
+    """The command line is wrong: an unknown option value, a missing argument."""
+
+    exit_code = 2
+
+
+class ScoreError(HctError):
+    """A score has findings of error level; nothing was run and nothing written."""
+
+    def __init__(self, message: str, findings: Sequence[Finding], *, hint: str = "") -> None:
+        super().__init__(message, hint=hint or "Run `hct lint SCORE` to see every finding.")
+        self.findings = tuple(findings)
+
+    def to_json(self) -> dict[str, object]:
+        data = super().to_json()
+        data["findings"] = [f.to_json() for f in self.findings]
+        return data
+
+
+class InputError(HctError):
+    """An ``--input`` value or file cannot be used."""
+
+
+class ExecNotAllowedError(HctError):
+    """A score needs to run code (python/shell agents) and ``--allow-exec`` was not given."""
+
+
+class RunError(HctError):
+    """A run could not start or could not continue."""
+
+
+class RunNotFoundError(RunError):
+    """No journaled run has the given id."""
+
+
+class BenchError(HctError):
+    """A benchmark cannot be run as asked."""

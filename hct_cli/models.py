@@ -1,0 +1,76 @@
+"""Model prices and context windows, read from the price map bundled inside litellm.
+
+Importing litellm costs seconds; reading its bundled JSON costs milliseconds. Everything on the
+lint, help and ``--simulate`` paths asks this module, never litellm itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ModelInfo", "known_model", "model_info", "price_map"]
+
+_MAP_FILE = "model_prices_and_context_window_backup.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the price map says of one model (USD per token)."""
+
+    name: str
+    input_cost_per_token: float
+    output_cost_per_token: float
+    max_input_tokens: int | None
+    max_output_tokens: int | None
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return prompt_tokens * self.input_cost_per_token + completion_tokens * self.output_cost_per_token
+
+
+@cache
+def price_map() -> dict[str, Any]:
+    """litellm's bundled price map, or an empty map when litellm is not installed."""
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / _MAP_FILE
+        if candidate.is_file():
+            data: dict[str, Any] = json.loads(candidate.read_text("utf-8"))
+            data.pop("sample_spec", None)
+            return data
+    return {}
+
+
+def _lookup(name: str) -> tuple[str, dict[str, Any]] | None:
+    prices = price_map()
+    if name in prices:
+        return name, prices[name]
+    provider, _, bare = name.partition("/")
+    if bare and bare in prices and prices[bare].get("litellm_provider", "").startswith(provider):
+        return bare, prices[bare]
+    return None
+
+
+def known_model(name: str) -> bool:
+    return _lookup(name) is not None
+
+
+def model_info(name: str) -> ModelInfo | None:
+    """Prices and windows of ``name``; None when the price map does not know it."""
+    found = _lookup(name)
+    if found is None:
+        return None
+    key, entry = found
+    return ModelInfo(
+        name=key,
+        input_cost_per_token=float(entry.get("input_cost_per_token") or 0.0),
+        output_cost_per_token=float(entry.get("output_cost_per_token") or 0.0),
+        max_input_tokens=entry.get("max_input_tokens") or entry.get("max_tokens"),
+        max_output_tokens=entry.get("max_output_tokens"),
+    )

@@ -1,0 +1,68 @@
+"""DVFS routing: tempo x dynamics picks a model tier, as a CPU governor picks a frequency.
+
+The default table sends soft, patient work to the local tier and loud work to the frontier;
+a score overrides cells with ``routing.table`` and tiers with ``routing.tiers``, and an agent
+bypasses the router with ``model:``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from hct_cli.score.model import DYNAMICS, TEMPOS, Agent, Score, TierSpec
+
+__all__ = ["DEFAULT_TABLE", "DEFAULT_TIERS", "TIER_ORDER", "Route", "resolve_route", "tiers_of"]
+
+#: Built-in tiers, cheapest first.
+DEFAULT_TIERS: Mapping[str, TierSpec] = MappingProxyType(
+    {
+        "local": TierSpec("local", "ollama/llama3.1"),
+        "mid": TierSpec("mid", "gpt-4o-mini"),
+        "frontier": TierSpec("frontier", "claude-sonnet-4-5"),
+    }
+)
+TIER_ORDER: tuple[str, ...] = ("local", "mid", "frontier")
+
+_ROWS = {
+    #           pp       p        mf     f           ff
+    "largo": ("local", "local", "mid", "mid", "frontier"),
+    "andante": ("local", "local", "mid", "mid", "frontier"),
+    "moderato": ("local", "mid", "mid", "frontier", "frontier"),
+    "allegro": ("local", "mid", "mid", "frontier", "frontier"),
+    "presto": ("local", "mid", "mid", "frontier", "frontier"),
+}
+#: The default tempo x dynamics -> tier table (25 cells).
+DEFAULT_TABLE: Mapping[tuple[str, str], str] = MappingProxyType(
+    {(tempo, dynamics): _ROWS[tempo][i] for tempo in TEMPOS for i, dynamics in enumerate(DYNAMICS)}
+)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one agent's calls go, and why."""
+
+    tier: str | None
+    model: str
+    reason: str
+
+
+def tiers_of(score: Score) -> dict[str, TierSpec]:
+    """The built-in tiers with the score's overrides and additions."""
+    return {**DEFAULT_TIERS, **score.routing.tiers}
+
+
+def resolve_route(score: Score, agent: Agent) -> Route:
+    """The tier and model the router picks for ``agent`` (before the governor steps in)."""
+    if agent.model is not None:
+        return Route(None, agent.model, "pinned by model:")
+    cell = (agent.tempo, agent.dynamics)
+    tier = score.routing.table.get(cell)
+    reason = f"routing.table {agent.tempo} x {agent.dynamics}"
+    if tier is None:
+        tier = DEFAULT_TABLE[cell]
+        reason = f"default table {agent.tempo} x {agent.dynamics}"
+    spec = tiers_of(score).get(tier)
+    model = spec.model if spec is not None else DEFAULT_TIERS["mid"].model
+    return Route(tier, model, reason)

@@ -1,0 +1,312 @@
+"""The typed, frozen model of a validated score.
+
+:func:`build_score` is only called on data that passed the schema, so it trusts shapes and
+applies defaults; semantic checks live in :mod:`hct_cli.score.lint`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from hct_cli.score.load import Document
+
+__all__ = [
+    "DYNAMICS",
+    "TEMPOS",
+    "Agent",
+    "Check",
+    "Fermata",
+    "InputSpec",
+    "Judge",
+    "Routing",
+    "Score",
+    "Simulate",
+    "StateKey",
+    "TacetIf",
+    "TierSpec",
+    "Vamp",
+    "build_score",
+]
+
+Tempo = Literal["largo", "andante", "moderato", "allegro", "presto"]
+Dynamics = Literal["pp", "p", "mf", "f", "ff"]
+Kind = Literal["llm", "python", "shell", "human"]
+
+#: Tempi from slowest to fastest, with their nominal time per call in seconds.
+TEMPOS: Mapping[str, float] = MappingProxyType(
+    {"largo": 60.0, "andante": 30.0, "moderato": 15.0, "allegro": 5.0, "presto": 1.0}
+)
+#: Dynamics from softest to loudest, with their budget multipliers.
+DYNAMICS: Mapping[str, float] = MappingProxyType({"pp": 0.25, "p": 0.5, "mf": 1.0, "f": 1.5, "ff": 2.0})
+DEFAULT_MAX_TOKENS = 1024
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class Judge:
+    criteria: str
+    threshold: float = 0.7
+    tier: str = "mid"
+
+
+@dataclass(frozen=True)
+class Check:
+    """A test of an output; every kind given must pass."""
+
+    regex: str | None = None
+    json_schema: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    contains: tuple[str, ...] = ()
+    python: str | None = None
+    judge: Judge | None = None
+    human: bool = False
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Check:
+        contains = data.get("contains", ())
+        judge = data.get("judge")
+        return cls(
+            regex=data.get("regex"),
+            json_schema=data.get("json_schema"),
+            min_length=data.get("min_length"),
+            max_length=data.get("max_length"),
+            contains=(contains,) if isinstance(contains, str) else tuple(contains),
+            python=data.get("python"),
+            judge=Judge(**judge) if judge else None,
+            human=bool(data.get("human", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Fermata:
+    check: Check
+    on_fail: Literal["retry", "escalate", "caesura"] = "retry"
+    retries: int = 1
+    hold: Literal["gate", "approval"] = "gate"
+    timeout_s: float | None = None
+    default: Literal["approve", "reject"] = "reject"
+
+
+@dataclass(frozen=True)
+class Vamp:
+    until: Check
+    max: int | None = None
+
+
+@dataclass(frozen=True)
+class TacetIf:
+    cue: str
+    check: Check
+
+
+@dataclass(frozen=True)
+class Simulate:
+    """Figures for the simulated provider; None means "derive it"."""
+
+    latency_ms: tuple[float, float] | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    pass_rate: float | None = None
+    output: Any = None
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Simulate:
+        latency = data.get("latency_ms")
+        if isinstance(latency, int | float):
+            latency = (float(latency), float(latency))
+        elif latency is not None:
+            low, high = sorted(float(x) for x in latency)
+            latency = (low, high)
+        return cls(
+            latency_ms=latency,
+            prompt_tokens=data.get("prompt_tokens"),
+            output_tokens=data.get("output_tokens"),
+            pass_rate=data.get("pass_rate"),
+            output=data.get("output"),
+        )
+
+
+@dataclass(frozen=True)
+class Agent:
+    """One agent, with the score's defaults applied."""
+
+    name: str
+    index: int
+    kind: Kind = "llm"
+    description: str = ""
+    prompt: str | None = None
+    call: str | None = None
+    command: tuple[str, ...] = ()
+    model: str | None = None
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    tempo: Tempo = "moderato"
+    dynamics: Dynamics = "mf"
+    cues: tuple[str, ...] = ()
+    priorities: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    appends: tuple[str, ...] = ()
+    fermata: Fermata | None = None
+    vamp: Vamp | None = None
+    tacet_if: TacetIf | None = None
+    attacca: bool = False
+    downbeat: bool = False
+    speculate: bool | Literal["auto"] = False
+    timeout_s: float | None = None
+    simulate: Simulate = field(default_factory=Simulate)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    type: Literal["text", "json", "number", "integer", "boolean"] = "text"
+    default: Any = None
+    has_default: bool = False
+    default_file: str | None = None
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StateKey:
+    name: str
+    initial: Any = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    name: str
+    model: str
+    concurrency: int | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    api_base: str | None = None
+
+
+@dataclass(frozen=True)
+class Routing:
+    """The score's routing section: tier overrides, table overrides, budget."""
+
+    tiers: Mapping[str, TierSpec] = field(default_factory=lambda: MappingProxyType({}))
+    table: Mapping[tuple[str, str], str] = field(default_factory=lambda: MappingProxyType({}))
+    budget_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    name: str
+    agents: Mapping[str, Agent]
+    description: str = ""
+    reference_frame: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    inputs: Mapping[str, InputSpec] = field(default_factory=lambda: MappingProxyType({}))
+    state: Mapping[str, StateKey] = field(default_factory=lambda: MappingProxyType({}))
+    coherence: Literal["replay", "hold", "off"] = "replay"
+    routing: Routing = field(default_factory=Routing)
+    path: Path | None = None
+    document: Document | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that ``default_file`` paths are relative to."""
+        return self.path.parent if self.path is not None else Path.cwd()
+
+
+def _agent(name: str, index: int, data: Mapping[str, Any], defaults: Mapping[str, Any]) -> Agent:
+    merged = {**defaults, **data}
+    simulate = {**defaults.get("simulate", {}), **data.get("simulate", {})}
+    fermata = data.get("fermata")
+    vamp = data.get("vamp")
+    tacet = data.get("tacet_if")
+    return Agent(
+        name=name,
+        index=index,
+        kind=merged.get("kind", "llm"),
+        description=merged.get("description", ""),
+        prompt=merged.get("prompt"),
+        call=merged.get("call"),
+        command=tuple(merged.get("command", ())),
+        model=merged.get("model"),
+        max_tokens=merged.get("max_tokens", DEFAULT_MAX_TOKENS),
+        tempo=merged.get("tempo", "moderato"),
+        dynamics=merged.get("dynamics", "mf"),
+        cues=tuple(merged.get("cues", ())),
+        priorities=_frozen(merged.get("priorities")),
+        reads=tuple(merged.get("reads", ())),
+        writes=tuple(merged.get("writes", ())),
+        appends=tuple(merged.get("appends", ())),
+        fermata=(
+            Fermata(
+                check=Check.from_data(fermata["check"]),
+                on_fail=fermata.get("on_fail", "retry"),
+                retries=fermata.get("retries", 1),
+                hold=fermata.get("hold", "approval" if fermata["check"].get("human") else "gate"),
+                timeout_s=fermata.get("timeout_s"),
+                default=fermata.get("default", "reject"),
+            )
+            if fermata
+            else None
+        ),
+        vamp=Vamp(Check.from_data(vamp["until"]), vamp.get("max")) if vamp else None,
+        tacet_if=(
+            TacetIf(tacet["cue"], Check.from_data({k: v for k, v in tacet.items() if k != "cue"})) if tacet else None
+        ),
+        attacca=bool(merged.get("attacca", False)),
+        downbeat=bool(merged.get("downbeat", False)),
+        speculate=merged.get("speculate", False),
+        timeout_s=merged.get("timeout_s"),
+        simulate=Simulate.from_data(simulate),
+    )
+
+
+def _routing(data: Mapping[str, Any]) -> Routing:
+    tiers: dict[str, TierSpec] = {}
+    for name, spec in data.get("tiers", {}).items():
+        if isinstance(spec, str):
+            tiers[name] = TierSpec(name, spec)
+        else:
+            tiers[name] = TierSpec(name, **spec)
+    table = {(tempo, dynamics): tier for tempo, row in data.get("table", {}).items() for dynamics, tier in row.items()}
+    return Routing(MappingProxyType(tiers), MappingProxyType(table), data.get("budget_usd"))
+
+
+def build_score(data: Mapping[str, Any], *, path: Path | None = None, document: Document | None = None) -> Score:
+    """Build the typed model from schema-valid data."""
+    defaults = data.get("defaults", {})
+    agents = {name: _agent(name, index, spec, defaults) for index, (name, spec) in enumerate(data["agents"].items())}
+    inputs = {
+        name: InputSpec(
+            name=name,
+            type=spec.get("type", "text"),
+            default=spec.get("default"),
+            has_default="default" in spec,
+            default_file=spec.get("default_file"),
+            required=bool(spec.get("required", False)),
+            description=spec.get("description", ""),
+        )
+        for name, spec in data.get("inputs", {}).items()
+    }
+    state = {
+        name: StateKey(name, spec.get("initial"), spec.get("description", ""))
+        for name, spec in data.get("state", {}).items()
+    }
+    return Score(
+        name=data["name"],
+        description=data.get("description", ""),
+        agents=MappingProxyType(agents),
+        reference_frame=_frozen(data.get("reference_frame")),
+        inputs=MappingProxyType(inputs),
+        state=MappingProxyType(state),
+        coherence=data.get("coherence", "replay"),
+        routing=_routing(data.get("routing", {})),
+        path=path,
+        document=document,
+    )

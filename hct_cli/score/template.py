@@ -1,0 +1,206 @@
+"""The template language of prompts: a whitelisted subset of Jinja2.
+
+A template may only print ``{{ cues.NAME }}``, ``{{ inputs.NAME }}`` or ``{{ state.NAME }}``,
+each optionally followed by ``.KEY`` steps into JSON data (never a name starting with ``_``)
+and filters without arguments from :data:`FILTERS`. Parsing is Jinja2's own; this module only
+checks the parsed node types against that whitelist and renders in a sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+__all__ = ["FILTERS", "NAMESPACES", "Reference", "TemplateProblem", "check_template"]
+
+NAMESPACES = ("cues", "inputs", "state")
+#: Filters a template may use, none of which take arguments.
+FILTERS = (
+    "capitalize",
+    "first",
+    "join",
+    "last",
+    "length",
+    "lower",
+    "sort",
+    "string",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "wordcount",
+)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A use of ``namespace.name`` on a line of the template (1-based)."""
+
+    namespace: str
+    name: str
+    line: int
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    code: str
+    message: str
+    hint: str
+    line: int
+
+
+def _finalize(value: Any) -> Any:
+    """Print text as it is and any other JSON value as JSON, not as a Python repr."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+class _DataEnvironment(SandboxedEnvironment):
+    """A sandbox where ``.KEY`` only ever looks up a key of JSON data, never an attribute."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj and not attribute.startswith("_"):
+            return obj[attribute]
+        if isinstance(obj, list) and attribute.isdigit() and int(attribute) < len(obj):
+            return obj[int(attribute)]
+        return self.undefined(obj=obj, name=attribute)
+
+
+@cache
+def _environment() -> SandboxedEnvironment:
+    env = _DataEnvironment(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=_finalize,
+    )
+    env.filters = {name: env.filters[name] for name in FILTERS}
+    env.tests = {}
+    env.globals = {}
+    return env
+
+
+_NODE_WORDS = {
+    "Call": "function calls",
+    "Const": "literals",
+    "Getitem": "`[]` subscripts",
+    "List": "literals",
+    "Dict": "literals",
+    "Tuple": "literals",
+    "TemplateData": "text",
+}
+
+
+def _describe(node: nodes.Node) -> str:
+    name = type(node).__name__
+    if isinstance(node, nodes.Stmt):
+        return "statements ({% ... %})"
+    if isinstance(node, nodes.BinExpr | nodes.UnaryExpr | nodes.Compare):
+        return "operators"
+    return _NODE_WORDS.get(name, f"{name} expressions")
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.references: list[Reference] = []
+        self.problems: list[TemplateProblem] = []
+
+    def refuse(self, node: nodes.Node, message: str, hint: str) -> None:
+        self.problems.append(TemplateProblem("HCT222", message, hint, node.lineno or 1))
+
+    def template(self, tree: nodes.Template) -> None:
+        for node in tree.body:
+            if not isinstance(node, nodes.Output):
+                self.refuse(
+                    node,
+                    f"{_describe(node)} are not allowed in templates",
+                    "Templates only print values: {{ cues.NAME }}, {{ inputs.NAME }}, {{ state.NAME }}.",
+                )
+                continue
+            for child in node.nodes:
+                if not isinstance(child, nodes.TemplateData):
+                    self.expression(child)
+
+    def expression(self, node: nodes.Node) -> None:
+        if isinstance(node, nodes.Filter):
+            if node.name not in FILTERS:
+                self.refuse(
+                    node,
+                    f"filter {node.name!r} is not allowed",
+                    f"Allowed filters: {', '.join(FILTERS)}.",
+                )
+            elif node.args or node.kwargs or node.dyn_args or node.dyn_kwargs:
+                self.refuse(
+                    node,
+                    f"filter {node.name!r} may not take arguments",
+                    "Write the filter without arguments, as {{ cues.NAME | tojson }}.",
+                )
+            if node.node is None:
+                self.refuse(node, "a filter must apply to a value", "Write {{ cues.NAME | upper }}.")
+            else:
+                self.expression(node.node)
+            return
+        steps: list[str] = []
+        while isinstance(node, nodes.Getattr):
+            steps.append(node.attr)
+            node = node.node
+        steps.reverse()
+        if not isinstance(node, nodes.Name):
+            self.refuse(
+                node,
+                f"{_describe(node)} are not allowed in templates",
+                "Templates only print values: {{ cues.NAME }}, {{ inputs.NAME }}, {{ state.NAME }}.",
+            )
+            return
+        if node.name not in NAMESPACES:
+            self.refuse(
+                node,
+                f"unknown name {node.name!r}",
+                "Refer to cues.NAME, inputs.NAME or state.NAME.",
+            )
+            return
+        if not steps:
+            self.refuse(
+                node,
+                f"{{{{ {node.name} }}}} must name an entry",
+                f"Write {{{{ {node.name}.NAME }}}}.",
+            )
+            return
+        hidden = [step for step in steps if step.startswith("_")]
+        if hidden:
+            self.refuse(
+                node,
+                f"names starting with '_' are not allowed ({hidden[0]!r})",
+                "Refer only to public keys of the data.",
+            )
+            return
+        self.references.append(Reference(node.name, steps[0], node.lineno or 1))
+
+
+def check_template(source: str) -> tuple[list[Reference], list[TemplateProblem]]:
+    """Parse ``source`` and return the names it refers to and anything it may not do."""
+    checker = _Checker()
+    try:
+        tree = _environment().parse(source)
+    except TemplateSyntaxError as exc:
+        problem = TemplateProblem(
+            "HCT221",
+            f"template syntax error: {exc.message}",
+            "Check the braces: values are written {{ cues.NAME }} and nothing else may stand between '{{' and '}}'.",
+            exc.lineno or 1,
+        )
+        return [], [problem]
+    checker.template(tree)
+    return checker.references, checker.problems
+
+
+def render(source: str, context: Mapping[str, Any]) -> str:
+    """Render a template that :func:`check_template` accepted, in the sandbox."""
+    return _environment().from_string(source).render(**context)
