@@ -14,12 +14,12 @@ from pathlib import Path
 
 from hct_cli.errors import ScoreError
 from hct_cli.score.findings import Finding, Severity
-from hct_cli.score.load import Document, JsonPath, load_document
+from hct_cli.score.load import Document, JsonPath, load_document, load_text
 from hct_cli.score.model import Agent, Check, Score, build_score
 from hct_cli.score.template import check_template
 from hct_cli.score.validate import validate
 
-__all__ = ["LintResult", "check_score", "lint_path"]
+__all__ = ["LintResult", "check_score", "lint_path", "lint_text"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,20 @@ def lint_path(path: Path, display: str | None = None) -> LintResult:
         doc = load_document(path, file)
     except ScoreError as exc:
         return LintResult(file, exc.findings, None)
+    return _lint_document(doc, path)
+
+
+def lint_text(text: str | bytes, file: str = "<score>", *, base: Path | None = None) -> LintResult:
+    """Lint a score given as text; ``base`` stands for the score's path (for default_file)."""
+    try:
+        doc = load_text(text, file)
+    except ScoreError as exc:
+        return LintResult(file, exc.findings, None)
+    return _lint_document(doc, base)
+
+
+def _lint_document(doc: Document, path: Path | None) -> LintResult:
+    file = doc.file
     findings = validate(doc)
     if findings:
         return LintResult(file, tuple(findings), None, doc)
@@ -252,7 +266,7 @@ class _Checks:
                 problem.hint,
             )
         for ref in references:
-            pos = self.doc.text_pos(path, ref.line)
+            pos = self.doc.text_pos(path, ref.line, f"{ref.namespace}.{ref.name}")
             message, hint = self._undeclared(agent, ref.namespace, ref.name)
             if message:
                 yield Finding(self.doc.file, pos, Severity.ERROR, "HCT223", message, hint)

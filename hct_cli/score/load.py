@@ -22,7 +22,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.composer import Composer
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.events import AliasEvent, MappingStartEvent, SequenceStartEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
@@ -55,6 +55,7 @@ class Document:
     value_pos: dict[JsonPath, Pos] = field(default_factory=dict, repr=False)
     key_pos: dict[JsonPath, Pos] = field(default_factory=dict, repr=False)
     block_scalars: frozenset[JsonPath] = field(default_factory=frozenset, repr=False)
+    spans: dict[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)
 
     def pos(self, path: JsonPath, *, key: bool = False) -> Pos:
         """Position of the value at ``path`` (or of its key), else of its nearest ancestor."""
@@ -66,17 +67,25 @@ class Document:
                 return found
         return Pos(1, 1)
 
-    def text_pos(self, path: JsonPath, line: int) -> Pos:
-        """Position of ``line`` (1-based) inside the text value at ``path``."""
+    def text_pos(self, path: JsonPath, line: int, needle: str = "") -> Pos:
+        """Where ``needle`` (or else line ``line`` of the value) stands in the file.
+
+        A literal block (``|``) keeps its lines, so template lines map onto file lines; for
+        other styles the source is searched for ``needle`` within the value's span.
+        """
         start = self.pos(path)
-        if path in self.block_scalars:
+        span = self.spans.get(path)
+        if needle and span is not None:
+            found = self.text.find(needle, span[0], span[1])
+            if found >= 0:
+                before = self.text[:found]
+                return Pos(before.count("\n") + 1, found - (before.rfind("\n") + 1) + 1)
+        if path in self.block_scalars and line >= 1:
             target = start.line + line
-        elif line > 1:
-            target = start.line + line - 1
-        else:
-            return start
-        source = self.line_text(target)
-        return Pos(target, len(source) - len(source.lstrip()) + 1) if source else start
+            source = self.line_text(target)
+            if source:
+                return Pos(target, len(source) - len(source.lstrip()) + 1)
+        return start
 
     def line_text(self, line: int) -> str:
         lines = self.text.splitlines()
@@ -101,6 +110,7 @@ class _CountingComposer(Composer):
         super().__init__(loader=loader)
         self.warn_double_anchors = False
         self.alias_nodes = 0
+        self.collections = 0
         self._sizes: dict[int, int] = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
@@ -116,7 +126,21 @@ class _CountingComposer(Composer):
                     "Repeated aliases of aliases multiply; write the values out or share less.",
                 )
             return node
-        return super().compose_node(parent, index)
+        event = self.parser.peek_event()
+        if not isinstance(event, SequenceStartEvent | MappingStartEvent):
+            return super().compose_node(parent, index)
+        self.collections += 1
+        if self.collections > MAX_DEPTH:
+            raise _LoadProblem(
+                _pos(event.start_mark),
+                "HCT004",
+                f"nesting is deeper than {MAX_DEPTH} levels",
+                "Flatten the structure; scores never need this much nesting.",
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.collections -= 1
 
     def _size(self, node: Node, mark: Any) -> int:
         """Nodes in ``node`` with every alias expanded (memoised, so a bomb is cheap)."""
@@ -152,6 +176,7 @@ class _Builder:
         self.key_pos: dict[JsonPath, Pos] = {}
         self.problems: list[_LoadProblem] = []
         self.block_scalars: set[JsonPath] = set()
+        self.spans: dict[JsonPath, tuple[int, int]] = {}
 
     def build(self, node: Node, path: JsonPath) -> Any:
         self.value_pos.setdefault(path, _pos(node))
@@ -160,8 +185,10 @@ class _Builder:
         if isinstance(node, SequenceNode):
             self._check_tag(node, f"{_TAG}seq")
             return [self.build(child, (*path, i)) for i, child in enumerate(node.value)]
-        if getattr(node, "style", None) in ("|", ">"):
+        if getattr(node, "style", None) == "|":
             self.block_scalars.add(path)
+        if node.end_mark is not None:
+            self.spans.setdefault(path, (node.start_mark.index, node.end_mark.index))
         return self._scalar(node)
 
     def _check_tag(self, node: Node, expected: str) -> None:
@@ -316,11 +343,12 @@ def _decode(raw: bytes, file: str) -> str:
 def _yaml_problem(exc: Exception, text: str) -> _LoadProblem:
     if isinstance(exc, MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
+        at_end = mark is not None and mark.index >= len(text.rstrip())
+        if at_end and exc.context_mark is not None:
+            mark = exc.context_mark  # "unexpected end of file": point where the open construct began
         pos = _pos(mark) if mark is not None else Pos(1, 1)
         message = " ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
         message = message.replace("\n", " ").strip()
-        if "maximum depth" in message:
-            message = f"nesting is deeper than {MAX_DEPTH} levels"
         hint = "Fix the YAML syntax at this position."
         if "\t" in (exc.problem or "") or "'\\t'" in message:
             hint = "YAML indents with spaces only: replace the tab with spaces."
@@ -350,7 +378,6 @@ def load_text(text_or_bytes: str | bytes, file: str = "<score>") -> Document:
             _decode(text.encode("utf-8", "surrogatepass"), file)
     yaml = YAML(typ="safe", pure=True)
     yaml.Composer = _CountingComposer
-    yaml.max_depth = MAX_DEPTH
     try:
         root = yaml.compose(text)
     except _LoadProblem as refused:
@@ -375,7 +402,9 @@ def load_text(text_or_bytes: str | bytes, file: str = "<score>") -> Document:
     data = builder.build(root, ())
     if builder.problems:
         raise ScoreError(f"{file} cannot be loaded", [_finding(file, p) for p in builder.problems])
-    return Document(file, text, data, builder.value_pos, builder.key_pos, frozenset(builder.block_scalars))
+    return Document(
+        file, text, data, builder.value_pos, builder.key_pos, frozenset(builder.block_scalars), builder.spans
+    )
 
 
 def load_document(path: Path, display: str | None = None) -> Document:

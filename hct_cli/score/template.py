@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = ["FILTERS", "NAMESPACES", "Reference", "TemplateProblem", "check_template"]
@@ -57,7 +57,7 @@ class TemplateProblem:
 
 def _finalize(value: Any) -> Any:
     """Print text as it is and any other JSON value as JSON, not as a Python repr."""
-    if isinstance(value, str):
+    if isinstance(value, str | Undefined):
         return value
     return json.dumps(value, ensure_ascii=False)
 

@@ -97,11 +97,13 @@ class _Reporter:
                     f"unknown key {key!r} in {where}",
                     hint or "Remove the key.",
                 )
+        elif "propertyNames" in error.schema_path:
+            yield from self._property_name(error, path)
         elif kind == "required":
             for key in error.validator_value:
                 if isinstance(value, dict) and key not in value:
                     yield self.finding(
-                        self.doc.pos(path),
+                        self.doc.pos(path, key=True),
                         "HCT102",
                         f"{where} is missing the required key {key!r}",
                         f"Add {key}: (see `hct schema` for what it takes).",

@@ -1,0 +1,52 @@
+"""The common data bus interface (Tomasulo's CDB).
+
+Every result is published as a :class:`Broadcast` under a versioned tag ``station@version``;
+the scheduler learns of results only from the bus, so an in-process bus and a Redis bus are
+interchangeable under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["Broadcast", "Bus", "Handler"]
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """One result on the bus: what a station produced, under which tag version, at what cost."""
+
+    station: str
+    version: int
+    ok: bool
+    output: Any = None
+    error: str | None = None
+    model: str | None = None
+    tier: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0  # the call's own latency (drawn when simulated)
+    worker: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"{self.station}@{self.version}"
+
+
+Handler = Callable[[Broadcast], None]
+
+
+class Bus(Protocol):
+    """Broadcast results to every subscriber."""
+
+    def subscribe(self, handler: Handler) -> None:
+        """Call ``handler`` with every broadcast from now on."""
+
+    async def publish(self, message: Broadcast) -> None:
+        """Deliver ``message`` to every subscriber."""
+
+    async def close(self) -> None:
+        """Release the bus's resources; no delivery happens afterwards."""

@@ -1,0 +1,9 @@
+"""The engine: reservation stations fired by a common data bus under a dispatch policy."""
+
+from __future__ import annotations
+
+from hct_cli.engine.events import Event, Observer
+from hct_cli.engine.perform import Performer, perform
+from hct_cli.engine.result import AgentRecord, RunResult
+
+__all__ = ["AgentRecord", "Event", "Observer", "Performer", "RunResult", "perform"]

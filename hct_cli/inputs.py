@@ -1,0 +1,101 @@
+"""Resolve a score's inputs from defaults, default files and ``--input`` values."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from hct_cli.errors import InputError
+from hct_cli.score.model import InputSpec, Score
+
+__all__ = ["MAX_INPUT_BYTES", "parse_input_args", "resolve_inputs"]
+
+MAX_INPUT_BYTES = 4 * 1024 * 1024
+
+
+def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``["k=v", "f=@path"]`` -> ``{"k": "v", "f": "@path"}``."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InputError(
+                f"--input {pair!r} is not NAME=VALUE", hint="Write --input diff=@change.diff or --input q=text."
+            )
+        parsed[name.strip()] = value
+    return parsed
+
+
+def _read(path: Path, base: Path, *, allow_path: bool, what: str) -> str:
+    target = (base / path).resolve()
+    root = base.resolve()
+    if not allow_path and os.path.commonpath([root, target]) != str(root):
+        raise InputError(
+            f"{what} {path} lies outside {root}",
+            hint="Keep input files inside that directory, or pass --allow-path.",
+        )
+    if not target.is_file():
+        raise InputError(f"{what} {path} is not a regular file", hint="Check the path.")
+    if target.stat().st_size > MAX_INPUT_BYTES:
+        raise InputError(f"{what} {path} is larger than {MAX_INPUT_BYTES:,} bytes", hint="Pass a smaller file.")
+    try:
+        return target.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}", hint="Inputs are UTF-8 text files.") from exc
+
+
+def _convert(spec: InputSpec, raw: Any) -> Any:
+    if not isinstance(raw, str) or spec.type == "text":
+        return raw
+    try:
+        if spec.type == "json":
+            return json.loads(raw)
+        if spec.type == "integer":
+            return int(raw)
+        if spec.type == "number":
+            return float(raw)
+        lowered = raw.strip().lower()
+        if lowered in ("true", "yes", "1"):
+            return True
+        if lowered in ("false", "no", "0"):
+            return False
+        raise ValueError(raw)
+    except ValueError as exc:
+        raise InputError(
+            f"input {spec.name!r} must be {spec.type}, got {raw[:40]!r}",
+            hint=f"Pass --input {spec.name}=<{spec.type}>.",
+        ) from exc
+
+
+def resolve_inputs(
+    score: Score, given: Mapping[str, str], *, cwd: Path | None = None, allow_path: bool = False
+) -> dict[str, Any]:
+    """The value of every declared input; ``given`` comes from ``--input``."""
+    unknown = sorted(set(given) - set(score.inputs))
+    if unknown:
+        raise InputError(
+            f"unknown input {unknown[0]!r}",
+            hint=f"This score's inputs: {', '.join(score.inputs) or 'none'}.",
+        )
+    values: dict[str, Any] = {}
+    here = cwd or Path.cwd()
+    for name, spec in score.inputs.items():
+        if name in given:
+            raw: Any = given[name]
+            if raw.startswith("@"):
+                raw = _read(Path(raw[1:]), here, allow_path=allow_path, what=f"--input {name}")
+        elif spec.default_file is not None:
+            raw = _read(
+                Path(spec.default_file), score.base_dir, allow_path=allow_path, what=f"default_file of {name!r}"
+            )
+        elif spec.has_default:
+            raw = spec.default
+        elif spec.required:
+            raise InputError(f"input {name!r} is required", hint=f"Pass --input {name}=VALUE or {name}=@file.")
+        else:
+            raw = None
+        values[name] = _convert(spec, raw)
+    return values

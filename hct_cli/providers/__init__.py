@@ -1,0 +1,7 @@
+"""Providers execute one station's call: a model, Python code, a shell command or a person."""
+
+from __future__ import annotations
+
+from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+
+__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError"]

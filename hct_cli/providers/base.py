@@ -1,0 +1,53 @@
+"""The provider interface: execute one call of one station."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hct_cli.errors import HctError
+from hct_cli.score.model import Agent
+
+__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError"]
+
+
+class ProviderError(HctError):
+    """A call failed; the station fails (or retries, where the score says so)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """Everything a provider needs for one call."""
+
+    agent: Agent
+    model: str
+    tier: str | None
+    prompt: str  # the rendered instructions
+    system: str = ""  # the reference frame, rendered
+    version: int = 1
+    attempt: int = 0
+    context: Mapping[str, Any] = field(default_factory=dict)  # cues, inputs, readable state
+
+    @property
+    def messages(self) -> list[dict[str, str]]:
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        messages.append({"role": "user", "content": self.prompt})
+        return messages
+
+
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    output: Any
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+
+class Provider(Protocol):
+    """Executes calls. Implementations: simulated, exec (python/shell); more to come."""
+
+    async def call(self, request: CallRequest) -> CallResult:
+        """Run one call; raise :class:`ProviderError` when it fails."""

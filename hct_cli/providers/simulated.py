@@ -1,0 +1,113 @@
+"""The simulated provider: reproducible calls without keys, servers or network.
+
+Every draw (latency, token counts, text, gate outcome) is a pure function of the seed, the agent,
+the model, a hash of the rendered messages and the attempt index, never of wall time, the run id
+or completion order. Latency is slept for real, so scheduling overhead stays real; cost is priced
+from litellm's bundled price map for the model the router chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any
+
+from hct_cli.compile import expected_latency_s
+from hct_cli.models import ModelInfo, model_info
+from hct_cli.providers.base import CallRequest, CallResult
+
+__all__ = ["SimulatedProvider", "draw"]
+
+_WORDS = [
+    "tempo",
+    "cue",
+    "fermata",
+    "signal",
+    "score",
+    "voice",
+    "phrase",
+    "measure",
+    "cadence",
+    "motif",
+    "theme",
+    "section",
+    "finding",
+    "risk",
+    "change",
+    "review",
+    "summary",
+    "outline",
+    "draft",
+    "detail",
+    "result",
+    "check",
+    "value",
+    "note",
+]
+_SCALE = float(1 << 64)
+
+
+def draw(seed: int, *parts: object) -> tuple[float, float, float, float]:
+    """Four independent uniforms in [0, 1) from a stable hash of ``seed`` and ``parts``."""
+    key = "\x1f".join(map(str, (seed, *parts))).encode()
+    digest = hashlib.blake2b(key, digest_size=32).digest()
+    return tuple(int.from_bytes(digest[i : i + 8], "little") / _SCALE for i in (0, 8, 16, 24))  # type: ignore[return-value]
+
+
+class SimulatedProvider:
+    """Answers every call from deterministic draws; sleeps the drawn latency."""
+
+    def __init__(self, seed: int = 0, *, time_scale: float = 1.0) -> None:
+        self.seed = seed
+        self.time_scale = time_scale
+        self._prices: dict[str, ModelInfo | None] = {}
+
+    def _price(self, model: str) -> ModelInfo | None:
+        if model not in self._prices:
+            self._prices[model] = model_info(model)
+        return self._prices[model]
+
+    def plan(self, request: CallRequest) -> CallResult:
+        """The call's outcome, without sleeping (pure)."""
+        agent = request.agent
+        figures = agent.simulate
+        messages_hash = hashlib.blake2b((request.system + "\x1e" + request.prompt).encode(), digest_size=8).hexdigest()
+        u_latency, u_tokens, u_text, _ = draw(self.seed, agent.name, request.model, messages_hash, request.attempt)
+        low, high = expected_latency_s(agent, request.tier)
+        latency = low + (high - low) * u_latency
+        prompt_tokens = figures.prompt_tokens
+        if prompt_tokens is None:
+            prompt_tokens = max(1, (len(request.system) + len(request.prompt)) // 4)
+        output_tokens = figures.output_tokens
+        if output_tokens is None:
+            output_tokens = min(agent.max_tokens, 40 + int(u_tokens * 360))
+        output_tokens = min(output_tokens, agent.max_tokens)
+        price = self._price(request.model)
+        cost = price.cost(prompt_tokens, output_tokens) if price is not None else 0.0
+        return CallResult(
+            output=self._output(request, u_text, output_tokens),
+            model=request.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=output_tokens,
+            cost_usd=cost,
+            latency_s=latency,
+        )
+
+    @staticmethod
+    def _output(request: CallRequest, u_text: float, output_tokens: int) -> Any:
+        agent = request.agent
+        if agent.simulate.output is not None:
+            return agent.simulate.output
+        start = int(u_text * len(_WORDS))
+        count = max(8, min(48, output_tokens // 4))
+        words = " ".join(_WORDS[(start + 7 * i) % len(_WORDS)] for i in range(count))
+        text = f"[{agent.name} via {request.model}, simulated] {words}."
+        if len(agent.writes) > 1:
+            return json.dumps({key: f"{key}: {words}" for key in agent.writes})
+        return text
+
+    async def call(self, request: CallRequest) -> CallResult:
+        result = self.plan(request)
+        await asyncio.sleep(result.latency_s * self.time_scale)
+        return result
