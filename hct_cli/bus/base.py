@@ -14,7 +14,7 @@ from typing import Any, Protocol
 __all__ = ["Broadcast", "Bus", "Handler"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per call on the hot path, never mutated
 class Broadcast:
     """One result on the bus: what a station produced, under which tag version, at what cost."""
 

@@ -67,6 +67,99 @@ def lint(
 
 
 @app.command()
+def perform(
+    score: Annotated[Path, typer.Argument(help="The score to run.", show_default=False)],
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Use the reproducible simulated provider: no keys, no network.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of every simulated draw.")] = 0,
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="NAME=VALUE or NAME=@file; repeatable.")
+    ] = None,
+    dispatch: Annotated[str, typer.Option("--dispatch", help="reactive (default), batch or sequential.")] = "reactive",
+    allow_exec: Annotated[bool, typer.Option("--allow-exec", help="Allow python and shell agents to run.")] = False,
+    allow_path: Annotated[
+        bool, typer.Option("--allow-path", help="Allow input files outside their base directory.")
+    ] = False,
+    budget: Annotated[
+        float | None, typer.Option("--budget", help="Spend cap in USD (overrides routing.budget_usd).")
+    ] = None,
+    no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress view even on a terminal.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a score: every agent fires the moment its cues have been broadcast.
+
+    Exits 0 only when the run completes.
+    """
+    from hct_cli.cli.perform import perform_command
+
+    run_command(
+        lambda: perform_command(
+            score,
+            simulate=simulate,
+            seed=seed,
+            inputs=inputs or [],
+            dispatch=dispatch,
+            allow_exec=allow_exec,
+            allow_path=allow_path,
+            budget=budget,
+            as_json=as_json,
+        ),
+        as_json=as_json,
+    )
+
+
+@app.command()
+def bench(
+    score: Annotated[Path | None, typer.Argument(help="A score to measure.", show_default=False)] = None,
+    synthetic: Annotated[
+        str | None, typer.Option("--synthetic", help="Measure a generated workload instead: random.")
+    ] = None,
+    agents: Annotated[int, typer.Option("--agents", help="Agents in the synthetic DAG.")] = 1000,
+    latency_ms: Annotated[
+        str, typer.Option("--latency-ms", help="Synthetic latency range LO:HI in milliseconds.")
+    ] = "10:200",
+    compare: Annotated[
+        str, typer.Option("--compare", help="Policies to compare with reactive: batch, sequential.")
+    ] = "",
+    trials: Annotated[int, typer.Option("--trials", help="Trials per policy (medians are reported).")] = 5,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the DAG and of trial 1.")] = 0,
+    emit: Annotated[Path | None, typer.Option("--emit", help="Write the synthetic score as YAML.")] = None,
+    gantt: Annotated[Path | None, typer.Option("--gantt", help="Draw the reactive and batch timelines as SVG.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure dispatch policies: makespan, ratios, critical-path bound, overhead per agent."""
+    from hct_cli.cli.bench import bench_command
+
+    run_command(
+        lambda: bench_command(
+            score,
+            synthetic=synthetic,
+            agents=agents,
+            latency_ms=latency_ms,
+            compare=compare,
+            trials=trials,
+            seed=seed,
+            emit=emit,
+            gantt=gantt,
+            as_json=as_json,
+        ),
+        as_json=as_json,
+    )
+
+
+@app.command()
+def graph(
+    score: Annotated[Path, typer.Argument(help="The score to draw.", show_default=False)],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
+) -> None:
+    """Draw a score's cue graph as Mermaid or Graphviz DOT."""
+    from hct_cli.cli.graph import graph as run
+
+    run_command(lambda: run(score, fmt))
+
+
+@app.command()
 def schema() -> None:
     """Print the score JSON Schema (for editors and other tools)."""
     from hct_cli.cli.schema import print_schema

@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["Event", "Observer"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     kind: str
     time_s: float

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from hct_cli.bus.base import Broadcast, Bus
@@ -28,11 +29,12 @@ from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.models import ModelInfo, model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
 from hct_cli.routing import TIER_ORDER
-from hct_cli.score.template import render
+from hct_cli.score.template import compile_template
 
 __all__ = ["Performer", "perform"]
 
 ProviderFor = Callable[[StationSpec], Provider]
+_NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 
 class _Unit:
@@ -111,12 +113,13 @@ class Performer:
         self._waiting = {name: len(spec.tags) for name, spec in stations.items()}
         self._operands: dict[str, dict[str, Any]] = {name: {} for name in stations}
         self.records = {
-            name: AgentRecord(tier=spec.route.tier, model=spec.route.model) for name, spec in stations.items()
+            name: AgentRecord(route_model=spec.route.model, tier=spec.route.tier) for name, spec in stations.items()
         }
         self._version = dict.fromkeys(stations, 0)
-        self._latency: dict[str, float] = {}
         self._units = {tier: _Unit(spec.concurrency, spec.rpm, spec.tpm) for tier, spec in program.tiers.items()}
         self._free_unit = _Unit(None, None, None)  # models pinned outside any tier, python, shell
+        self._unit_of = {name: self._unit(spec) for name, spec in stations.items()}
+        self._provider_of = {name: provider_for(spec) for name, spec in stations.items()}
         self._queue: list[tuple[tuple[int, float, int], str]] = []
         self._settled = 0
         self._status = "completed"
@@ -125,7 +128,7 @@ class Performer:
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # in flight; dropped when their result arrives
         self._frame = _frame_text(program.score.reference_frame)
         self._state: dict[str, Any] = {k: spec.initial for k, spec in program.score.state.items()}
         self._state_version = dict.fromkeys(program.score.state, 0)
@@ -136,6 +139,12 @@ class Performer:
         order = {name: i for i, name in enumerate(program.order)}
         self.policy: DispatchPolicy = make_policy(dispatch, self._release, order)
         self._prices: dict[str, ModelInfo | None] = {}
+        # Templates compile before the run, so the makespan measures scheduling, not Jinja.
+        self._templates = {
+            name: compile_template(spec.agent.prompt)
+            for name, spec in stations.items()
+            if spec.agent.prompt is not None and "{{" in spec.agent.prompt
+        }
 
     # -- events ----------------------------------------------------------------------------
 
@@ -179,7 +188,7 @@ class Performer:
             heapq.heappush(self._queue, item)
 
     def _try_issue(self, spec: StationSpec) -> bool:
-        unit = self._unit(spec)
+        unit = self._unit_of[spec.name]
         if unit.limit is not None and unit.in_flight >= unit.limit:
             return False
         if unit.rpm is not None or unit.tpm is not None:
@@ -218,7 +227,7 @@ class Performer:
         record = self.records[name]
         record.status = "running"
         record.version = version
-        record.started_s = self._now()
+        record.started_s = time.perf_counter() - self._t0
         request = self._request(spec, version)
         if self.budget_usd is not None and spec.agent.kind == "llm":
             price = self._price(request.model)
@@ -236,19 +245,18 @@ class Performer:
             self._spent += record.worst_case_usd
         if self.observers:
             self._emit("issue", name, version, model=request.model, tier=spec.route.tier)
-        task = asyncio.get_running_loop().create_task(self._execute(spec, request))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[name] = self._loop.create_task(self._execute(spec, request))
 
     def _request(self, spec: StationSpec, version: int) -> CallRequest:
         agent = spec.agent
-        context: dict[str, Any] = {"cues": self._operands[spec.name], "inputs": self.inputs}
-        if agent.reads:
-            context["state"] = {key: self._read(key) for key in agent.reads}
-            self._read_versions[spec.name] = {key: self._state_version[key] for key in agent.reads}
-        prompt = agent.prompt or ""
-        if "{{" in prompt:
-            prompt = render(prompt, context)
+        template = self._templates.get(spec.name)
+        context: Mapping[str, Any] = _NO_CONTEXT
+        if template is not None or agent.reads or agent.kind != "llm":
+            context = {"cues": self._operands[spec.name], "inputs": self.inputs}
+            if agent.reads:
+                context["state"] = {key: self._read(key) for key in agent.reads}
+                self._read_versions[spec.name] = {key: self._state_version[key] for key in agent.reads}
+        prompt = template.render(**context) if template is not None else agent.prompt or ""
         return CallRequest(
             agent=agent,
             model=spec.route.model,
@@ -261,7 +269,7 @@ class Performer:
 
     async def _execute(self, spec: StationSpec, request: CallRequest) -> None:
         try:
-            result: CallResult = await self.provider_for(spec).call(request)
+            result: CallResult = await self._provider_of[spec.name].call(request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a provider's failure fails the station, not the engine
@@ -287,11 +295,12 @@ class Performer:
 
     def _on_broadcast(self, message: Broadcast) -> None:
         name = message.station
+        self._tasks.pop(name, None)
         record = self.records.get(name)
         if record is None or message.version != self._version[name] or record.status != "running":
             return  # a duplicate or a superseded version: commits are idempotent per tag
         spec = self.program.stations[name]
-        self._unit(spec).in_flight -= 1
+        self._unit_of[name].in_flight -= 1
         if message.ok:
             self._commit(spec, message, record)
         else:
@@ -302,19 +311,12 @@ class Performer:
 
     def _commit(self, spec: StationSpec, message: Broadcast, record: AgentRecord) -> None:
         name = spec.name
-        record.finished_s = self._now()
-        self._last_commit = record.finished_s
-        record.model = message.model
-        record.prompt_tokens = message.prompt_tokens
-        record.completion_tokens = message.completion_tokens
-        record.cost_usd = message.cost_usd
-        record.latency_s = message.latency_s
-        record.worker = message.worker
-        record.output = message.output
-        self._latency[name] = message.latency_s
+        record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
+        record.result = message
         if self.budget_usd is not None:
             self._spent += message.cost_usd - record.worst_case_usd
-        error = self._write_state(spec, message)
+        agent = spec.agent
+        error = self._write_state(spec, message) if agent.writes or agent.appends or agent.reads else None
         if error is not None:
             self._fail(spec, error, record)
             return
@@ -412,7 +414,7 @@ class Performer:
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> RunResult:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
         self.bus.subscribe(self._on_broadcast)
         if self.observers:
@@ -426,7 +428,7 @@ class Performer:
             await self._done
         except asyncio.CancelledError:
             self._status = "interrupted"
-            for task in list(self._tasks):
+            for task in list(self._tasks.values()):
                 task.cancel()
             raise
         finally:
@@ -442,7 +444,7 @@ class Performer:
         for name in self.program.order:
             spec = self.program.stations[name]
             start = max((finish.get(tag, 0.0) for tag in spec.tags), default=0.0)
-            finish[name] = start + self._latency.get(name, 0.0)
+            finish[name] = start + self.records[name].latency_s
         return max(finish.values(), default=0.0)
 
     def _frontier_cost(self) -> float:

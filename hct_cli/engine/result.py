@@ -5,28 +5,55 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from hct_cli.bus.base import Broadcast
+
 __all__ = ["STATUSES", "AgentRecord", "RunResult"]
 
 STATUSES = ("completed", "failed", "caesura", "budget_exhausted", "interrupted")
 
 
-@dataclass
+@dataclass(slots=True)
 class AgentRecord:
+    """One agent's part in a run. Call figures come from the committed broadcast itself."""
+
     status: str = "waiting"  # waiting, running, done, failed, skipped
-    model: str | None = None
+    route_model: str | None = None
     tier: str | None = None
     version: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
     worst_case_usd: float = 0.0
     started_s: float | None = None
     finished_s: float | None = None
-    latency_s: float = 0.0
-    output: Any = None
     error: str | None = None
-    worker: str | None = None
+    result: Broadcast | None = None
     operands: dict[str, int] = field(default_factory=dict)  # cue -> version captured
+
+    @property
+    def model(self) -> str | None:
+        return self.result.model if self.result is not None and self.result.model else self.route_model
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.result.prompt_tokens if self.result is not None else 0
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.result.completion_tokens if self.result is not None else 0
+
+    @property
+    def cost_usd(self) -> float:
+        return self.result.cost_usd if self.result is not None else 0.0
+
+    @property
+    def latency_s(self) -> float:
+        return self.result.latency_s if self.result is not None else 0.0
+
+    @property
+    def output(self) -> Any:
+        return self.result.output if self.result is not None else None
+
+    @property
+    def worker(self) -> str | None:
+        return self.result.worker if self.result is not None else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -47,7 +74,7 @@ class AgentRecord:
         }
 
 
-@dataclass
+@dataclass(repr=False)
 class RunResult:
     run_id: str
     status: str
@@ -59,6 +86,9 @@ class RunResult:
     stale_reads: int
     agents: dict[str, AgentRecord]
     state: dict[str, Any]
+
+    def __repr__(self) -> str:  # the full record of a large run would be megabytes long
+        return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, agents={len(self.agents)})"
 
     @property
     def savings(self) -> float:

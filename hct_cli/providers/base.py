@@ -16,7 +16,7 @@ class ProviderError(HctError):
     """A call failed; the station fails (or retries, where the score says so)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per call on the hot path, never mutated
 class CallRequest:
     """Everything a provider needs for one call."""
 
@@ -36,7 +36,7 @@ class CallRequest:
         return messages
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallResult:
     output: Any
     model: str

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import struct
+from functools import lru_cache
 from typing import Any
 
 from hct_cli.compile import expected_latency_s
@@ -46,13 +48,19 @@ _WORDS = [
     "note",
 ]
 _SCALE = float(1 << 64)
+_UNPACK = struct.Struct("<4Q").unpack
 
 
 def draw(seed: int, *parts: object) -> tuple[float, float, float, float]:
     """Four independent uniforms in [0, 1) from a stable hash of ``seed`` and ``parts``."""
-    key = "\x1f".join(map(str, (seed, *parts))).encode()
-    digest = hashlib.blake2b(key, digest_size=32).digest()
-    return tuple(int.from_bytes(digest[i : i + 8], "little") / _SCALE for i in (0, 8, 16, 24))  # type: ignore[return-value]
+    key = "\x1f".join([str(seed), *map(str, parts)]).encode()
+    a, b, c, d = _UNPACK(hashlib.blake2b(key, digest_size=32).digest())
+    return a / _SCALE, b / _SCALE, c / _SCALE, d / _SCALE
+
+
+@lru_cache(maxsize=4096)
+def _words(start: int, count: int) -> str:
+    return " ".join(_WORDS[(start + 7 * i) % len(_WORDS)] for i in range(count))
 
 
 class SimulatedProvider:
@@ -61,21 +69,27 @@ class SimulatedProvider:
     def __init__(self, seed: int = 0, *, time_scale: float = 1.0) -> None:
         self.seed = seed
         self.time_scale = time_scale
-        self._prices: dict[str, ModelInfo | None] = {}
+        self._static: dict[tuple[str, str, str | None], tuple[float, float, ModelInfo | None]] = {}
 
-    def _price(self, model: str) -> ModelInfo | None:
-        if model not in self._prices:
-            self._prices[model] = model_info(model)
-        return self._prices[model]
+    def _figures(self, request: CallRequest) -> tuple[float, float, ModelInfo | None]:
+        """What does not depend on the draw: latency range and prices (cached per agent and model)."""
+        key = (request.agent.name, request.model, request.tier)
+        found = self._static.get(key)
+        if found is None:
+            low, high = expected_latency_s(request.agent, request.tier)
+            found = self._static[key] = (low, high - low, model_info(request.model))
+        return found
 
     def plan(self, request: CallRequest) -> CallResult:
         """The call's outcome, without sleeping (pure)."""
         agent = request.agent
         figures = agent.simulate
-        messages_hash = hashlib.blake2b((request.system + "\x1e" + request.prompt).encode(), digest_size=8).hexdigest()
-        u_latency, u_tokens, u_text, _ = draw(self.seed, agent.name, request.model, messages_hash, request.attempt)
-        low, high = expected_latency_s(agent, request.tier)
-        latency = low + (high - low) * u_latency
+        # One hash over everything a draw may depend on, the rendered messages included.
+        u_latency, u_tokens, u_text, _ = draw(
+            self.seed, agent.name, request.model, request.attempt, request.system + "\x1e" + request.prompt
+        )
+        low, spread, price = self._figures(request)
+        latency = low + spread * u_latency
         prompt_tokens = figures.prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = max(1, (len(request.system) + len(request.prompt)) // 4)
@@ -83,7 +97,6 @@ class SimulatedProvider:
         if output_tokens is None:
             output_tokens = min(agent.max_tokens, 40 + int(u_tokens * 360))
         output_tokens = min(output_tokens, agent.max_tokens)
-        price = self._price(request.model)
         cost = price.cost(prompt_tokens, output_tokens) if price is not None else 0.0
         return CallResult(
             output=self._output(request, u_text, output_tokens),
@@ -101,7 +114,7 @@ class SimulatedProvider:
             return agent.simulate.output
         start = int(u_text * len(_WORDS))
         count = max(8, min(48, output_tokens // 4))
-        words = " ".join(_WORDS[(start + 7 * i) % len(_WORDS)] for i in range(count))
+        words = _words(start, count)
         text = f"[{agent.name} via {request.model}, simulated] {words}."
         if len(agent.writes) > 1:
             return json.dumps({key: f"{key}: {words}" for key in agent.writes})
@@ -109,5 +122,6 @@ class SimulatedProvider:
 
     async def call(self, request: CallRequest) -> CallResult:
         result = self.plan(request)
-        await asyncio.sleep(result.latency_s * self.time_scale)
+        if result.latency_s > 0:
+            await asyncio.sleep(result.latency_s * self.time_scale)
         return result

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-__all__ = ["FILTERS", "NAMESPACES", "Reference", "TemplateProblem", "check_template"]
+__all__ = ["FILTERS", "NAMESPACES", "Reference", "TemplateProblem", "check_template", "compile_template", "render"]
 
 NAMESPACES = ("cues", "inputs", "state")
 #: Filters a template may use, none of which take arguments.
@@ -201,6 +201,11 @@ def check_template(source: str) -> tuple[list[Reference], list[TemplateProblem]]
     return checker.references, checker.problems
 
 
+def compile_template(source: str) -> Template:
+    """Compile a template that :func:`check_template` accepted, for repeated rendering."""
+    return _environment().from_string(source)
+
+
 def render(source: str, context: Mapping[str, Any]) -> str:
     """Render a template that :func:`check_template` accepted, in the sandbox."""
-    return _environment().from_string(source).render(**context)
+    return compile_template(source).render(**context)

@@ -1,0 +1,195 @@
+"""The harness behind ``hct bench``: run one program under several dispatch policies.
+
+Every policy sees the same stations, the same simulated provider and the same seed per trial,
+so the latencies it draws are identical and the difference in makespan is the policy's alone.
+Overhead per agent is the makespan beyond the policy's own ideal under those latencies
+(critical path for reactive, the sum of superstep maxima for batch, the sum of latencies for
+sequential), divided by the number of agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import resource
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hct_cli.compile import Program
+from hct_cli.engine.perform import Performer
+from hct_cli.engine.result import RunResult
+from hct_cli.errors import BenchError
+from hct_cli.providers.simulated import SimulatedProvider
+
+__all__ = ["BenchReport", "PolicyFigures", "ideal_makespan", "run_bench"]
+
+
+@dataclass
+class PolicyFigures:
+    makespans: list[float] = field(default_factory=list)
+    overheads_us: list[float] = field(default_factory=list)
+    last: RunResult | None = None
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "makespan_s": round(statistics.median(self.makespans), 6),
+            "min_s": round(min(self.makespans), 6),
+            "max_s": round(max(self.makespans), 6),
+            "overhead_us_per_agent": round(statistics.median(self.overheads_us), 3),
+        }
+
+
+@dataclass
+class BenchReport:
+    agents: int
+    trials: int
+    critical_paths: list[float]
+    policies: dict[str, PolicyFigures]
+    constrained_bound_s: float | None = None
+    peak_rss_mb: float = 0.0
+
+    @property
+    def critical_path_s(self) -> float:
+        return statistics.median(self.critical_paths)
+
+    def ratios(self) -> dict[str, float]:
+        base = self.policies.get("reactive")
+        if base is None:
+            return {}
+        reference = statistics.median(base.makespans)
+        return {
+            f"{name}/reactive": round(statistics.median(p.makespans) / reference, 4) if reference > 0 else 0.0
+            for name, p in self.policies.items()
+            if name != "reactive"
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "agents": self.agents,
+            "trials": self.trials,
+            "critical_path_s": round(self.critical_path_s, 6),
+            "policies": {name: p.to_json() for name, p in self.policies.items()},
+            "ratios": self.ratios(),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+        }
+        if "reactive" in self.policies and self.critical_path_s > 0:
+            data["reactive/critical_path"] = round(
+                statistics.median(self.policies["reactive"].makespans) / self.critical_path_s, 4
+            )
+        if self.constrained_bound_s is not None:
+            data["resource_constrained_bound_s"] = round(self.constrained_bound_s, 6)
+        return data
+
+
+def ideal_makespan(program: Program, latency: Mapping[str, float], policy: str) -> float:
+    """The makespan ``policy`` would reach with zero overhead, given each station's latency."""
+    stations = program.stations
+    if policy == "sequential":
+        return sum(latency.values())
+    if policy == "reactive":
+        finish: dict[str, float] = {}
+        for name in program.order:
+            start = max((finish[t] for t in stations[name].tags), default=0.0)
+            finish[name] = start + latency.get(name, 0.0)
+        return max(finish.values(), default=0.0)
+    # batch: supersteps of the frozen ready set
+    waiting = {name: len(spec.tags) for name, spec in stations.items()}
+    ready = [name for name in program.order if waiting[name] == 0]
+    total = 0.0
+    while ready:
+        total += max(latency.get(name, 0.0) for name in ready)
+        following: list[str] = []
+        for name in ready:
+            for dependent in stations[name].dependents:
+                waiting[dependent] -= 1
+                if waiting[dependent] == 0:
+                    following.append(dependent)
+        ready = following
+    return total
+
+
+def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float | None:
+    """List-scheduling makespan under the tiers' concurrency limits (None when unlimited)."""
+    limits = {tier: spec.concurrency for tier, spec in program.tiers.items() if spec.concurrency}
+    if not limits:
+        return None
+    import heapq
+
+    stations = program.stations
+    waiting = {name: len(spec.tags) for name, spec in stations.items()}
+    ready: list[tuple[tuple[int, float, int], str]] = []
+    for name in program.roots:
+        heapq.heappush(ready, (stations[name].priority, name))
+    busy = dict.fromkeys(limits, 0)
+    running: list[tuple[float, str]] = []
+    now = 0.0
+    while ready or running:
+        blocked = []
+        while ready:
+            item = heapq.heappop(ready)
+            tier = stations[item[1]].route.tier
+            if tier in limits and busy[tier] >= (limits[tier] or 0):
+                blocked.append(item)
+                continue
+            if tier in limits:
+                busy[tier] += 1
+            heapq.heappush(running, (now + latency.get(item[1], 0.0), item[1]))
+        for item in blocked:
+            heapq.heappush(ready, item)
+        now, name = heapq.heappop(running)
+        tier = stations[name].route.tier
+        if tier in limits:
+            busy[tier] -= 1
+        for dependent in stations[name].dependents:
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0:
+                heapq.heappush(ready, (stations[dependent].priority, dependent))
+    return now
+
+
+def run_bench(
+    program: Program,
+    *,
+    policies: Sequence[str] = ("reactive",),
+    trials: int = 5,
+    seed: int = 0,
+    inputs: Mapping[str, Any] | None = None,
+    progress: Callable[[str, int], None] | None = None,
+) -> BenchReport:
+    """Run ``trials`` trials of every policy; trial ``t`` uses seed ``seed + t`` for all of them."""
+    if trials < 1:
+        raise BenchError("--trials must be at least 1", hint="Pass --trials 5 for a median of five.")
+    report = BenchReport(len(program.stations), trials, [], {p: PolicyFigures() for p in policies})
+    n = max(1, len(program.stations))
+    for trial in range(trials):
+        for policy in policies:
+            if progress is not None:
+                progress(policy, trial)
+            provider = SimulatedProvider(seed + trial)
+            performer = Performer(program, lambda _s, p=provider: p, inputs=inputs, dispatch=policy)
+            gc.collect()
+            gc.disable()  # a collection in the middle of a run would be charged to the policy
+            try:
+                result = asyncio.run(performer.run())
+            finally:
+                gc.enable()
+            if result.status != "completed":
+                raise BenchError(
+                    f"{policy} run ended {result.status}",
+                    hint="Benchmark a score that completes under --simulate.",
+                )
+            latency = {name: r.latency_s for name, r in result.agents.items()}
+            ideal = ideal_makespan(program, latency, policy)
+            figures = report.policies[policy]
+            figures.makespans.append(result.makespan_s)
+            figures.overheads_us.append(max(0.0, result.makespan_s - ideal) / n * 1e6)
+            figures.last = result
+            if policy == policies[0]:
+                report.critical_paths.append(ideal_makespan(program, latency, "reactive"))
+                bound = _constrained_bound(program, latency)
+                if bound is not None:
+                    report.constrained_bound_s = bound
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report

@@ -1,0 +1,115 @@
+"""``hct bench``: measure dispatch policies on a score or a synthetic random DAG."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hct_cli.bench import BenchReport, run_bench
+from hct_cli.compile import compile_score
+from hct_cli.engine.dispatch import POLICIES
+from hct_cli.errors import UsageError
+
+__all__ = ["bench_command"]
+
+
+def _latency(text: str) -> tuple[float, float]:
+    low, sep, high = text.partition(":")
+    try:
+        values = (float(low), float(high if sep else low))
+    except ValueError:
+        values = (-1.0, -1.0)
+    if min(values) < 0 or values[0] > values[1]:
+        raise UsageError(f"--latency-ms {text!r} is not LO:HI", hint="Write --latency-ms 10:200 (milliseconds).")
+    return values
+
+
+def bench_command(
+    score: Path | None,
+    *,
+    synthetic: str | None,
+    agents: int,
+    latency_ms: str,
+    compare: str,
+    trials: int,
+    seed: int,
+    emit: Path | None,
+    gantt: Path | None,
+    as_json: bool,
+) -> int:
+    policies = ["reactive"] + [p.strip() for p in compare.split(",") if p.strip() and p.strip() != "reactive"]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise UsageError(f"unknown policy {unknown[0]!r}", hint=f"--compare takes {', '.join(POLICIES)}.")
+    if (score is None) == (synthetic is None):
+        raise UsageError(
+            "give a score or --synthetic random, not both",
+            hint="hct bench scores/code-review.yaml --compare batch  or  hct bench --synthetic random --agents 1000",
+        )
+    if synthetic is not None:
+        if synthetic != "random":
+            raise UsageError(f"unknown synthetic workload {synthetic!r}", hint="Use --synthetic random.")
+        if agents < 1:
+            raise UsageError("--agents must be at least 1", hint="Pass --agents 1000.")
+        from hct_cli.synthetic import emit_yaml, random_dag
+
+        model = random_dag(agents, seed=seed, latency_ms=_latency(latency_ms))
+        if emit is not None:
+            emit_yaml(model, emit)
+        inputs: dict[str, object] = {}
+    else:
+        from hct_cli.inputs import resolve_inputs
+        from hct_cli.score import load_score
+
+        assert score is not None
+        model = load_score(score)
+        inputs = resolve_inputs(model, {})
+    program = compile_score(model)
+
+    def progress(policy: str, trial: int) -> None:
+        if sys.stderr.isatty() or not as_json:
+            sys.stderr.write(f"\rtrial {trial + 1}/{trials}: {policy:<10}")
+            sys.stderr.flush()
+
+    report = run_bench(program, policies=policies, trials=trials, seed=seed, inputs=inputs, progress=progress)
+    if not as_json or sys.stderr.isatty():
+        sys.stderr.write("\r\x1b[K" if sys.stderr.isatty() else "\n")
+    if gantt is not None:
+        from hct_cli.gantt import gantt_svg
+
+        panels = [(name, fig.last) for name, fig in report.policies.items() if fig.last is not None]
+        gantt.write_text(gantt_svg([p for p in panels if p[0] in ("reactive", "batch")] or panels), "utf-8")
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        _print_table(report)
+    return 0
+
+
+def _print_table(report: BenchReport) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    data = report.to_json()
+    table = Table(title=f"{report.agents} agents, {report.trials} trials", title_justify="left")
+    for column in ("policy", "median s", "min s", "max s", "overhead µs/agent", "÷ reactive"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    ratios = data["ratios"]
+    for name, figures in data["policies"].items():
+        table.add_row(
+            name,
+            f"{figures['makespan_s']:.4f}",
+            f"{figures['min_s']:.4f}",
+            f"{figures['max_s']:.4f}",
+            f"{figures['overhead_us_per_agent']:.1f}",
+            "1.000" if name == "reactive" else f"{ratios[f'{name}/reactive']:.3f}",
+        )
+    caption = f"critical path {report.critical_path_s:.4f} s"
+    if "reactive/critical_path" in data:
+        caption += f"; reactive ÷ critical path {data['reactive/critical_path']:.4f}"
+    if report.constrained_bound_s is not None:
+        caption += f"; resource-constrained bound {report.constrained_bound_s:.4f} s"
+    caption += f"; peak RSS {report.peak_rss_mb:.0f} MB"
+    table.caption = caption
+    Console().print(table)
