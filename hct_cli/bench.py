@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hct_cli.compile import Program
+from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
+from hct_cli.providers.base import Provider
 from hct_cli.providers.simulated import SimulatedProvider
 
 __all__ = ["BenchReport", "PolicyFigures", "ideal_makespan", "run_bench"]
@@ -168,13 +169,13 @@ def run_bench(
             if progress is not None:
                 progress(policy, trial)
             provider = SimulatedProvider(seed + trial)
-            performer = Performer(program, lambda _s, p=provider: p, inputs=inputs, dispatch=policy)
-            gc.collect()
-            gc.disable()  # a collection in the middle of a run would be charged to the policy
-            try:
-                result = asyncio.run(performer.run())
-            finally:
-                gc.enable()
+
+            def provider_for(_spec: StationSpec, chosen: SimulatedProvider = provider) -> Provider:
+                return chosen
+
+            performer = Performer(program, provider_for, inputs=inputs, dispatch=policy)
+            gc.collect()  # start every trial from the same heap; collections during the run count
+            result = asyncio.run(performer.run())
             if result.status != "completed":
                 raise BenchError(
                     f"{policy} run ended {result.status}",

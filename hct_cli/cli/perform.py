@@ -15,9 +15,22 @@ from hct_cli.engine.perform import Performer
 from hct_cli.errors import ExecNotAllowedError, RunError, UsageError
 from hct_cli.inputs import parse_input_args, resolve_inputs
 from hct_cli.providers.base import Provider
-from hct_cli.score import load_score
+from hct_cli.score import Score, load_score
 
 __all__ = ["perform_command"]
+
+
+_SIGNALS = ("fermata", "vamp", "tacet_if", "attacca", "speculate")
+
+
+def _warn_unenforced(score: Score) -> None:
+    """Say plainly which declared signals this build does not act on yet."""
+    used = sorted({signal for agent in score.agents.values() for signal in _SIGNALS if getattr(agent, signal, None)})
+    if used:
+        sys.stderr.write(
+            f"note: this build does not enforce {', '.join(used)} yet: "
+            "agents run once and their results commit unchecked\n"
+        )
 
 
 def perform_command(
@@ -50,6 +63,7 @@ def perform_command(
             hint=f"Run `hct perform {path} --simulate`; real model calls through litellm are not wired in yet.",
         )
     values = resolve_inputs(score, parse_input_args(inputs), allow_path=allow_path)
+    _warn_unenforced(score)
 
     from hct_cli.providers.exec import ExecProvider
     from hct_cli.providers.simulated import SimulatedProvider

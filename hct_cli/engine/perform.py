@@ -416,6 +416,7 @@ class Performer:
     async def run(self) -> RunResult:
         loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+
         self.bus.subscribe(self._on_broadcast)
         if self.observers:
             self._emit("run_start", None, agents=self._n, dispatch=self.dispatch, run_id=self.run_id)

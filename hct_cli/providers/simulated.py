@@ -85,9 +85,11 @@ class SimulatedProvider:
         agent = request.agent
         figures = agent.simulate
         # One hash over everything a draw may depend on, the rendered messages included.
-        u_latency, u_tokens, u_text, _ = draw(
-            self.seed, agent.name, request.model, request.attempt, request.system + "\x1e" + request.prompt
-        )
+        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{request.prompt}"
+        u_latency, u_tokens, u_text, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
+        u_latency /= _SCALE
+        u_tokens /= _SCALE
+        u_text /= _SCALE
         low, spread, price = self._figures(request)
         latency = low + spread * u_latency
         prompt_tokens = figures.prompt_tokens

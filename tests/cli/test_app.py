@@ -98,3 +98,10 @@ def test_light_paths_never_import_heavy_dependencies(repo: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_lint_code_is_documented(repo: Path) -> None:
+    from hct_cli.score.findings import CODES
+
+    text = (repo / "docs" / "lint-codes.md").read_text()
+    assert [code for code in CODES if f"| {code} |" not in text] == []
