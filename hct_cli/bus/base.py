@@ -7,7 +7,7 @@ interchangeable under it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -45,8 +45,8 @@ class Bus(Protocol):
     def subscribe(self, handler: Handler) -> None:
         """Call ``handler`` with every broadcast from now on."""
 
-    async def publish(self, message: Broadcast) -> None:
-        """Deliver ``message`` to every subscriber."""
+    def publish(self, message: Broadcast) -> Awaitable[None]:
+        """Deliver ``message`` to every subscriber; await the result (``async def`` fits)."""
 
     async def close(self) -> None:
         """Release the bus's resources; no delivery happens afterwards."""
