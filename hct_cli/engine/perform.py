@@ -295,10 +295,10 @@ class Performer:
 
     def _on_broadcast(self, message: Broadcast) -> None:
         name = message.station
-        self._tasks.pop(name, None)
         record = self.records.get(name)
         if record is None or message.version != self._version[name] or record.status != "running":
             return  # a duplicate or a superseded version: commits are idempotent per tag
+        self._tasks.pop(name, None)
         spec = self.program.stations[name]
         self._unit_of[name].in_flight -= 1
         if message.ok:
@@ -421,6 +421,8 @@ class Performer:
         if self.observers:
             self._emit("run_start", None, agents=self._n, dispatch=self.dispatch, run_id=self.run_id)
         for name in self.program.roots:
+            if self.observers:
+                self._emit("ready", name)
             self.policy.ready(name)
         self.policy.start()
         if self._n == 0:

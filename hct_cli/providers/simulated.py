@@ -69,11 +69,11 @@ class SimulatedProvider:
     def __init__(self, seed: int = 0, *, time_scale: float = 1.0) -> None:
         self.seed = seed
         self.time_scale = time_scale
-        self._static: dict[tuple[str, str, str | None], tuple[float, float, ModelInfo | None]] = {}
+        self._static: dict[tuple[object, ...], tuple[float, float, ModelInfo | None]] = {}
 
     def _figures(self, request: CallRequest) -> tuple[float, float, ModelInfo | None]:
         """What does not depend on the draw: latency range and prices (cached per agent and model)."""
-        key = (request.agent.name, request.model, request.tier)
+        key = (request.agent.name, request.model, request.tier, request.agent.simulate.latency_ms)
         found = self._static.get(key)
         if found is None:
             low, high = expected_latency_s(request.agent, request.tier)
