@@ -11,6 +11,7 @@ which policy, bus or provider it is driving.
 from __future__ import annotations
 
 import asyncio
+import gc
 import heapq
 import json
 import time
@@ -139,6 +140,9 @@ class Performer:
         order = {name: i for i, name in enumerate(program.order)}
         self.policy: DispatchPolicy = make_policy(dispatch, self._release, order)
         self._prices: dict[str, ModelInfo | None] = {}
+        # Prices load before the run (the price map is read once, on first use).
+        for spec in stations.values():
+            self._price(spec.route.model)
         # Templates compile before the run, so the makespan measures scheduling, not Jinja.
         self._templates = {
             name: compile_template(spec.agent.prompt)
@@ -326,14 +330,20 @@ class Performer:
         self._settled += 1
         output = message.output
         version = message.version
+        ready: list[str] = []
         for dependent in spec.dependents:
             self._operands[dependent][name] = output
             self.records[dependent].operands[name] = version
             self._waiting[dependent] -= 1
             if self._waiting[dependent] == 0:
-                if self.observers:
-                    self._emit("ready", dependent)
-                self.policy.ready(dependent)
+                ready.append(dependent)
+        if len(ready) > 1:
+            stations = self.program.stations
+            ready.sort(key=lambda n: stations[n].priority)
+        for dependent in ready:
+            if self.observers:
+                self._emit("ready", dependent)
+            self.policy.ready(dependent)
         self._check_done()
 
     def _write_state(self, spec: StationSpec, message: Broadcast) -> str | None:
@@ -416,11 +426,17 @@ class Performer:
     async def run(self) -> RunResult:
         loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
+        # Everything built so far (program, stations, records) lives for the whole run: move it
+        # out of the collector's reach so full collections stay proportional to the garbage.
+        gc.freeze()
 
         self.bus.subscribe(self._on_broadcast)
         if self.observers:
             self._emit("run_start", None, agents=self._n, dispatch=self.dispatch, run_id=self.run_id)
-        for name in self.program.roots:
+        stations = self.program.stations
+        # Even with free units, issue order matters: the event loop runs one task at a time, so
+        # the station with the longest remaining path goes first (list scheduling).
+        for name in sorted(self.program.roots, key=lambda n: stations[n].priority):
             if self.observers:
                 self._emit("ready", name)
             self.policy.ready(name)
@@ -435,6 +451,7 @@ class Performer:
                 task.cancel()
             raise
         finally:
+            gc.unfreeze()
             if self._timer is not None:
                 self._timer.cancel()
         result = self._result()

@@ -106,7 +106,8 @@ def test_presto_is_issued_before_largo_when_units_are_scarce() -> None:
     result = asyncio.run(perform(program, lambda spec: provider))
     assert result.status == "completed"
     assert provider.peak == 1
-    assert provider.order == ["first", "fast1", "fast2", "mid1", "slow1", "slow2"]
+    # Roots are released in issue order too: tempo first, then declaration order among equals.
+    assert provider.order == ["fast1", "fast2", "first", "mid1", "slow1", "slow2"]
 
 
 def test_longest_remaining_path_breaks_tempo_ties() -> None:
@@ -123,8 +124,9 @@ def test_longest_remaining_path_breaks_tempo_ties() -> None:
     result = asyncio.run(perform(program, lambda spec: provider))
     assert result.status == "completed"
     assert provider.order.index("long") < provider.order.index("short")
-    # long2 (two stations left) outranks short (one) once it becomes ready.
-    assert provider.order == ["first", "long", "long2", "short", "long3"]
+    # long2 (two stations left) outranks first and short (one each) once it becomes ready;
+    # equal paths go in declaration order.
+    assert provider.order == ["long", "long2", "first", "short", "long3"]
 
 
 def test_a_newly_ready_station_does_not_jump_the_queue() -> None:
