@@ -1,6 +1,6 @@
 """Wall time of light CLI paths: median of N runs of `hct lint scores/code-review.yaml` and `hct --help`.
 
-    python bench/cli_startup.py --runs 5
+python bench/cli_startup.py --runs 5
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run([hct, *command], capture_output=True, check=False)
             times.append(time.perf_counter() - start)
-        print(f"hct {' '.join(command)}: median {statistics.median(times):.3f} s "
-              f"(min {min(times):.3f}, max {max(times):.3f}, {args.runs} runs)")
+        print(
+            f"hct {' '.join(command)}: median {statistics.median(times):.3f} s "
+            f"(min {min(times):.3f}, max {max(times):.3f}, {args.runs} runs)"
+        )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import heapq
 import resource
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -116,8 +117,6 @@ def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float 
     limits = {tier: spec.concurrency for tier, spec in program.tiers.items() if spec.concurrency}
     if not limits:
         return None
-    import heapq
-
     stations = program.stations
     waiting = {name: len(spec.tags) for name, spec in stations.items()}
     ready: list[tuple[tuple[int, float, int], str]] = []

@@ -61,6 +61,7 @@ def known_model(name: str) -> bool:
     return _lookup(name) is not None
 
 
+@cache
 def model_info(name: str) -> ModelInfo | None:
     """Prices and windows of ``name``; None when the price map does not know it."""
     found = _lookup(name)

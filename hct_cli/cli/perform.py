@@ -86,7 +86,6 @@ def perform_command(
         dispatch=dispatch,
         observers=observers,
         budget_usd=budget if budget is not None else score.routing.budget_usd,
-        simulated=simulate,
     )
     result = asyncio.run(performer.run())
     if as_json:

@@ -27,7 +27,7 @@ from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.result import AgentRecord, RunResult
-from hct_cli.models import ModelInfo, model_info
+from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
 from hct_cli.routing import TIER_ORDER
 from hct_cli.score.template import compile_template
@@ -97,17 +97,14 @@ class Performer:
         bus: Bus | None = None,
         observers: Sequence[Observer] = (),
         budget_usd: float | None = None,
-        simulated: bool = True,
         run_id: str | None = None,
     ) -> None:
         self.program = program
-        self.provider_for = provider_for
         self.inputs = dict(inputs or {})
         self.dispatch = dispatch
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self.observers = list(observers)
         self.budget_usd = budget_usd
-        self.simulated = simulated
         self.run_id = run_id or uuid.uuid4().hex[:12]
         stations = program.stations
         self._n = len(stations)
@@ -139,10 +136,9 @@ class Performer:
         self._timer: asyncio.TimerHandle | None = None
         order = {name: i for i, name in enumerate(program.order)}
         self.policy: DispatchPolicy = make_policy(dispatch, self._release, order)
-        self._prices: dict[str, ModelInfo | None] = {}
         # Prices load before the run (the price map is read once, on first use).
         for spec in stations.values():
-            self._price(spec.route.model)
+            model_info(spec.route.model)
         # Templates compile before the run, so the makespan measures scheduling, not Jinja.
         self._templates = {
             name: compile_template(spec.agent.prompt)
@@ -217,11 +213,6 @@ class Performer:
 
             self._timer = loop.call_later(delay, wake)
 
-    def _price(self, model: str) -> ModelInfo | None:
-        if model not in self._prices:
-            self._prices[model] = model_info(model)
-        return self._prices[model]
-
     def _issue(self, spec: StationSpec) -> None:
         name = spec.name
         if self._t0 is None:
@@ -234,14 +225,14 @@ class Performer:
         record.started_s = time.perf_counter() - self._t0
         request = self._request(spec, version)
         if self.budget_usd is not None and spec.agent.kind == "llm":
-            price = self._price(request.model)
+            price = model_info(request.model)
             if price is not None:
                 tokens = spec.agent.simulate.prompt_tokens or max(1, (len(request.prompt) + len(request.system)) // 4)
                 record.worst_case_usd = price.cost(tokens, spec.agent.max_tokens)
             if self._spent + record.worst_case_usd > self.budget_usd:
                 self._status = "budget_exhausted"
                 self._stop_issuing = True
-                self._unit(spec).in_flight -= 1
+                self._unit_of[name].in_flight -= 1
                 record.status = "waiting"
                 record.started_s = None
                 self._skip(name, f"budget of ${self.budget_usd:.4f} would be exceeded")
@@ -469,7 +460,7 @@ class Performer:
 
     def _frontier_cost(self) -> float:
         frontier_tier = next((t for t in reversed(TIER_ORDER) if t in self.program.tiers), None)
-        price = self._price(self.program.tiers[frontier_tier].model) if frontier_tier else None
+        price = model_info(self.program.tiers[frontier_tier].model) if frontier_tier else None
         total = 0.0
         for name, record in self.records.items():
             if self.program.stations[name].agent.kind != "llm" or record.status != "done":

@@ -9,6 +9,8 @@ from hct_cli.bus.base import Broadcast
 
 __all__ = ["STATUSES", "AgentRecord", "RunResult"]
 
+_NO_CALL = Broadcast("", 0, False)  # the figures of an agent that has not been called
+
 STATUSES = ("completed", "failed", "caesura", "budget_exhausted", "interrupted")
 
 
@@ -28,32 +30,36 @@ class AgentRecord:
     operands: dict[str, int] = field(default_factory=dict)  # cue -> version captured
 
     @property
+    def _call(self) -> Broadcast:
+        return self.result if self.result is not None else _NO_CALL
+
+    @property
     def model(self) -> str | None:
-        return self.result.model if self.result is not None and self.result.model else self.route_model
+        return self._call.model or self.route_model
 
     @property
     def prompt_tokens(self) -> int:
-        return self.result.prompt_tokens if self.result is not None else 0
+        return self._call.prompt_tokens
 
     @property
     def completion_tokens(self) -> int:
-        return self.result.completion_tokens if self.result is not None else 0
+        return self._call.completion_tokens
 
     @property
     def cost_usd(self) -> float:
-        return self.result.cost_usd if self.result is not None else 0.0
+        return self._call.cost_usd
 
     @property
     def latency_s(self) -> float:
-        return self.result.latency_s if self.result is not None else 0.0
+        return self._call.latency_s
 
     @property
     def output(self) -> Any:
-        return self.result.output if self.result is not None else None
+        return self._call.output
 
     @property
     def worker(self) -> str | None:
-        return self.result.worker if self.result is not None else None
+        return self._call.worker
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -53,8 +53,8 @@ _UNPACK = struct.Struct("<4Q").unpack
 
 def draw(seed: int, *parts: object) -> tuple[float, float, float, float]:
     """Four independent uniforms in [0, 1) from a stable hash of ``seed`` and ``parts``."""
-    key = "\x1f".join([str(seed), *map(str, parts)]).encode()
-    a, b, c, d = _UNPACK(hashlib.blake2b(key, digest_size=32).digest())
+    key = "\x1f".join([str(seed), *[p if isinstance(p, str) else str(p) for p in parts]])
+    a, b, c, d = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
     return a / _SCALE, b / _SCALE, c / _SCALE, d / _SCALE
 
 
@@ -85,11 +85,9 @@ class SimulatedProvider:
         agent = request.agent
         figures = agent.simulate
         # One hash over everything a draw may depend on, the rendered messages included.
-        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{request.prompt}"
-        u_latency, u_tokens, u_text, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
-        u_latency /= _SCALE
-        u_tokens /= _SCALE
-        u_text /= _SCALE
+        u_latency, u_tokens, u_text, _ = draw(
+            self.seed, agent.name, request.model, request.attempt, f"{request.system}\x1e{request.prompt}"
+        )
         low, spread, price = self._figures(request)
         latency = low + spread * u_latency
         prompt_tokens = figures.prompt_tokens

@@ -31,14 +31,6 @@ class LintResult:
     score: Score | None
     document: Document | None = None
 
-    @property
-    def errors(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.ERROR)
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.WARNING)
-
 
 def lint_path(path: Path, display: str | None = None) -> LintResult:
     """Load, validate and check the score at ``path``."""

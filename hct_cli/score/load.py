@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +88,12 @@ class Document:
                 return Pos(target, len(source) - len(source.lstrip()) + 1)
         return start
 
+    @cached_property
+    def _lines(self) -> list[str]:
+        return self.text.splitlines()
+
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
-        return lines[line - 1] if 0 < line <= len(lines) else ""
+        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
 
 
 class _LoadProblem(Exception):
