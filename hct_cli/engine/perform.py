@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
@@ -31,6 +31,9 @@ from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
 from hct_cli.routing import TIER_ORDER
 from hct_cli.score.template import compile_template
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 __all__ = ["Performer", "perform"]
 
@@ -74,6 +77,43 @@ class _Unit:
             self.tokens.append((now, tokens))
 
 
+class _Station:
+    """The runtime side of one reservation station: what the hot path touches, in one place."""
+
+    __slots__ = (
+        "agent",
+        "dependents",
+        "name",
+        "operands",
+        "provider",
+        "record",
+        "spec",
+        "task",
+        "template",
+        "unit",
+        "version",
+        "waiting",
+    )
+
+    def __init__(self, spec: StationSpec, record: AgentRecord, unit: _Unit, provider: Provider) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.agent = spec.agent
+        self.record = record
+        self.unit = unit
+        self.provider = provider
+        self.waiting = len(spec.tags)
+        self.operands = record.captured  # cue -> the broadcast captured (output and version)
+        self.version = 0
+        self.template: Template | None = None
+        self.dependents: tuple[_Station, ...] = ()
+        self.task: asyncio.Task[None] | None = None
+
+
+def _by_priority(station: _Station) -> tuple[int, float, int]:
+    return station.spec.priority
+
+
 def _frame_text(frame: Mapping[str, Any]) -> str:
     if not frame:
         return ""
@@ -106,18 +146,19 @@ class Performer:
         self.observers = list(observers)
         self.budget_usd = budget_usd
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        stations = program.stations
-        self._n = len(stations)
-        self._waiting = {name: len(spec.tags) for name, spec in stations.items()}
-        self._operands: dict[str, dict[str, Any]] = {name: {} for name in stations}
+        specs = program.stations
+        self._n = len(specs)
         self.records = {
-            name: AgentRecord(route_model=spec.route.model, tier=spec.route.tier) for name, spec in stations.items()
+            name: AgentRecord(route_model=spec.route.model, tier=spec.route.tier) for name, spec in specs.items()
         }
-        self._version = dict.fromkeys(stations, 0)
         self._units = {tier: _Unit(spec.concurrency, spec.rpm, spec.tpm) for tier, spec in program.tiers.items()}
         self._free_unit = _Unit(None, None, None)  # models pinned outside any tier, python, shell
-        self._unit_of = {name: self._unit(spec) for name, spec in stations.items()}
-        self._provider_of = {name: provider_for(spec) for name, spec in stations.items()}
+        self._stations = {
+            name: _Station(spec, self.records[name], self._unit(spec), provider_for(spec))
+            for name, spec in specs.items()
+        }
+        for station in self._stations.values():
+            station.dependents = tuple(self._stations[d] for d in station.spec.dependents)
         self._queue: list[tuple[tuple[int, float, int], str]] = []
         self._settled = 0
         self._status = "completed"
@@ -126,7 +167,6 @@ class Performer:
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}  # in flight; dropped when their result arrives
         self._frame = _frame_text(program.score.reference_frame)
         self._state: dict[str, Any] = {k: spec.initial for k, spec in program.score.state.items()}
         self._state_version = dict.fromkeys(program.score.state, 0)
@@ -137,14 +177,13 @@ class Performer:
         order = {name: i for i, name in enumerate(program.order)}
         self.policy: DispatchPolicy = make_policy(dispatch, self._release, order)
         # Prices load before the run (the price map is read once, on first use).
-        for spec in stations.values():
+        for spec in specs.values():
             model_info(spec.route.model)
         # Templates compile before the run, so the makespan measures scheduling, not Jinja.
-        self._templates = {
-            name: compile_template(spec.agent.prompt)
-            for name, spec in stations.items()
-            if spec.agent.prompt is not None and "{{" in spec.agent.prompt
-        }
+        for station in self._stations.values():
+            prompt = station.agent.prompt
+            if prompt is not None and "{{" in prompt:
+                station.template = compile_template(prompt)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -166,13 +205,13 @@ class Performer:
 
     def _release(self, name: str) -> None:
         """The policy lets ``name`` go: issue it now if a unit is free, else queue it."""
-        spec = self.program.stations[name]
+        station = self._stations[name]
         if self._stop_issuing:
             self._skip(name, "the run stopped issuing")
             return
-        if not self._queue and self._try_issue(spec):
+        if not self._queue and self._try_issue(station):
             return
-        heapq.heappush(self._queue, (spec.priority, name))
+        heapq.heappush(self._queue, (station.spec.priority, name))
 
     def _drain(self) -> None:
         """Issue queued stations, highest priority first, while units allow."""
@@ -182,25 +221,25 @@ class Performer:
             if self._stop_issuing:
                 self._skip(item[1], "the run stopped issuing")
                 continue
-            if not self._try_issue(self.program.stations[item[1]]):
+            if not self._try_issue(self._stations[item[1]]):
                 blocked.append(item)
         for item in blocked:
             heapq.heappush(self._queue, item)
 
-    def _try_issue(self, spec: StationSpec) -> bool:
-        unit = self._unit_of[spec.name]
+    def _try_issue(self, station: _Station) -> bool:
+        unit = station.unit
         if unit.limit is not None and unit.in_flight >= unit.limit:
             return False
         if unit.rpm is not None or unit.tpm is not None:
             now = time.perf_counter()
-            wait = unit.wait_s(now, spec.agent.max_tokens)
+            wait = unit.wait_s(now, station.agent.max_tokens)
             if wait > 0:
                 self._wake_in(wait)
                 return False
-            unit.take(now, spec.agent.max_tokens)
+            unit.take(now, station.agent.max_tokens)
         else:
             unit.in_flight += 1
-        self._issue(spec)
+        self._issue(station)
         return True
 
     def _wake_in(self, delay: float) -> None:
@@ -213,133 +252,135 @@ class Performer:
 
             self._timer = loop.call_later(delay, wake)
 
-    def _issue(self, spec: StationSpec) -> None:
-        name = spec.name
+    def _issue(self, station: _Station) -> None:
+        now = time.perf_counter()
         if self._t0 is None:
-            self._t0 = time.perf_counter()
-        self._version[name] += 1
-        version = self._version[name]
-        record = self.records[name]
+            self._t0 = now
+        station.version += 1
+        version = station.version
+        record = station.record
         record.status = "running"
         record.version = version
-        record.started_s = time.perf_counter() - self._t0
-        request = self._request(spec, version)
-        if self.budget_usd is not None and spec.agent.kind == "llm":
-            price = model_info(request.model)
-            if price is not None:
-                tokens = spec.agent.simulate.prompt_tokens or max(1, (len(request.prompt) + len(request.system)) // 4)
-                record.worst_case_usd = price.cost(tokens, spec.agent.max_tokens)
-            if self._spent + record.worst_case_usd > self.budget_usd:
-                self._status = "budget_exhausted"
-                self._stop_issuing = True
-                self._unit_of[name].in_flight -= 1
-                record.status = "waiting"
-                record.started_s = None
-                self._skip(name, f"budget of ${self.budget_usd:.4f} would be exceeded")
-                return
-            self._spent += record.worst_case_usd
+        record.started_s = now - self._t0
+        request = self._request(station, version)
+        if self.budget_usd is not None and station.agent.kind == "llm" and not self._admit(station, request):
+            return
         if self.observers:
-            self._emit("issue", name, version, model=request.model, tier=spec.route.tier)
-        self._tasks[name] = self._loop.create_task(self._execute(spec, request))
+            self._emit("issue", station.name, version, model=request.model, tier=request.tier)
+        station.task = self._loop.create_task(self._execute(station, request))
 
-    def _request(self, spec: StationSpec, version: int) -> CallRequest:
-        agent = spec.agent
-        template = self._templates.get(spec.name)
+    def _admit(self, station: _Station, request: CallRequest) -> bool:
+        """Reserve the call's worst case against the budget; skip the station when it cannot fit."""
+        assert self.budget_usd is not None
+        agent = station.agent
+        record = station.record
+        price = model_info(request.model)
+        if price is not None:
+            tokens = agent.simulate.prompt_tokens or max(1, (len(request.prompt) + len(request.system)) // 4)
+            record.worst_case_usd = price.cost(tokens, agent.max_tokens)
+        if self._spent + record.worst_case_usd > self.budget_usd:
+            self._status = "budget_exhausted"
+            self._stop_issuing = True
+            station.unit.in_flight -= 1
+            record.status = "waiting"
+            record.started_s = None
+            self._skip(station.name, f"budget of ${self.budget_usd:.4f} would be exceeded")
+            return False
+        self._spent += record.worst_case_usd
+        return True
+
+    def _request(self, station: _Station, version: int) -> CallRequest:
+        agent = station.agent
+        template = station.template
         context: Mapping[str, Any] = _NO_CONTEXT
         if template is not None or agent.reads or agent.kind != "llm":
-            context = {"cues": self._operands[spec.name], "inputs": self.inputs}
+            cues = {name: message.output for name, message in station.operands.items()}
+            context = {"cues": cues, "inputs": self.inputs}
             if agent.reads:
                 context["state"] = {key: self._read(key) for key in agent.reads}
-                self._read_versions[spec.name] = {key: self._state_version[key] for key in agent.reads}
+                self._read_versions[station.name] = {key: self._state_version[key] for key in agent.reads}
         prompt = template.render(**context) if template is not None else agent.prompt or ""
-        return CallRequest(
-            agent=agent,
-            model=spec.route.model,
-            tier=spec.route.tier,
-            prompt=prompt,
-            system=self._frame,
-            version=version,
-            context=context,
-        )
+        route = station.spec.route
+        return CallRequest(agent, route.model, route.tier, prompt, self._frame, version, 0, context)
 
-    async def _execute(self, spec: StationSpec, request: CallRequest) -> None:
+    async def _execute(self, station: _Station, request: CallRequest) -> None:
         try:
-            result: CallResult = await self._provider_of[spec.name].call(request)
+            result: CallResult = await station.provider.call(request)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a provider's failure fails the station, not the engine
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            await self.bus.publish(Broadcast(spec.name, request.version, False, error=message))
+            await self.bus.publish(Broadcast(station.name, request.version, False, error=message))
             return
         await self.bus.publish(
             Broadcast(
-                spec.name,
+                station.name,
                 request.version,
                 True,
-                output=result.output,
-                model=result.model,
-                tier=spec.route.tier,
-                prompt_tokens=result.prompt_tokens,
-                completion_tokens=result.completion_tokens,
-                cost_usd=result.cost_usd,
-                latency_s=result.latency_s,
+                result.output,
+                None,
+                result.model,
+                request.tier,
+                result.prompt_tokens,
+                result.completion_tokens,
+                result.cost_usd,
+                result.latency_s,
             )
         )
 
     # -- commit ----------------------------------------------------------------------------
 
     def _on_broadcast(self, message: Broadcast) -> None:
-        name = message.station
-        record = self.records.get(name)
-        if record is None or message.version != self._version[name] or record.status != "running":
+        station = self._stations.get(message.station)
+        if station is None or message.version != station.version or station.record.status != "running":
             return  # a duplicate or a superseded version: commits are idempotent per tag
-        self._tasks.pop(name, None)
-        spec = self.program.stations[name]
-        self._unit_of[name].in_flight -= 1
+        station.task = None
+        station.unit.in_flight -= 1
         if message.ok:
-            self._commit(spec, message, record)
+            self._commit(station, message)
         else:
-            self._fail(spec, message.error or "failed", record)
-        self.policy.done(name)
+            self._fail(station, message.error or "failed")
+        self.policy.done(station.name)
         if self._queue:
             self._drain()
 
-    def _commit(self, spec: StationSpec, message: Broadcast, record: AgentRecord) -> None:
-        name = spec.name
+    def _commit(self, station: _Station, message: Broadcast) -> None:
+        record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
         record.result = message
         if self.budget_usd is not None:
             self._spent += message.cost_usd - record.worst_case_usd
-        agent = spec.agent
-        error = self._write_state(spec, message) if agent.writes or agent.appends or agent.reads else None
-        if error is not None:
-            self._fail(spec, error, record)
-            return
+        agent = station.agent
+        if agent.writes or agent.appends or agent.reads:
+            error = self._write_state(station, message)
+            if error is not None:
+                self._fail(station, error)
+                return
         record.status = "done"
-        if self.observers:
-            self._emit("cue", name, message.version, cost_usd=message.cost_usd)
+        observed = bool(self.observers)
+        if observed:
+            self._emit("cue", station.name, message.version, cost_usd=message.cost_usd)
         self._settled += 1
-        output = message.output
-        version = message.version
-        ready: list[str] = []
-        for dependent in spec.dependents:
-            self._operands[dependent][name] = output
-            self.records[dependent].operands[name] = version
-            self._waiting[dependent] -= 1
-            if self._waiting[dependent] == 0:
+        name = station.name
+        ready: list[_Station] = []
+        for dependent in station.dependents:
+            dependent.operands[name] = message
+            dependent.waiting -= 1
+            if dependent.waiting == 0:
                 ready.append(dependent)
         if len(ready) > 1:
-            stations = self.program.stations
-            ready.sort(key=lambda n: stations[n].priority)
+            ready.sort(key=_by_priority)
+        ready_now = self.policy.ready
         for dependent in ready:
-            if self.observers:
-                self._emit("ready", dependent)
-            self.policy.ready(dependent)
-        self._check_done()
+            if observed:
+                self._emit("ready", dependent.name)
+            ready_now(dependent.name)
+        if self._settled >= self._n:
+            self._check_done()
 
-    def _write_state(self, spec: StationSpec, message: Broadcast) -> str | None:
-        agent = spec.agent
-        read = self._read_versions.pop(spec.name, None)
+    def _write_state(self, station: _Station, message: Broadcast) -> str | None:
+        agent = station.agent
+        read = self._read_versions.pop(station.name, None)
         if read and any(self._state_version[k] != v for k, v in read.items()):
             self.stale_reads += 1
         if not agent.writes and not agent.appends:
@@ -371,19 +412,21 @@ class Performer:
         initial = list(base) if isinstance(base, list) else []
         return initial + [item for _, _, item in sorted(items, key=lambda x: (x[0], x[1]))]
 
-    def _fail(self, spec: StationSpec, error: str, record: AgentRecord) -> None:
+    def _fail(self, station: _Station, error: str) -> None:
+        record = station.record
         record.status = "failed"
         record.error = error
         record.finished_s = self._now()
         self._status = "failed" if self._status == "completed" else self._status
         if self.observers:
-            self._emit("fail", spec.name, record.version, error=error)
+            self._emit("fail", station.name, record.version, error=error)
         self._settled += 1
-        self._skip_dependents(spec.name)
+        self._skip_dependents(station)
         self._check_done()
 
     def _skip(self, name: str, reason: str) -> None:
-        record = self.records[name]
+        station = self._stations[name]
+        record = station.record
         if record.status in ("done", "failed", "skipped"):
             return
         record.status = "skipped"
@@ -392,20 +435,20 @@ class Performer:
             self._emit("skip", name, reason=reason)
         self._settled += 1
         self.policy.done(name)
-        self._skip_dependents(name)
+        self._skip_dependents(station)
         self._check_done()
 
-    def _skip_dependents(self, name: str) -> None:
-        frontier = [name]
+    def _skip_dependents(self, origin: _Station) -> None:
+        frontier = [origin]
         while frontier:
-            for dependent in self.program.stations[frontier.pop()].dependents:
-                record = self.records[dependent]
+            for dependent in frontier.pop().dependents:
+                record = dependent.record
                 if record.status == "waiting":
                     record.status = "skipped"
-                    record.error = f"upstream {name!r} did not complete"
+                    record.error = f"upstream {origin.name!r} did not complete"
                     self._settled += 1
                     if self.observers:
-                        self._emit("skip", dependent, reason=record.error)
+                        self._emit("skip", dependent.name, reason=record.error)
                     frontier.append(dependent)
 
     def _check_done(self) -> None:
@@ -438,8 +481,9 @@ class Performer:
             await self._done
         except asyncio.CancelledError:
             self._status = "interrupted"
-            for task in list(self._tasks.values()):
-                task.cancel()
+            for station in self._stations.values():
+                if station.task is not None:
+                    station.task.cancel()
             raise
         finally:
             gc.unfreeze()

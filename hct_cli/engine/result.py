@@ -27,7 +27,12 @@ class AgentRecord:
     finished_s: float | None = None
     error: str | None = None
     result: Broadcast | None = None
-    operands: dict[str, int] = field(default_factory=dict)  # cue -> version captured
+    captured: dict[str, Broadcast] = field(default_factory=dict)  # cue -> the broadcast its operand came from
+
+    @property
+    def operands(self) -> dict[str, int]:
+        """Cue -> the version of its result this agent captured."""
+        return {name: message.version for name, message in self.captured.items()}
 
     @property
     def _call(self) -> Broadcast:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import struct
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from hct_cli.compile import expected_latency_s
 from hct_cli.models import ModelInfo, model_info
@@ -51,11 +51,20 @@ _SCALE = float(1 << 64)
 _UNPACK = struct.Struct("<4Q").unpack
 
 
+def _key(seed: int, *parts: object) -> str:
+    return "\x1f".join([str(seed), *[p if isinstance(p, str) else str(p) for p in parts]])
+
+
 def draw(seed: int, *parts: object) -> tuple[float, float, float, float]:
     """Four independent uniforms in [0, 1) from a stable hash of ``seed`` and ``parts``."""
-    key = "\x1f".join([str(seed), *[p if isinstance(p, str) else str(p) for p in parts]])
-    a, b, c, d = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
+    a, b, c, d = _UNPACK(hashlib.blake2b(_key(seed, *parts).encode(), digest_size=32).digest())
     return a / _SCALE, b / _SCALE, c / _SCALE, d / _SCALE
+
+
+class _Figures(NamedTuple):
+    low: float
+    spread: float
+    price: ModelInfo | None
 
 
 @lru_cache(maxsize=4096)
@@ -69,42 +78,40 @@ class SimulatedProvider:
     def __init__(self, seed: int = 0, *, time_scale: float = 1.0) -> None:
         self.seed = seed
         self.time_scale = time_scale
-        self._static: dict[tuple[object, ...], tuple[float, float, ModelInfo | None]] = {}
+        self._static: dict[tuple[object, ...], _Figures] = {}
 
-    def _figures(self, request: CallRequest) -> tuple[float, float, ModelInfo | None]:
-        """What does not depend on the draw: latency range and prices (cached per agent and model)."""
-        key = (request.agent.name, request.model, request.tier, request.agent.simulate.latency_ms)
+    def _figures(self, request: CallRequest) -> _Figures:
+        """What does not depend on the draw: the latency range and the prices."""
+        agent = request.agent
+        key = (request.model, request.tier, agent.simulate.latency_ms)
         found = self._static.get(key)
         if found is None:
-            low, high = expected_latency_s(request.agent, request.tier)
-            found = self._static[key] = (low, high - low, model_info(request.model))
+            low, high = expected_latency_s(agent, request.tier)
+            found = self._static[key] = _Figures(low, high - low, model_info(request.model))
         return found
 
     def plan(self, request: CallRequest) -> CallResult:
         """The call's outcome, without sleeping (pure)."""
         agent = request.agent
         figures = agent.simulate
-        # One hash over everything a draw may depend on, the rendered messages included.
-        u_latency, u_tokens, u_text, _ = draw(
-            self.seed, agent.name, request.model, request.attempt, f"{request.system}\x1e{request.prompt}"
-        )
-        low, spread, price = self._figures(request)
-        latency = low + spread * u_latency
+        fixed = self._figures(request)
+        # One hash over everything a draw may depend on, the rendered messages included: the
+        # same value as draw(seed, agent, model, attempt, messages), spelled out for speed.
+        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{request.prompt}"
+        a, b, c, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
+        u_latency, u_tokens, u_text = a / _SCALE, b / _SCALE, c / _SCALE
+        latency = fixed.low + fixed.spread * u_latency
         prompt_tokens = figures.prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = max(1, (len(request.system) + len(request.prompt)) // 4)
         output_tokens = figures.output_tokens
         if output_tokens is None:
-            output_tokens = min(agent.max_tokens, 40 + int(u_tokens * 360))
+            output_tokens = 40 + int(u_tokens * 360)
         output_tokens = min(output_tokens, agent.max_tokens)
+        price = fixed.price
         cost = price.cost(prompt_tokens, output_tokens) if price is not None else 0.0
         return CallResult(
-            output=self._output(request, u_text, output_tokens),
-            model=request.model,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=output_tokens,
-            cost_usd=cost,
-            latency_s=latency,
+            self._output(request, u_text, output_tokens), request.model, prompt_tokens, output_tokens, cost, latency
         )
 
     @staticmethod

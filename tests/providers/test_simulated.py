@@ -175,3 +175,10 @@ def test_plan_does_not_depend_on_what_the_provider_planned_before() -> None:
     provider.plan(quick)
     assert provider.plan(slow) == SimulatedProvider(0).plan(slow)
     assert provider.plan(slow).latency_s == 0.5
+
+
+def test_plan_draws_from_the_documented_key() -> None:
+    """plan() spells the hash out for speed; it must stay draw(seed, agent, model, attempt, messages)."""
+    req = request(agent(simulate={"latency_ms": [100, 300]}), system="frame", attempt=2)
+    u_latency = draw(9, "writer", MODEL, 2, "frame\x1eWrite a haiku about caches.")[0]
+    assert SimulatedProvider(9).plan(req).latency_s == pytest.approx(0.1 + 0.2 * u_latency)
