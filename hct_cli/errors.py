@@ -8,6 +8,8 @@ The tree::
     ├── InputError                an --input value or file cannot be used
     ├── ExecNotAllowedError       a python/shell agent or check without --allow-exec
     ├── RunError                  a run could not start or continue
+    │   ├── CredentialsError      a routed model has no key, or its server does not answer
+    │   ├── LocalModelError       the local model is not installed or its server did not start
     │   └── RunNotFoundError      no journaled run has that id
     └── BenchError                a benchmark was asked for something it cannot measure
 
@@ -26,9 +28,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BenchError",
+    "CredentialsError",
     "ExecNotAllowedError",
     "HctError",
     "InputError",
+    "LocalModelError",
     "RunError",
     "RunNotFoundError",
     "ScoreError",
@@ -79,6 +83,14 @@ class ExecNotAllowedError(HctError):
 
 class RunError(HctError):
     """A run could not start or could not continue."""
+
+
+class CredentialsError(RunError):
+    """A model the run routes to cannot be called: a key is missing or its server does not answer."""
+
+
+class LocalModelError(RunError):
+    """The local model cannot be served (not installed, or its server did not start)."""
 
 
 class RunNotFoundError(RunError):

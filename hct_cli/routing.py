@@ -13,7 +13,16 @@ from types import MappingProxyType
 
 from hct_cli.score.model import DYNAMICS, TEMPOS, Agent, Score, TierSpec
 
-__all__ = ["DEFAULT_TABLE", "DEFAULT_TIERS", "TIER_ORDER", "Route", "resolve_route", "tiers_of"]
+__all__ = [
+    "DEFAULT_TABLE",
+    "DEFAULT_TIERS",
+    "TIER_ORDER",
+    "Route",
+    "fallbacks_of",
+    "resolve_route",
+    "routing_table",
+    "tiers_of",
+]
 
 #: Built-in tiers, cheapest first.
 DEFAULT_TIERS: Mapping[str, TierSpec] = MappingProxyType(
@@ -53,6 +62,11 @@ def tiers_of(score: Score) -> dict[str, TierSpec]:
     return {**DEFAULT_TIERS, **score.routing.tiers}
 
 
+def routing_table(score: Score) -> dict[tuple[str, str], str]:
+    """The default table with the score's ``routing.table`` cells laid over it."""
+    return {**DEFAULT_TABLE, **score.routing.table}
+
+
 def resolve_route(score: Score, agent: Agent) -> Route:
     """The tier and model the router picks for ``agent`` (before the governor steps in)."""
     if agent.model is not None:
@@ -66,3 +80,15 @@ def resolve_route(score: Score, agent: Agent) -> Route:
     spec = tiers_of(score).get(tier)
     model = spec.model if spec is not None else DEFAULT_TIERS["mid"].model
     return Route(tier, model, reason)
+
+
+def fallbacks_of(tiers: Mapping[str, TierSpec], tier: str) -> tuple[Route, ...]:
+    """Where a call of ``tier`` goes when that tier keeps failing: the next tiers up, in order."""
+    if tier not in TIER_ORDER:
+        return ()
+    own = tiers[tier].model if tier in tiers else None
+    return tuple(
+        Route(higher, tiers[higher].model, f"fallback from {tier}")
+        for higher in TIER_ORDER[TIER_ORDER.index(tier) + 1 :]
+        if higher in tiers and tiers[higher].model != own
+    )

@@ -6,6 +6,7 @@ load only what they use (never litellm, textual or redis).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -84,6 +85,13 @@ def perform(
     budget: Annotated[
         float | None, typer.Option("--budget", help="Spend cap in USD (overrides routing.budget_usd).")
     ] = None,
+    local: Annotated[
+        bool,
+        typer.Option(
+            "--local", help="Serve the local tier (--local=all: every tier) with a real model on this machine."
+        ),
+    ] = False,
+    local_all: Annotated[bool, typer.Option("--local-all", hidden=True)] = False,
     no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress view even on a terminal.")] = True,
     as_json: JsonOption = False,
 ) -> None:
@@ -104,6 +112,7 @@ def perform(
             allow_path=allow_path,
             budget=budget,
             as_json=as_json,
+            local="all" if local_all else "local" if local else None,
         ),
         as_json=as_json,
     )
@@ -160,6 +169,17 @@ def graph(
 
 
 @app.command()
+def route(
+    score: Annotated[Path, typer.Argument(help="The score to route.", show_default=False)],
+    as_json: JsonOption = False,
+) -> None:
+    """Show the tempo x dynamics routing table and each agent's tier, model and reason."""
+    from hct_cli.cli.route import route as run
+
+    run_command(lambda: run(score, as_json=as_json), as_json=as_json)
+
+
+@app.command()
 def schema() -> None:
     """Print the score JSON Schema (for editors and other tools)."""
     from hct_cli.cli.schema import print_schema
@@ -180,6 +200,11 @@ def init(
     run_command(lambda: init_score(name, directory, force=force, as_json=as_json), as_json=as_json)
 
 
+def _spell_out(argv: list[str]) -> list[str]:
+    """``--local=all`` is spelt as the hidden flag ``--local-all`` (the parser has no optional values)."""
+    return ["--local-all" if arg == "--local=all" else arg for arg in argv]
+
+
 def main() -> None:
     """Entry point of the ``hct`` console script."""
-    app()
+    app(args=_spell_out(sys.argv[1:]), prog_name="hct")

@@ -6,16 +6,24 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from hct_cli.compile import StationSpec, compile_score
+from hct_cli.compile import Program, StationSpec, compile_score
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.events import Observer
 from hct_cli.engine.perform import Performer
-from hct_cli.errors import ExecNotAllowedError, RunError, UsageError
+from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
 from hct_cli.inputs import parse_input_args, resolve_inputs
 from hct_cli.providers.base import Provider
+from hct_cli.routing import tiers_of
 from hct_cli.score import Score, load_score
+
+if TYPE_CHECKING:
+    from hct_cli.providers.litellm_provider import LiteLLMProvider
 
 __all__ = ["perform_command"]
 
@@ -33,6 +41,45 @@ def _warn_unenforced(score: Score) -> None:
         )
 
 
+def _route_to_local(score: Score, *, everything: bool) -> Score:
+    """The score with its local tier (or every tier) served by the local model."""
+    from hct_cli.providers.local import LOCAL_MODEL, LocalServer
+
+    tiers = {
+        name: replace(spec, model=LOCAL_MODEL, concurrency=LocalServer.slots, api_base=None)
+        if everything or name == "local"
+        else spec
+        for name, spec in tiers_of(score).items()
+    }
+    return replace(score, routing=replace(score.routing, tiers=MappingProxyType(tiers)))
+
+
+def _check_credentials(program: Program, provider: LiteLLMProvider) -> None:
+    """Before the first call: every routed model must be callable, or the run does not start."""
+    missing: dict[str, tuple[str, list[str]]] = {}
+    for name, spec in program.stations.items():
+        if spec.agent.kind != "llm":
+            continue
+        model = spec.route.model
+        if model in missing:
+            missing[model][1].append(name)
+            continue
+        problem = provider.problem(model)
+        if problem is not None:
+            missing[model] = (problem, [name])
+    if not missing:
+        return
+    lines = []
+    for model, (problem, agents) in missing.items():
+        others = f" (and {len(agents) - 1} more agents)" if len(agents) > 1 else ""
+        lines.append(f"agent {agents[0]!r}{others} routes to {model}: {problem}")
+    raise CredentialsError(
+        "cannot call every routed model:\n  " + "\n  ".join(lines),
+        hint="Set the missing keys, or run with --simulate (no keys, reproducible) "
+        "or --local (a real model on this machine, after pip install 'hct[local]').",
+    )
+
+
 def perform_command(
     path: Path,
     *,
@@ -44,12 +91,22 @@ def perform_command(
     allow_path: bool,
     budget: float | None,
     as_json: bool,
+    local: str | None = None,
 ) -> int:
     if dispatch not in POLICIES:
         raise UsageError(f"unknown dispatch {dispatch!r}", hint=f"Use one of: {', '.join(POLICIES)}.")
     if budget is not None and budget < 0:
         raise UsageError("--budget must be zero or more", hint="Pass a budget in USD, e.g. --budget 0.25.")
+    if local is not None and local not in ("local", "all"):
+        raise UsageError(
+            f"unknown --local value {local!r}",
+            hint="Use --local (the local tier) or --local=all, after the score's path.",
+        )
+    if local is not None and simulate:
+        raise UsageError("--local calls a real model; --simulate calls none", hint="Choose one of them.")
     score = load_score(path)
+    if local is not None:
+        score = _route_to_local(score, everything=local == "all")
     program = compile_score(score)
     runs_code = [a.name for a in score.agents.values() if a.kind in ("python", "shell")]
     if runs_code and not allow_exec:
@@ -57,37 +114,48 @@ def perform_command(
             f"agents {', '.join(runs_code)} run code on this machine",
             hint="Read the score, then pass --allow-exec if you trust it.",
         )
-    if not simulate:
-        raise RunError(
-            "this build runs scores on the simulated provider only",
-            hint=f"Run `hct perform {path} --simulate`; real model calls through litellm are not wired in yet.",
-        )
     values = resolve_inputs(score, parse_input_args(inputs), allow_path=allow_path)
     _warn_unenforced(score)
 
     from hct_cli.providers.exec import ExecProvider
-    from hct_cli.providers.simulated import SimulatedProvider
 
-    simulated = SimulatedProvider(seed)
     executor = ExecProvider()
+    with ExitStack() as stack:
+        models: Provider
+        if simulate:
+            from hct_cli.providers.simulated import SimulatedProvider
 
-    def provider_for(spec: StationSpec) -> Provider:
-        return executor if spec.agent.kind in ("python", "shell") else simulated
+            models = SimulatedProvider(seed)
+        else:
+            from hct_cli.providers.litellm_provider import LiteLLMProvider
 
-    observers: list[Observer] = []
-    if not as_json or sys.stderr.isatty():
-        from hct_cli.cli.plain import PlainLog
+            endpoints = {}
+            if local is not None:
+                from hct_cli.providers.local import LOCAL_MODEL, LocalServer
 
-        observers.append(PlainLog(len(program.stations)))
-    performer = Performer(
-        program,
-        provider_for,
-        inputs=values,
-        dispatch=dispatch,
-        observers=observers,
-        budget_usd=budget if budget is not None else score.routing.budget_usd,
-    )
-    result = asyncio.run(performer.run())
+                sys.stderr.write("starting the local model server...\n")
+                endpoints[LOCAL_MODEL] = stack.enter_context(LocalServer()).endpoint
+            litellm_provider = LiteLLMProvider(endpoints=endpoints)
+            _check_credentials(program, litellm_provider)
+            models = litellm_provider
+
+        def provider_for(spec: StationSpec) -> Provider:
+            return executor if spec.agent.kind in ("python", "shell") else models
+
+        observers: list[Observer] = []
+        if not as_json or sys.stderr.isatty():
+            from hct_cli.cli.plain import PlainLog
+
+            observers.append(PlainLog(len(program.stations)))
+        performer = Performer(
+            program,
+            provider_for,
+            inputs=values,
+            dispatch=dispatch,
+            observers=observers,
+            budget_usd=budget if budget is not None else score.routing.budget_usd,
+        )
+        result = asyncio.run(performer.run())
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     else:

@@ -27,9 +27,10 @@ from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.result import AgentRecord, RunResult
+from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
-from hct_cli.routing import TIER_ORDER
+from hct_cli.routing import TIER_ORDER, Route, fallbacks_of
 from hct_cli.score.template import compile_template
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class _Station:
         "operands",
         "provider",
         "record",
+        "reserved",
+        "route",
         "spec",
         "task",
         "template",
@@ -102,6 +105,8 @@ class _Station:
         self.record = record
         self.unit = unit
         self.provider = provider
+        self.route: Route = spec.route  # where the next call goes (the governor may move it)
+        self.reserved = 0.0  # the worst case held against the budget while a call is in flight
         self.waiting = len(spec.tags)
         self.operands = record.captured  # cue -> the broadcast captured (output and version)
         self.version = 0
@@ -146,6 +151,7 @@ class Performer:
         self.observers = list(observers)
         self.budget_usd = budget_usd
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        self._frame = _frame_text(program.score.reference_frame)
         specs = program.stations
         self._n = len(specs)
         self.records = {
@@ -159,15 +165,15 @@ class Performer:
         }
         for station in self._stations.values():
             station.dependents = tuple(self._stations[d] for d in station.spec.dependents)
+        self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
+        self.governor = Governor(program, budget_usd, self._static_prompt_tokens)
         self._queue: list[tuple[tuple[int, float, int], str]] = []
         self._settled = 0
         self._status = "completed"
         self._stop_issuing = False
-        self._spent = 0.0
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
-        self._frame = _frame_text(program.score.reference_frame)
         self._state: dict[str, Any] = {k: spec.initial for k, spec in program.score.state.items()}
         self._state_version = dict.fromkeys(program.score.state, 0)
         self._appended: dict[str, list[tuple[int, int, Any]]] = {k: [] for k in program.score.state}
@@ -198,10 +204,12 @@ class Performer:
     # -- issue -----------------------------------------------------------------------------
 
     def _unit(self, spec: StationSpec) -> _Unit:
-        tier = spec.route.tier
-        if tier is None or spec.agent.kind in ("python", "shell"):
+        if spec.agent.kind in ("python", "shell"):
             return self._free_unit
-        return self._units.get(tier, self._free_unit)
+        return self._unit_of_tier(spec.route.tier)
+
+    def _unit_of_tier(self, tier: str | None) -> _Unit:
+        return self._units.get(tier, self._free_unit) if tier is not None else self._free_unit
 
     def _release(self, name: str) -> None:
         """The policy lets ``name`` go: issue it now if a unit is free, else queue it."""
@@ -227,7 +235,16 @@ class Performer:
             heapq.heappush(self._queue, item)
 
     def _try_issue(self, station: _Station) -> bool:
+        """Issue ``station`` if its unit allows; False leaves it queued."""
         unit = station.unit
+        decision: Decision | None = None
+        if station.agent.kind == "llm" and self.governor.steers(station.name):
+            decision = self.governor.decide(station.spec, self._prompt_tokens(station))
+            if decision.stop is not None:
+                self._budget_stop(station, decision.stop)
+                return True
+            if decision.route.tier != station.route.tier:
+                unit = self._unit_of_tier(decision.route.tier)
         if unit.limit is not None and unit.in_flight >= unit.limit:
             return False
         if unit.rpm is not None or unit.tpm is not None:
@@ -239,8 +256,46 @@ class Performer:
             unit.take(now, station.agent.max_tokens)
         else:
             unit.in_flight += 1
+        station.unit = unit
+        if decision is not None:
+            self._apply(station, decision)
         self._issue(station)
         return True
+
+    def _apply(self, station: _Station, decision: Decision) -> None:
+        """Route the call as the governor decided and hold its worst case against the budget."""
+        for kind, data in decision.events:
+            self._emit(kind, station.name, station.version + 1, **data)
+        station.route = decision.route
+        station.reserved = decision.worst_case_usd
+        station.record.worst_case_usd = decision.worst_case_usd
+        station.record.tier = decision.route.tier
+        station.record.route_model = decision.route.model
+        self.governor.reserve(decision)
+
+    def _budget_stop(self, station: _Station, reason: str) -> None:
+        """Nothing cheaper fits: stop issuing, keep every result so far."""
+        self._status = "budget_exhausted"
+        self._stop_issuing = True
+        self._emit("budget_stop", station.name, station.version + 1, reason=reason)
+        self._skip(station.name, reason)
+
+    def _static_prompt_tokens(self, spec: StationSpec) -> int:
+        """Prompt tokens expected of ``spec`` before its operands are known."""
+        figures = spec.agent.simulate
+        if figures.prompt_tokens is not None:
+            return figures.prompt_tokens
+        return max(1, (len(self._frame) + len(spec.agent.prompt or "")) // 4)
+
+    def _prompt_tokens(self, station: _Station) -> int:
+        """Prompt tokens expected of the next call, operands included (about four characters a token)."""
+        figures = station.agent.simulate
+        if figures.prompt_tokens is not None:
+            return figures.prompt_tokens
+        size = len(self._frame) + len(station.agent.prompt or "")
+        if station.template is not None:
+            size += sum(len(str(message.output)) for message in station.operands.values())
+        return max(1, size // 4)
 
     def _wake_in(self, delay: float) -> None:
         if self._timer is None:
@@ -263,31 +318,9 @@ class Performer:
         record.version = version
         record.started_s = now - self._t0
         request = self._request(station, version)
-        if self.budget_usd is not None and station.agent.kind == "llm" and not self._admit(station, request):
-            return
         if self.observers:
             self._emit("issue", station.name, version, model=request.model, tier=request.tier)
         station.task = self._loop.create_task(self._execute(station, request))
-
-    def _admit(self, station: _Station, request: CallRequest) -> bool:
-        """Reserve the call's worst case against the budget; skip the station when it cannot fit."""
-        assert self.budget_usd is not None
-        agent = station.agent
-        record = station.record
-        price = model_info(request.model)
-        if price is not None:
-            tokens = agent.simulate.prompt_tokens or max(1, (len(request.prompt) + len(request.system)) // 4)
-            record.worst_case_usd = price.cost(tokens, agent.max_tokens)
-        if self._spent + record.worst_case_usd > self.budget_usd:
-            self._status = "budget_exhausted"
-            self._stop_issuing = True
-            station.unit.in_flight -= 1
-            record.status = "waiting"
-            record.started_s = None
-            self._skip(station.name, f"budget of ${self.budget_usd:.4f} would be exceeded")
-            return False
-        self._spent += record.worst_case_usd
-        return True
 
     def _request(self, station: _Station, version: int) -> CallRequest:
         agent = station.agent
@@ -300,8 +333,16 @@ class Performer:
                 context["state"] = {key: self._read(key) for key in agent.reads}
                 self._read_versions[station.name] = {key: self._state_version[key] for key in agent.reads}
         prompt = template.render(**context) if template is not None else agent.prompt or ""
-        route = station.spec.route
-        return CallRequest(agent, route.model, route.tier, prompt, self._frame, version, 0, context)
+        route = station.route
+        fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
+        return CallRequest(
+            agent, route.model, route.tier, prompt, self._frame, version, 0, context, fallbacks, self._report
+        )
+
+    def _report(self, agent: str, version: int, kind: str, data: dict[str, Any]) -> None:
+        """A provider's word about a call in flight (a retry, a fallback): an event."""
+        if self.observers:
+            self._emit(kind, agent, version, **data)
 
     async def _execute(self, station: _Station, request: CallRequest) -> None:
         try:
@@ -320,7 +361,7 @@ class Performer:
                 result.output,
                 None,
                 result.model,
-                request.tier,
+                result.tier or request.tier,
                 result.prompt_tokens,
                 result.completion_tokens,
                 result.cost_usd,
@@ -336,6 +377,9 @@ class Performer:
             return  # a duplicate or a superseded version: commits are idempotent per tag
         station.task = None
         station.unit.in_flight -= 1
+        if self.governor.active and station.agent.kind == "llm":
+            self.governor.settle(station.reserved, message.cost_usd)
+            station.reserved = 0.0
         if message.ok:
             self._commit(station, message)
         else:
@@ -348,8 +392,6 @@ class Performer:
         record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
         record.result = message
-        if self.budget_usd is not None:
-            self._spent += message.cost_usd - record.worst_case_usd
         agent = station.agent
         if agent.writes or agent.appends or agent.reads:
             error = self._write_state(station, message)
@@ -431,6 +473,7 @@ class Performer:
             return
         record.status = "skipped"
         record.error = reason
+        self.governor.forget(name)
         if self.observers:
             self._emit("skip", name, reason=reason)
         self._settled += 1
@@ -446,6 +489,7 @@ class Performer:
                 if record.status == "waiting":
                     record.status = "skipped"
                     record.error = f"upstream {origin.name!r} did not complete"
+                    self.governor.forget(dependent.name)
                     self._settled += 1
                     if self.observers:
                         self._emit("skip", dependent.name, reason=record.error)
@@ -512,7 +556,18 @@ class Performer:
             total += price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
         return total
 
+    def _price_worst_cases(self) -> None:
+        """Unbudgeted runs price each call's worst case afterwards, off the hot path."""
+        for station in self._stations.values():
+            record = station.record
+            if station.agent.kind == "llm" and record.result is not None and not record.worst_case_usd:
+                tokens = max(record.prompt_tokens, self._prompt_tokens(station))
+                record.worst_case_usd = worst_case_usd(
+                    record.model or station.route.model, tokens, station.agent.max_tokens
+                )
+
     def _result(self) -> RunResult:
+        self._price_worst_cases()
         state = {key: self._read(key) for key in self._state}
         return RunResult(
             run_id=self.run_id,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hct_cli.errors import HctError
+from hct_cli.routing import Route
 from hct_cli.score.model import Agent
 
-__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError"]
+__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError", "Reporter"]
 
 
 class ProviderError(HctError):
     """A call failed; the station fails (or retries, where the score says so)."""
+
+
+#: Receives what a provider wants known about a call: (agent, version, event kind, data).
+Reporter = Callable[[str, int, str, dict[str, Any]], None]
 
 
 @dataclass(slots=True)  # not frozen: built once per call on the hot path, never mutated
@@ -28,6 +33,13 @@ class CallRequest:
     version: int = 1
     attempt: int = 0
     context: Mapping[str, Any] = field(default_factory=dict)  # cues, inputs, readable state
+    fallbacks: tuple[Route, ...] = ()  # next tiers to try, in order, when this one keeps failing
+    reporter: Reporter | None = None
+
+    def note(self, kind: str, **data: Any) -> None:
+        """Tell the engine about this call (a retry, a fallback); it becomes an event."""
+        if self.reporter is not None:
+            self.reporter(self.agent.name, self.version, kind, data)
 
     @property
     def messages(self) -> list[dict[str, str]]:
@@ -44,10 +56,11 @@ class CallResult:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    tier: str | None = None  # the tier that answered, when a fallback moved the call
 
 
 class Provider(Protocol):
-    """Executes calls. Implementations: simulated, exec (python/shell); more to come."""
+    """Executes calls. Implementations: simulated, litellm (real models), exec (python/shell)."""
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call; raise :class:`ProviderError` when it fails."""

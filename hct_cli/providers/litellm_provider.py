@@ -1,0 +1,255 @@
+"""Real model calls through litellm: the only module of hct that imports it.
+
+Each call goes to the routed model with the agent's messages and ``max_tokens``, under a timeout
+taken from its tempo (or ``timeout_s``). Rate limits, server errors, timeouts and dropped
+connections are retried with exponential backoff and full jitter (tenacity); when a tier keeps
+failing, the call falls back to the next tier up, skipping tiers whose credentials are missing.
+Every retry, fallback and skipped fallback is reported to the engine, which makes it an event.
+Usage and cost come from litellm's own response.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.routing import Route
+
+__all__ = [
+    "TEMPO_TIMEOUT_S",
+    "Endpoint",
+    "LiteLLMProvider",
+    "credentials_problem",
+    "load_litellm",
+    "timeout_for",
+]
+
+#: Per-call timeout by tempo (seconds): urgent work gives up sooner. ``timeout_s`` overrides it.
+TEMPO_TIMEOUT_S: Mapping[str, float] = {
+    "presto": 30.0,
+    "allegro": 60.0,
+    "moderato": 120.0,
+    "andante": 180.0,
+    "largo": 300.0,
+}
+_OLLAMA_DEFAULT_BASE = "http://localhost:11434"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """An OpenAI-compatible server a model is reached at (a local llama.cpp server, say)."""
+
+    api_base: str
+    api_key: str = "sk-local"  # local servers ignore it; the OpenAI client insists on one
+
+
+@cache
+def load_litellm() -> ModuleType:
+    """Import litellm once, offline and quiet (its price map from the package, no banner)."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    litellm.suppress_debug_info = True
+    litellm.telemetry = False
+    return litellm
+
+
+def timeout_for(request: CallRequest) -> float:
+    agent = request.agent
+    return float(agent.timeout_s) if agent.timeout_s else TEMPO_TIMEOUT_S.get(agent.tempo, 120.0)
+
+
+def _answers(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a configured server
+            return bool(200 <= response.status < 500)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def credentials_problem(model: str, endpoint: Endpoint | None = None) -> str | None:
+    """What stops ``model`` from being called, as advice; None when it can be called."""
+    if endpoint is not None:
+        if _answers(endpoint.api_base.rstrip("/") + "/models"):
+            return None
+        return f"no server answers at {endpoint.api_base}"
+    if model.startswith(("ollama/", "ollama_chat/")):
+        base = os.environ.get("OLLAMA_API_BASE", _OLLAMA_DEFAULT_BASE)
+        if _answers(base.rstrip("/") + "/api/tags"):
+            return None
+        return f"no Ollama server answers at {base} (start one, or set OLLAMA_API_BASE)"
+    litellm = load_litellm()
+    try:
+        found = litellm.validate_environment(model=model)
+    except Exception as exc:  # litellm raises for models it cannot place at all
+        return f"litellm cannot place this model ({exc})"
+    if found.get("keys_in_environment"):
+        return None
+    missing = [str(key) for key in found.get("missing_keys") or []]
+    return f"set {' and '.join(missing)}" if missing else "its credentials are missing"
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: rate limits, server errors, timeouts, dropped connections."""
+    litellm = load_litellm()
+    if isinstance(exc, (litellm.RateLimitError, litellm.Timeout, litellm.APIConnectionError)):
+        return True
+    if isinstance(exc, (litellm.InternalServerError, litellm.ServiceUnavailableError)):
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _reason(exc: BaseException | None) -> str:
+    if exc is None:
+        return "unknown error"
+    status = getattr(exc, "status_code", None)
+    name = type(exc).__name__
+    text = str(exc).splitlines()[0] if str(exc) else name
+    return f"{name} ({status}): {text}" if status else f"{name}: {text}"
+
+
+class _Exhausted(Exception):
+    """A tier's retries ran out on transient errors: the call may fall back."""
+
+    def __init__(self, model: str, cause: BaseException) -> None:
+        super().__init__(f"{model}: {_reason(cause)}")
+        self.cause = cause
+
+
+#: Test seam: extra ``acompletion`` arguments for (model, attempt), e.g. litellm's ``mock_response``.
+MockHook = Callable[[str, int], Mapping[str, Any]]
+
+
+class LiteLLMProvider:
+    """Calls real models; one instance serves every station of a run."""
+
+    def __init__(
+        self,
+        *,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        endpoints: Mapping[str, Endpoint] | None = None,
+        mock: MockHook | None = None,
+    ) -> None:
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.endpoints = dict(endpoints or {})
+        self.mock = mock
+        self._problems: dict[str, str | None] = {}
+        self.calls = 0
+
+    def problem(self, model: str) -> str | None:
+        """Why ``model`` cannot be called (cached per run); None when it can."""
+        if model not in self._problems:
+            if self.mock is not None and model not in self.endpoints:
+                self._problems[model] = None  # mocked calls need no keys
+            else:
+                self._problems[model] = credentials_problem(model, self.endpoints.get(model))
+        return self._problems[model]
+
+    async def call(self, request: CallRequest) -> CallResult:
+        candidates = [Route(request.tier, request.model, "routed"), *request.fallbacks]
+        failure: _Exhausted | None = None
+        for index, route in enumerate(candidates):
+            if index > 0:
+                assert failure is not None
+                problem = self.problem(route.model)
+                if problem is not None:
+                    request.note("fallback_skipped", tier=route.tier, model=route.model, reason=problem)
+                    continue
+                request.note("fallback", tier=route.tier, model=route.model, reason=str(failure))
+            try:
+                return await self._call_with_retries(request, route)
+            except _Exhausted as exhausted:
+                failure = exhausted
+        assert failure is not None
+        raise ProviderError(f"{failure} (retries and fallbacks exhausted)") from failure.cause
+
+    async def _call_with_retries(self, request: CallRequest, route: Route) -> CallResult:
+        from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+        from tenacity.wait import wait_random_exponential
+
+        def before_sleep(state: RetryCallState) -> None:
+            outcome = state.outcome
+            request.note(
+                "retry",
+                model=route.model,
+                attempt=state.attempt_number,
+                wait_s=round(state.upcoming_sleep, 3),
+                reason=_reason(outcome.exception() if outcome is not None else None),
+            )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_random_exponential(multiplier=self.backoff_s, max=self.max_backoff_s),
+            retry=retry_if_exception(_transient),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._complete(request, route, attempt.retry_state.attempt_number - 1)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            if _transient(exc):
+                raise _Exhausted(route.model, exc) from exc
+            raise ProviderError(f"{route.model}: {_reason(exc)}") from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    async def _complete(self, request: CallRequest, route: Route, attempt: int) -> CallResult:
+        litellm = load_litellm()
+        arguments: dict[str, Any] = {
+            "model": route.model,
+            "messages": request.messages,
+            "max_tokens": request.agent.max_tokens,
+            "timeout": timeout_for(request),
+            "num_retries": 0,  # every attempt is ours, so each one surfaces as an event
+            "max_retries": 0,
+        }
+        endpoint = self.endpoints.get(route.model)
+        if endpoint is not None:
+            arguments["api_base"] = endpoint.api_base
+            arguments["api_key"] = endpoint.api_key
+        if self.mock is not None:
+            arguments.update(self.mock(route.model, attempt))
+        started = time.perf_counter()
+        self.calls += 1
+        response = await litellm.acompletion(**arguments)
+        latency = time.perf_counter() - started
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        return CallResult(
+            output=response.choices[0].message.content or "",
+            model=route.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=_cost(litellm, response),
+            latency_s=latency,
+            tier=route.tier,
+        )
+
+
+def _cost(litellm: ModuleType, response: Any) -> float:
+    """litellm's cost of ``response``; 0 for models its price map does not know (local servers)."""
+    hidden = getattr(response, "_hidden_params", None) or {}
+    cost = hidden.get("response_cost")
+    if cost is None:
+        try:
+            cost = litellm.completion_cost(completion_response=response)
+        except Exception:  # unknown model: nothing to price
+            cost = 0.0
+    return float(cost or 0.0)
