@@ -74,6 +74,10 @@ def perform(
         bool, typer.Option("--simulate", help="Use the reproducible simulated provider: no keys, no network.")
     ] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed of every simulated draw.")] = 0,
+    time_scale: Annotated[
+        float,
+        typer.Option("--time-scale", help="With --simulate: multiply simulated latencies, e.g. 0.01 to fast-forward."),
+    ] = 1.0,
     inputs: Annotated[
         list[str] | None, typer.Option("--input", "-i", help="NAME=VALUE or NAME=@file; repeatable.")
     ] = None,
@@ -113,6 +117,7 @@ def perform(
             budget=budget,
             as_json=as_json,
             local="all" if local_all else "local" if local else None,
+            time_scale=time_scale,
         ),
         as_json=as_json,
     )

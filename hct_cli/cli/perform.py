@@ -92,6 +92,7 @@ def perform_command(
     budget: float | None,
     as_json: bool,
     local: str | None = None,
+    time_scale: float = 1.0,
 ) -> int:
     if dispatch not in POLICIES:
         raise UsageError(f"unknown dispatch {dispatch!r}", hint=f"Use one of: {', '.join(POLICIES)}.")
@@ -101,6 +102,11 @@ def perform_command(
         raise UsageError(
             f"unknown --local value {local!r}",
             hint="Use --local (the local tier) or --local=all, after the score's path.",
+        )
+    if time_scale <= 0 or (time_scale != 1.0 and not simulate):
+        raise UsageError(
+            "--time-scale must be above zero and goes with --simulate",
+            hint="Real calls take the time they take; e.g. --simulate --time-scale 0.1.",
         )
     if local is not None and simulate:
         raise UsageError("--local calls a real model; --simulate calls none", hint="Choose one of them.")
@@ -125,7 +131,7 @@ def perform_command(
         if simulate:
             from hct_cli.providers.simulated import SimulatedProvider
 
-            models = SimulatedProvider(seed)
+            models = SimulatedProvider(seed, time_scale=time_scale)
         else:
             from hct_cli.providers.litellm_provider import LiteLLMProvider
 

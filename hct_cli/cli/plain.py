@@ -11,6 +11,11 @@ from hct_cli.engine.result import RunResult
 __all__ = ["PlainLog", "summary_table"]
 
 
+#: Decisions a person wants to see as they happen: retries, fallbacks, the governor's steps.
+_DECISIONS = frozenset({"retry", "fallback", "fallback_skipped", "step_down", "boost", "budget_stop"})
+_SHOWN = frozenset({"issue", "cue", "fail", "skip", "run_end"}) | _DECISIONS
+
+
 class PlainLog:
     """Observer: one line per signal when not on a terminal, a live status line when on one."""
 
@@ -31,7 +36,7 @@ class PlainLog:
             self.cost += float(event.data.get("cost_usd", 0.0))
         if self.live:
             self._status(event)
-        elif event.kind in ("issue", "cue", "fail", "skip", "run_end"):
+        elif event.kind in _SHOWN:
             self.stream.write(self._line(event) + "\n")
 
     def _line(self, event: Event) -> str:
@@ -43,12 +48,15 @@ class PlainLog:
             detail = f"${float(event.data.get('cost_usd', 0.0)):.4f}"
         elif event.kind in ("fail", "skip"):
             detail = str(event.data.get("error") or event.data.get("reason", ""))
+        elif event.kind in _DECISIONS:
+            target = event.data.get("model") or ""
+            detail = f"{event.data.get('tier') or ''} {target}: {event.data.get('reason', '')}".strip()
         elif event.kind == "run_end":
             detail = f"{event.data.get('status')} ${float(event.data.get('cost_usd', 0.0)):.4f}"
-        return f"{event.time_s:9.3f}s  {event.kind:<7} {where:<28} {detail}".rstrip()
+        return f"{event.time_s:9.3f}s  {event.kind:<9} {where:<28} {detail}".rstrip()
 
     def _status(self, event: Event) -> None:
-        if event.kind in ("fail", "skip"):
+        if event.kind in ("fail", "skip") or event.kind in _DECISIONS:
             self.stream.write("\r\x1b[K" + self._line(event) + "\n")
         running = ", ".join(sorted(self.running)[:4]) + (" ..." if len(self.running) > 4 else "")
         line = f"{event.time_s:7.2f}s  {self.done}/{self.total} done  ${self.cost:.4f}  running: {running or '-'}"

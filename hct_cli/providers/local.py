@@ -93,7 +93,7 @@ class LocalServer:
             "--n_ctx",
             str(self.context),
         ]
-        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        self.process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
@@ -118,7 +118,7 @@ class LocalServer:
                     hint="Check that the model file is intact and that llama-cpp-python imports.",
                 )
             try:
-                with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - loopback
+                with urllib.request.urlopen(url, timeout=1.0) as response:
                     if response.status == 200:
                         return
             except (urllib.error.URLError, OSError):

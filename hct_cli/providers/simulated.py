@@ -130,5 +130,7 @@ class SimulatedProvider:
     async def call(self, request: CallRequest) -> CallResult:
         result = self.plan(request)
         if result.latency_s > 0:
-            await asyncio.sleep(result.latency_s * self.time_scale)
+            if self.time_scale != 1.0:
+                result.latency_s *= self.time_scale  # report the time the call really took
+            await asyncio.sleep(result.latency_s)
         return result

@@ -165,7 +165,9 @@ def test_call_returns_the_plan() -> None:
     req = request(agent(simulate={"latency_ms": [0, 2]}))
     provider = SimulatedProvider(17)
     assert asyncio.run(provider.call(req)) == provider.plan(req)
-    assert asyncio.run(SimulatedProvider(17, time_scale=0.0).call(req)) == provider.plan(req)
+    instant = asyncio.run(SimulatedProvider(17, time_scale=0.0).call(req))
+    planned = provider.plan(req)
+    assert (instant.output, instant.cost_usd, instant.latency_s) == (planned.output, planned.cost_usd, 0.0)
 
 
 def test_plan_does_not_depend_on_what_the_provider_planned_before() -> None:
@@ -182,3 +184,10 @@ def test_plan_draws_from_the_documented_key() -> None:
     req = request(agent(simulate={"latency_ms": [100, 300]}), system="frame", attempt=2)
     u_latency = draw(9, "writer", MODEL, 2, "frame\x1eWrite a haiku about caches.")[0]
     assert SimulatedProvider(9).plan(req).latency_s == pytest.approx(0.1 + 0.2 * u_latency)
+
+
+def test_a_scaled_call_reports_the_latency_it_slept() -> None:
+    req = request(agent(simulate={"latency_ms": 200}))
+    result = asyncio.run(SimulatedProvider(1, time_scale=0.01).call(req))
+    assert result.latency_s == pytest.approx(0.002)
+    assert SimulatedProvider(1, time_scale=0.01).plan(req).latency_s == pytest.approx(0.2)
