@@ -129,3 +129,18 @@ def test_a_budget_too_small_for_anything_ends_budget_exhausted() -> None:
     assert result.status == "budget_exhausted"
     assert any(e.kind == "budget_stop" for e in events)
     assert result.cost_usd <= 1e-6
+
+
+def test_under_a_budget_a_call_never_falls_back_to_a_dearer_tier() -> None:
+    """A fallback dearer than the call's reserved worst case could overshoot the cap: it is not offered."""
+    program = program_of({"a": task("allegro", "mf")})
+    seen: list[tuple[str, ...]] = []
+
+    class Recorder(SimulatedProvider):
+        async def call(self, request: Any) -> Any:
+            seen.append(tuple(f.tier for f in request.fallbacks))
+            return await super().call(request)
+
+    asyncio.run(Performer(program, lambda spec: Recorder(0)).run())
+    asyncio.run(Performer(program, lambda spec: Recorder(0), budget_usd=1.0).run())
+    assert seen == [("frontier",), ()]

@@ -335,6 +335,12 @@ class Performer:
         prompt = template.render(**context) if template is not None else agent.prompt or ""
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
+        if fallbacks and self.governor.active:
+            # Under a budget a fallback may not cost more than the worst case reserved for the call.
+            tokens = self._prompt_tokens(station)
+            fallbacks = tuple(
+                f for f in fallbacks if worst_case_usd(f.model, tokens, agent.max_tokens) <= station.reserved
+            )
         return CallRequest(
             agent, route.model, route.tier, prompt, self._frame, version, 0, context, fallbacks, self._report
         )
@@ -392,6 +398,8 @@ class Performer:
         record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
         record.result = message
+        if message.tier is not None:
+            record.tier = message.tier  # a fallback may have moved the call
         agent = station.agent
         if agent.writes or agent.appends or agent.reads:
             error = self._write_state(station, message)
@@ -547,13 +555,17 @@ class Performer:
         return max(finish.values(), default=0.0)
 
     def _frontier_cost(self) -> float:
+        """What the same token counts would have cost on the frontier tier, per agent and in total."""
         frontier_tier = next((t for t in reversed(TIER_ORDER) if t in self.program.tiers), None)
         price = model_info(self.program.tiers[frontier_tier].model) if frontier_tier else None
         total = 0.0
-        for name, record in self.records.items():
-            if self.program.stations[name].agent.kind != "llm" or record.status != "done":
+        for station in self._stations.values():
+            record = station.record
+            if station.agent.kind != "llm" or record.result is None:
                 continue
-            total += price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
+            cost = price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
+            record.frontier_cost_usd = cost
+            total += cost
         return total
 
     def _price_worst_cases(self) -> None:

@@ -23,6 +23,7 @@ class AgentRecord:
     tier: str | None = None
     version: int = 0
     worst_case_usd: float = 0.0
+    frontier_cost_usd: float = 0.0  # the same tokens on the frontier tier
     started_s: float | None = None
     finished_s: float | None = None
     error: str | None = None
@@ -76,6 +77,7 @@ class AgentRecord:
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 8),
             "worst_case_usd": round(self.worst_case_usd, 8),
+            "frontier_cost_usd": round(self.frontier_cost_usd, 8),
             "started_s": None if self.started_s is None else round(self.started_s, 6),
             "finished_s": None if self.finished_s is None else round(self.finished_s, 6),
             "output": self.output,

@@ -88,9 +88,10 @@ def credentials_problem(model: str, endpoint: Endpoint | None = None) -> str | N
         return f"no Ollama server answers at {base} (start one, or set OLLAMA_API_BASE)"
     litellm = load_litellm()
     try:
+        litellm.get_llm_provider(model)
         found = litellm.validate_environment(model=model)
-    except Exception as exc:  # litellm raises for models it cannot place at all
-        return f"litellm cannot place this model ({exc})"
+    except Exception:  # litellm raises for a model it cannot place with any provider
+        return "litellm does not know which provider serves it (write it as PROVIDER/MODEL, e.g. openai/NAME)"
     if found.get("keys_in_environment"):
         return None
     missing = [str(key) for key in found.get("missing_keys") or []]

@@ -42,6 +42,8 @@ def test_mixed_workload_reaches_the_savings_its_routing_implies(repo: Path) -> N
     for record in agents.values():
         assert record["prompt_tokens"] == 2000 and record["completion_tokens"] == 1100
         assert record["worst_case_usd"] >= record["cost_usd"]
+        assert record["frontier_cost_usd"] == pytest.approx(cost("claude-sonnet-4-5", 2000, 1100))
+    assert sum(r["frontier_cost_usd"] for r in agents.values()) == pytest.approx(data["frontier_cost_usd"])
 
 
 def test_half_the_budget_keeps_spend_under_the_cap_plus_one_call(repo: Path) -> None:
