@@ -25,13 +25,28 @@ from hct_cli.errors import BenchError
 from hct_cli.providers.base import Provider
 from hct_cli.providers.simulated import SimulatedProvider
 
-__all__ = ["BenchReport", "PolicyFigures", "ideal_makespan", "run_bench"]
+__all__ = ["COHERENCE", "BenchReport", "PolicyFigures", "Variant", "ideal_makespan", "run_bench"]
+
+#: Coherence policies ``--compare`` accepts besides the dispatch policies.
+COHERENCE = ("replay", "hold", "off")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the program: a dispatch policy, and a coherence policy when compared."""
+
+    name: str
+    dispatch: str = "reactive"
+    coherence: str | None = None  # None: the score's own
 
 
 @dataclass
 class PolicyFigures:
     makespans: list[float] = field(default_factory=list)
     overheads_us: list[float] = field(default_factory=list)
+    costs: list[float] = field(default_factory=list)
+    stale_reads: list[int] = field(default_factory=list)
+    replays: list[int] = field(default_factory=list)
     last: RunResult | None = None
 
     def to_json(self) -> dict[str, float]:
@@ -40,6 +55,9 @@ class PolicyFigures:
             "min_s": round(min(self.makespans), 6),
             "max_s": round(max(self.makespans), 6),
             "overhead_us_per_agent": round(statistics.median(self.overheads_us), 3),
+            "cost_usd": round(statistics.median(self.costs), 8),
+            "stale_reads": statistics.median(self.stale_reads),
+            "replays": statistics.median(self.replays),
         }
 
 
@@ -56,15 +74,18 @@ class BenchReport:
     def critical_path_s(self) -> float:
         return statistics.median(self.critical_paths)
 
+    @property
+    def baseline(self) -> str:
+        """The variant the others are compared with: the first one run."""
+        return next(iter(self.policies))
+
     def ratios(self) -> dict[str, float]:
-        base = self.policies.get("reactive")
-        if base is None:
-            return {}
-        reference = statistics.median(base.makespans)
+        base = self.baseline
+        reference = statistics.median(self.policies[base].makespans)
         return {
-            f"{name}/reactive": round(statistics.median(p.makespans) / reference, 4) if reference > 0 else 0.0
+            f"{name}/{base}": round(statistics.median(p.makespans) / reference, 4) if reference > 0 else 0.0
             for name, p in self.policies.items()
-            if name != "reactive"
+            if name != base
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -152,7 +173,7 @@ def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float 
 def run_bench(
     program: Program,
     *,
-    policies: Sequence[str] = ("reactive",),
+    policies: Sequence[str | Variant] = ("reactive",),
     trials: int = 5,
     seed: int = 0,
     inputs: Mapping[str, Any] | None = None,
@@ -161,32 +182,37 @@ def run_bench(
     """Run ``trials`` trials of every policy; trial ``t`` uses seed ``seed + t`` for all of them."""
     if trials < 1:
         raise BenchError("--trials must be at least 1", hint="Pass --trials 5 for a median of five.")
-    report = BenchReport(len(program.stations), trials, [], {p: PolicyFigures() for p in policies})
+    variants = [p if isinstance(p, Variant) else Variant(p, dispatch=p) for p in policies]
+    report = BenchReport(len(program.stations), trials, [], {v.name: PolicyFigures() for v in variants})
     n = max(1, len(program.stations))
     for trial in range(trials):
-        for policy in policies:
+        for variant in variants:
+            policy = variant.dispatch
             if progress is not None:
-                progress(policy, trial)
+                progress(variant.name, trial)
             provider = SimulatedProvider(seed + trial)
 
             def provider_for(_spec: StationSpec, chosen: SimulatedProvider = provider) -> Provider:
                 return chosen
 
-            performer = Performer(program, provider_for, inputs=inputs, dispatch=policy)
+            performer = Performer(program, provider_for, inputs=inputs, dispatch=policy, coherence=variant.coherence)
             gc.collect()  # start every trial from the same heap; collections during the run count
             result = asyncio.run(performer.run())
             if result.status != "completed":
                 raise BenchError(
-                    f"{policy} run ended {result.status}",
+                    f"{variant.name} run ended {result.status}",
                     hint="Benchmark a score that completes under --simulate.",
                 )
             latency = {name: r.latency_s for name, r in result.agents.items()}
             ideal = ideal_makespan(program, latency, policy)
-            figures = report.policies[policy]
+            figures = report.policies[variant.name]
             figures.makespans.append(result.makespan_s)
             figures.overheads_us.append(max(0.0, result.makespan_s - ideal) / n * 1e6)
+            figures.costs.append(result.cost_usd)
+            figures.stale_reads.append(result.stale_reads)
+            figures.replays.append(result.replays)
             figures.last = result
-            if policy == policies[0]:
+            if variant is variants[0]:
                 report.critical_paths.append(ideal_makespan(program, latency, "reactive"))
                 bound = _constrained_bound(program, latency)
                 if bound is not None:

@@ -142,7 +142,7 @@ def bench(
     gantt: Annotated[Path | None, typer.Option("--gantt", help="Draw the reactive and batch timelines as SVG.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Measure dispatch policies: makespan, ratios, critical-path bound, overhead per agent."""
+    """Measure dispatch (or coherence) policies: makespan, ratios, critical-path bound, overhead per agent."""
     from hct_cli.cli.bench import bench_command
 
     run_command(

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from hct_cli.bench import BenchReport, run_bench
+from hct_cli.bench import COHERENCE, BenchReport, Variant, run_bench
 from hct_cli.compile import compile_score
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.errors import UsageError
@@ -38,10 +38,20 @@ def bench_command(
     gantt: Path | None,
     as_json: bool,
 ) -> int:
-    policies = ["reactive"] + [p.strip() for p in compare.split(",") if p.strip() and p.strip() != "reactive"]
-    unknown = [p for p in policies if p not in POLICIES]
+    asked = [p.strip() for p in compare.split(",") if p.strip()]
+    unknown = [p for p in asked if p not in POLICIES and p not in COHERENCE and p != "coherence-off"]
     if unknown:
-        raise UsageError(f"unknown policy {unknown[0]!r}", hint=f"--compare takes {', '.join(POLICIES)}.")
+        raise UsageError(
+            f"unknown policy {unknown[0]!r}",
+            hint=f"--compare takes dispatch policies ({', '.join(POLICIES)}) "
+            f"or coherence policies ({', '.join(COHERENCE)}, coherence-off).",
+        )
+    coherent = [p for p in asked if p in COHERENCE or p == "coherence-off"]
+    if coherent and len(coherent) != len(asked):
+        raise UsageError(
+            "compare dispatch policies or coherence policies, not both at once",
+            hint="e.g. --compare batch,sequential  or  --compare replay,hold,off",
+        )
     if (score is None) == (synthetic is None):
         raise UsageError(
             "give a score or --synthetic random, not both",
@@ -66,6 +76,15 @@ def bench_command(
         model = load_score(score)
         inputs = resolve_inputs(model, {})
     program = compile_score(model)
+    policies: list[Variant]
+    if coherent:
+        # The score's own policy first (the baseline), then the others asked for.
+        names = [model.coherence] + [p for p in asked if p in COHERENCE]
+        if "coherence-off" in asked:
+            names.append("off")
+        policies = [Variant(name, coherence=name) for name in dict.fromkeys(names)]
+    else:
+        policies = [Variant(name, dispatch=name) for name in dict.fromkeys(["reactive", *asked])]
 
     def progress(policy: str, trial: int) -> None:
         if sys.stderr.isatty() or not as_json:
@@ -93,18 +112,27 @@ def _print_table(report: BenchReport) -> None:
 
     data = report.to_json()
     table = Table(title=f"{report.agents} agents, {report.trials} trials", title_justify="left")
-    for column in ("policy", "median s", "min s", "max s", "overhead µs/agent", "÷ reactive"):
+    base = report.baseline
+    columns = ["policy", "median s", "min s", "max s", "overhead µs/agent", f"÷ {base}", "cost $"]
+    coherence = any(f["stale_reads"] or f["replays"] for f in data["policies"].values())
+    if coherence:
+        columns += ["stale reads", "replays"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "policy" else "right")
     ratios = data["ratios"]
     for name, figures in data["policies"].items():
-        table.add_row(
+        row = [
             name,
             f"{figures['makespan_s']:.4f}",
             f"{figures['min_s']:.4f}",
             f"{figures['max_s']:.4f}",
             f"{figures['overhead_us_per_agent']:.1f}",
-            "1.000" if name == "reactive" else f"{ratios[f'{name}/reactive']:.3f}",
-        )
+            "1.000" if name == base else f"{ratios[f'{name}/{base}']:.3f}",
+            f"{figures['cost_usd']:.4f}",
+        ]
+        if coherence:
+            row += [f"{figures['stale_reads']:g}", f"{figures['replays']:g}"]
+        table.add_row(*row)
     caption = f"critical path {report.critical_path_s:.4f} s"
     if "reactive/critical_path" in data:
         caption += f"; reactive ÷ critical path {data['reactive/critical_path']:.4f}"

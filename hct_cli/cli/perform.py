@@ -28,16 +28,24 @@ if TYPE_CHECKING:
 __all__ = ["perform_command"]
 
 
-_SIGNALS = ("fermata", "vamp", "tacet_if", "attacca", "speculate")
+_SIGNALS = ("fermata", "tacet_if", "attacca", "speculate")
 
 
 def _warn_unenforced(score: Score) -> None:
     """Say plainly which declared signals this build does not act on yet."""
+    from hct_cli.checks import needs_gate
+
     used = sorted({signal for agent in score.agents.values() for signal in _SIGNALS if getattr(agent, signal, None)})
     if used:
         sys.stderr.write(
             f"note: this build does not enforce {', '.join(used)} yet: "
             "agents run once and their results commit unchecked\n"
+        )
+    gated = sorted(a.name for a in score.agents.values() if a.vamp is not None and needs_gate(a.vamp.until))
+    if gated:
+        sys.stderr.write(
+            f"note: the vamp of {', '.join(gated)} ends on a python, judge or human check, which this build "
+            "does not run yet: it repeats until its max\n"
         )
 
 

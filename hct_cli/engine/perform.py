@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
+from hct_cli.checks import evaluate
+from hct_cli.coherence import Directory, HoldTable, Mode, lock_modes
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
@@ -78,18 +80,30 @@ class _Unit:
             self.tokens.append((now, tokens))
 
 
+#: Passes of a vamp that gives no ``max`` (lint warns about it).
+_VAMP_CAP = 16
+
+
 class _Station:
     """The runtime side of one reservation station: what the hot path touches, in one place."""
 
     __slots__ = (
         "agent",
         "dependents",
+        "hold",
+        "hold_since",
+        "iteration",
+        "locked",
+        "modes",
         "name",
         "operands",
         "provider",
         "record",
+        "replays",
         "reserved",
         "route",
+        "shared",
+        "snapshot",
         "spec",
         "task",
         "template",
@@ -113,6 +127,17 @@ class _Station:
         self.template: Template | None = None
         self.dependents: tuple[_Station, ...] = ()
         self.task: asyncio.Task[None] | None = None
+        # Coherence: does it touch shared state; what it read (key -> version); replays so far;
+        # whether it runs under hold locks, holds them now, and since when it waits for them.
+        agent = spec.agent
+        self.shared = bool(agent.reads or agent.writes or agent.appends)
+        self.modes: dict[str, Mode] = lock_modes(agent.reads, agent.writes, agent.appends) if self.shared else {}
+        self.snapshot: dict[str, int] = {}
+        self.replays = 0
+        self.hold = False
+        self.locked = False
+        self.hold_since: float | None = None
+        self.iteration = 1  # vamp pass
 
 
 def _by_priority(station: _Station) -> tuple[int, float, int]:
@@ -143,6 +168,8 @@ class Performer:
         observers: Sequence[Observer] = (),
         budget_usd: float | None = None,
         run_id: str | None = None,
+        coherence: str | None = None,
+        max_replays: int = 3,
     ) -> None:
         self.program = program
         self.inputs = dict(inputs or {})
@@ -174,11 +201,21 @@ class Performer:
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
-        self._state: dict[str, Any] = {k: spec.initial for k, spec in program.score.state.items()}
-        self._state_version = dict.fromkeys(program.score.state, 0)
-        self._appended: dict[str, list[tuple[int, int, Any]]] = {k: [] for k in program.score.state}
-        self._read_versions: dict[str, dict[str, int]] = {}
+        self.coherence = coherence or program.score.coherence
+        self.max_replays = max_replays
+        self._dir = Directory(
+            {k: spec.initial for k, spec in program.score.state.items()},
+            self._on_coherence if self.observers else None,
+        )
+        self._locks = HoldTable()
+        self._parked: dict[str, list[tuple[_Station, Broadcast]]] = {}  # holder -> commits waiting for it
         self.stale_reads = 0
+        self.replays = 0
+        self.holds = 0
+        self.hold_s = 0.0
+        if self.coherence == "hold":
+            for station in self._stations.values():
+                station.hold = station.shared
         self._timer: asyncio.TimerHandle | None = None
         order = {name: i for i, name in enumerate(program.order)}
         self.policy: DispatchPolicy = make_policy(dispatch, self._release, order)
@@ -201,6 +238,11 @@ class Performer:
         for observer in self.observers:
             observer(event)
 
+    def _on_coherence(self, kind: str, agent: str, key: str, data: dict[str, Any]) -> None:
+        """The directory's transitions become events of the agent they concern."""
+        station = self._stations.get(agent)
+        self._emit(kind, agent, station.version if station is not None else 0, key=key, **data)
+
     # -- issue -----------------------------------------------------------------------------
 
     def _unit(self, spec: StationSpec) -> _Unit:
@@ -217,9 +259,28 @@ class Performer:
         if self._stop_issuing:
             self._skip(name, "the run stopped issuing")
             return
+        if station.hold and not station.locked:
+            if not self._locks.request(name, station.modes):
+                station.hold_since = time.perf_counter()
+                if self.observers:
+                    self._emit("hold", name, station.version + 1, keys=sorted(station.modes), waiting=True)
+                return  # granted later, in FIFO order, when a holder commits
+            station.locked = True
         if not self._queue and self._try_issue(station):
             return
         heapq.heappush(self._queue, (station.spec.priority, name))
+
+    def _granted(self, names: list[str]) -> None:
+        """Hold locks were granted to waiting stations: count the wait and let them go on."""
+        now = time.perf_counter()
+        for name in names:
+            station = self._stations[name]
+            station.locked = True
+            if station.hold_since is not None:
+                self.holds += 1
+                self.hold_s += now - station.hold_since
+                station.hold_since = None
+            self._release(name)
 
     def _drain(self) -> None:
         """Issue queued stations, highest priority first, while units allow."""
@@ -330,8 +391,14 @@ class Performer:
             cues = {name: message.output for name, message in station.operands.items()}
             context = {"cues": cues, "inputs": self.inputs}
             if agent.reads:
-                context["state"] = {key: self._read(key) for key in agent.reads}
-                self._read_versions[station.name] = {key: self._state_version[key] for key in agent.reads}
+                state: dict[str, Any] = {}
+                snapshot = station.snapshot = {}
+                for key in agent.reads:
+                    state[key], snapshot[key] = self._dir.read(station.name, key)
+                context["state"] = state
+        if station.locked:
+            for key in agent.writes:
+                self._dir.acquire(station.name, key)  # under hold, ownership is taken at issue
         prompt = template.render(**context) if template is not None else agent.prompt or ""
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
@@ -386,30 +453,49 @@ class Performer:
         if self.governor.active and station.agent.kind == "llm":
             self.governor.settle(station.reserved, message.cost_usd)
             station.reserved = 0.0
-        if message.ok:
-            self._commit(station, message)
-        else:
-            self._fail(station, message.error or "failed")
-        self.policy.done(station.name)
+        finished = self._commit(station, message) if message.ok else self._fail(station, message.error or "failed")
+        if finished:
+            self.policy.done(station.name)
         if self._queue:
             self._drain()
 
-    def _commit(self, station: _Station, message: Broadcast) -> None:
+    def _commit(self, station: _Station, message: Broadcast) -> bool:
+        """Commit a result; False when the station runs again (replay, vamp) or waits (parked)."""
         record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
         record.result = message
         if message.tier is not None:
             record.tier = message.tier  # a fallback may have moved the call
-        agent = station.agent
-        if agent.writes or agent.appends or agent.reads:
-            error = self._write_state(station, message)
-            if error is not None:
-                self._fail(station, error)
-                return
+        cued: dict[str, list[str]] | None = None
+        if station.shared:
+            outcome = self._commit_state(station, message)
+            if not isinstance(outcome, dict):
+                return outcome
+            cued = outcome
+        vamp = station.agent.vamp
+        if vamp is not None and station.iteration < (vamp.max or _VAMP_CAP):
+            verdict = evaluate(vamp.until, message.output)
+            if not verdict.passed:
+                if self.observers:
+                    self._emit(
+                        "vamp",
+                        station.name,
+                        message.version,
+                        iteration=station.iteration,
+                        cost_usd=message.cost_usd,
+                        reason=verdict.reason,
+                        keys=cued or {},
+                    )
+                station.iteration += 1
+                self._again(station)
+                return False
         record.status = "done"
         observed = bool(self.observers)
         if observed:
-            self._emit("cue", station.name, message.version, cost_usd=message.cost_usd)
+            if cued:
+                self._emit("cue", station.name, message.version, cost_usd=message.cost_usd, keys=cued)
+            else:
+                self._emit("cue", station.name, message.version, cost_usd=message.cost_usd)
         self._settled += 1
         name = station.name
         ready: list[_Station] = []
@@ -427,42 +513,104 @@ class Performer:
             ready_now(dependent.name)
         if self._settled >= self._n:
             self._check_done()
+        return True
 
-    def _write_state(self, station: _Station, message: Broadcast) -> str | None:
+    def _again(self, station: _Station) -> None:
+        """Run ``station`` once more under a new tag version (a replay or the next vamp pass)."""
+        record = station.record
+        if record.result is not None:
+            record.earlier.append(record.result)
+            record.result = None
+        record.status = "waiting"
+        self._release(station.name)
+
+    def _commit_state(self, station: _Station, message: Broadcast) -> dict[str, list[str]] | bool:
+        """Check the station's reads, then write back; the cue map, or False when it must run again."""
+        name = station.name
         agent = station.agent
-        read = self._read_versions.pop(station.name, None)
-        if read and any(self._state_version[k] != v for k, v in read.items()):
-            self.stale_reads += 1
-        if not agent.writes and not agent.appends:
+        stale = self._dir.stale(station.snapshot) if station.snapshot else []
+        if stale:
+            if self.coherence == "off":
+                self.stale_reads += 1
+                if self.observers:
+                    self._emit("stale_read", name, message.version, keys=stale)
+            else:
+                self._dir.release(name, agent.reads)
+                self._unlock(station)
+                self.replays += 1
+                station.replays += 1
+                if station.replays > self.max_replays and not station.hold:
+                    station.hold = True  # replays did not converge: take locks from now on
+                if self.observers:
+                    self._emit("replay", name, message.version, keys=stale, replay=station.replays, hold=station.hold)
+                self._again(station)
+                return False
+        blocker = self._blocker(station)
+        if blocker is not None:
+            # A station under hold owns a key this commit writes: wait for it, then check again.
+            self._parked.setdefault(blocker, []).append((station, message))
+            station.hold_since = time.perf_counter()
+            station.record.status = "parked"
+            if self.observers:
+                self._emit("hold", name, message.version, keys=sorted(station.modes), behind=blocker)
+            return False
+        values, error = self._values(agent, message.output)
+        if error is not None:
+            self._dir.release(name, agent.reads)
+            self._unlock(station)
+            return self._fail(station, error)
+        for key in values:
+            self._dir.write(name, key)
+        appends = dict.fromkeys(agent.appends, message.output)
+        cued = self._dir.commit(name, message.version, values, appends, agent.index)
+        self._dir.release(name, agent.reads)
+        station.snapshot = {}
+        self._unlock(station)
+        return cued
+
+    def _blocker(self, station: _Station) -> str | None:
+        """Another station whose hold locks conflict with what ``station`` is about to write."""
+        if station.locked or not self._locks.holders:
             return None
-        output = message.output
-        if len(agent.writes) > 1:
-            try:
-                data = json.loads(output) if isinstance(output, str) else output
-            except ValueError:
-                data = None
-            if not isinstance(data, dict) or not set(agent.writes) <= set(data):
-                return f"output must be a JSON object with keys {list(agent.writes)}"
-            values = {key: data[key] for key in agent.writes}
-        else:
-            values = dict.fromkeys(agent.writes, output)
-        for key, value in values.items():
-            self._state[key] = value
-            self._state_version[key] += 1
-        for key in agent.appends:
-            self._appended[key].append((agent.index, message.version, output))
-            self._state_version[key] += 1
+        agent = station.agent
+        for holder, modes in self._locks.holders.items():
+            if holder != station.name and any(k in modes for k in (*agent.writes, *agent.appends)):
+                return holder
         return None
 
-    def _read(self, key: str) -> Any:
-        items = self._appended.get(key)
-        if not items:
-            return self._state.get(key)
-        base = self._state.get(key)
-        initial = list(base) if isinstance(base, list) else []
-        return initial + [item for _, _, item in sorted(items, key=lambda x: (x[0], x[1]))]
+    def _unlock(self, station: _Station) -> None:
+        """Release ``station``'s hold locks; grant waiters; let commits parked behind it retry."""
+        if not station.locked:
+            return
+        station.locked = False
+        granted = self._locks.release(station.name)
+        parked = self._parked.pop(station.name, [])
+        if granted:
+            self._granted(granted)
+        now = time.perf_counter()
+        for waiter, message in parked:
+            waiter.record.status = "running"
+            if waiter.hold_since is not None:
+                self.holds += 1
+                self.hold_s += now - waiter.hold_since
+                waiter.hold_since = None
+            if self._commit(waiter, message):
+                self.policy.done(waiter.name)
 
-    def _fail(self, station: _Station, error: str) -> None:
+    @staticmethod
+    def _values(agent: Any, output: Any) -> tuple[dict[str, Any], str | None]:
+        """The values ``output`` writes: itself for one key, a JSON object's fields for several."""
+        if len(agent.writes) <= 1:
+            return dict.fromkeys(agent.writes, output), None
+        try:
+            data = json.loads(output) if isinstance(output, str) else output
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not set(agent.writes) <= set(data):
+            return {}, f"output must be a JSON object with keys {list(agent.writes)}"
+        return {key: data[key] for key in agent.writes}, None
+
+    def _fail(self, station: _Station, error: str) -> bool:
         record = station.record
         record.status = "failed"
         record.error = error
@@ -471,8 +619,12 @@ class Performer:
         if self.observers:
             self._emit("fail", station.name, record.version, error=error)
         self._settled += 1
+        if station.shared:
+            self._dir.release(station.name, station.modes)
+            self._unlock(station)
         self._skip_dependents(station)
         self._check_done()
+        return True
 
     def _skip(self, name: str, reason: str) -> None:
         station = self._stations[name]
@@ -573,14 +725,14 @@ class Performer:
         for station in self._stations.values():
             record = station.record
             if station.agent.kind == "llm" and record.result is not None and not record.worst_case_usd:
-                tokens = max(record.prompt_tokens, self._prompt_tokens(station))
+                tokens = max(record.result.prompt_tokens, self._prompt_tokens(station))
                 record.worst_case_usd = worst_case_usd(
                     record.model or station.route.model, tokens, station.agent.max_tokens
                 )
 
     def _result(self) -> RunResult:
         self._price_worst_cases()
-        state = {key: self._read(key) for key in self._state}
+        state = {key: self._dir.value(key) for key in self._dir.lines}
         return RunResult(
             run_id=self.run_id,
             status=self._status,
@@ -590,6 +742,10 @@ class Performer:
             cost_usd=sum(r.cost_usd for r in self.records.values()),
             frontier_cost_usd=self._frontier_cost(),
             stale_reads=self.stale_reads,
+            replays=self.replays,
+            holds=self.holds,
+            hold_s=self.hold_s,
+            coherence=self.coherence,
             agents=self.records,
             state=state,
         )

@@ -29,6 +29,7 @@ class AgentRecord:
     error: str | None = None
     result: Broadcast | None = None
     captured: dict[str, Broadcast] = field(default_factory=dict)  # cue -> the broadcast its operand came from
+    earlier: list[Broadcast] = field(default_factory=list)  # calls before the last: replays, vamp passes
 
     @property
     def operands(self) -> dict[str, int]:
@@ -44,20 +45,26 @@ class AgentRecord:
         return self._call.model or self.route_model
 
     @property
+    def calls(self) -> int:
+        return len(self.earlier) + (self.result is not None)
+
+    @property
     def prompt_tokens(self) -> int:
-        return self._call.prompt_tokens
+        """Over every call of this agent."""
+        return self._call.prompt_tokens + sum(b.prompt_tokens for b in self.earlier)
 
     @property
     def completion_tokens(self) -> int:
-        return self._call.completion_tokens
+        return self._call.completion_tokens + sum(b.completion_tokens for b in self.earlier)
 
     @property
     def cost_usd(self) -> float:
-        return self._call.cost_usd
+        return self._call.cost_usd + sum(b.cost_usd for b in self.earlier)
 
     @property
     def latency_s(self) -> float:
-        return self._call.latency_s
+        """Time spent in calls, over every call of this agent."""
+        return self._call.latency_s + sum(b.latency_s for b in self.earlier)
 
     @property
     def output(self) -> Any:
@@ -73,6 +80,7 @@ class AgentRecord:
             "model": self.model,
             "tier": self.tier,
             "version": self.version,
+            "calls": self.calls,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 8),
@@ -99,6 +107,10 @@ class RunResult:
     stale_reads: int
     agents: dict[str, AgentRecord]
     state: dict[str, Any]
+    replays: int = 0
+    holds: int = 0
+    hold_s: float = 0.0
+    coherence: str = "replay"
 
     def __repr__(self) -> str:  # the full record of a large run would be megabytes long
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, agents={len(self.agents)})"
@@ -120,6 +132,10 @@ class RunResult:
             "frontier_cost_usd": round(self.frontier_cost_usd, 8),
             "savings": round(self.savings, 6),
             "stale_reads": self.stale_reads,
+            "coherence": self.coherence,
+            "replays": self.replays,
+            "holds": self.holds,
+            "hold_s": round(self.hold_s, 6),
             "agents": {name: record.to_json() for name, record in self.agents.items()},
             "state": self.state,
         }
