@@ -178,6 +178,7 @@ def run_bench(
     seed: int = 0,
     inputs: Mapping[str, Any] | None = None,
     progress: Callable[[str, int], None] | None = None,
+    time_scale: float = 1.0,
 ) -> BenchReport:
     """Run ``trials`` trials of every policy; trial ``t`` uses seed ``seed + t`` for all of them."""
     if trials < 1:
@@ -190,7 +191,7 @@ def run_bench(
             policy = variant.dispatch
             if progress is not None:
                 progress(variant.name, trial)
-            provider = SimulatedProvider(seed + trial)
+            provider = SimulatedProvider(seed + trial, time_scale=time_scale)
 
             def provider_for(_spec: StationSpec, chosen: SimulatedProvider = provider) -> Provider:
                 return chosen

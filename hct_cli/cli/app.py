@@ -140,6 +140,9 @@ def bench(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the DAG and of trial 1.")] = 0,
     emit: Annotated[Path | None, typer.Option("--emit", help="Write the synthetic score as YAML.")] = None,
     gantt: Annotated[Path | None, typer.Option("--gantt", help="Draw the reactive and batch timelines as SVG.")] = None,
+    time_scale: Annotated[
+        float, typer.Option("--time-scale", help="Multiply simulated latencies, e.g. 0.1 for a quick comparison.")
+    ] = 1.0,
     as_json: JsonOption = False,
 ) -> None:
     """Measure dispatch (or coherence) policies: makespan, ratios, critical-path bound, overhead per agent."""
@@ -157,6 +160,7 @@ def bench(
             emit=emit,
             gantt=gantt,
             as_json=as_json,
+            time_scale=time_scale,
         ),
         as_json=as_json,
     )

@@ -37,7 +37,10 @@ def bench_command(
     emit: Path | None,
     gantt: Path | None,
     as_json: bool,
+    time_scale: float = 1.0,
 ) -> int:
+    if time_scale <= 0:
+        raise UsageError("--time-scale must be above zero", hint="e.g. --time-scale 0.1 runs ten times faster.")
     asked = [p.strip() for p in compare.split(",") if p.strip()]
     unknown = [p for p in asked if p not in POLICIES and p not in COHERENCE and p != "coherence-off"]
     if unknown:
@@ -91,7 +94,9 @@ def bench_command(
             sys.stderr.write(f"\rtrial {trial + 1}/{trials}: {policy:<10}")
             sys.stderr.flush()
 
-    report = run_bench(program, policies=policies, trials=trials, seed=seed, inputs=inputs, progress=progress)
+    report = run_bench(
+        program, policies=policies, trials=trials, seed=seed, inputs=inputs, progress=progress, time_scale=time_scale
+    )
     if not as_json or sys.stderr.isatty():
         sys.stderr.write("\r\x1b[K" if sys.stderr.isatty() else "\n")
     if gantt is not None:
