@@ -175,18 +175,17 @@ class Directory:
             cued[key] = former
         for key, item in appends.items():
             line = self.lines[key]
+            invalidated = set(line.sharers) - {agent}
             if line.owner not in (None, agent):
                 if line.dirty:
                     raise CoherenceError(f"{key!r} is modified by {line.owner!r}; {agent!r} must wait for its commit")
-                line.invalid.add(line.owner)  # a clean exclusive reader's copy goes stale too
+                invalidated.add(line.owner)  # a clean exclusive reader's copy goes stale too
                 line.owner = None
             self.appended[key].append((index, version, item))
             line.version += 1
-            for reader in line.sharers.keys() - {agent}:
-                line.invalid.add(reader)
-            former = sorted(line.invalid)
+            line.invalid |= invalidated
             line.sharers.clear()
-            cued[key] = former
+            cued[key] = sorted(invalidated)  # only the copies this append made stale
         return cued
 
     def release(self, agent: str, keys: Iterable[str]) -> None:

@@ -179,3 +179,10 @@ def test_scores_without_shared_state_touch_no_directory() -> None:
     result, events = run(program)
     assert result.status == "completed"
     assert not [e for e in events if e.kind in ("mesi", "fermata", "replay", "hold")]
+
+
+def test_an_append_cues_only_the_copies_it_made_stale() -> None:
+    d = Directory({"k": []})
+    d.read("a", "k")
+    assert d.commit("b", 1, {}, {"k": 1}, 1) == {"k": ["a"]}
+    assert d.commit("c", 1, {}, {"k": 2}, 2) == {"k": []}, "a was cued already and holds no copy"

@@ -638,6 +638,7 @@ class Performer:
             self._emit("skip", name, reason=reason)
         self._settled += 1
         self.policy.done(name)
+        self._unlock(station)  # a skipped holder must not keep others waiting for its locks
         self._skip_dependents(station)
         self._check_done()
 
