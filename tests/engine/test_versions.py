@@ -149,3 +149,29 @@ def test_a_retried_agent_gets_a_new_version_and_its_dependent_records_it() -> No
     assert result.agents["a"].output.startswith("a long enough answer")
     assert result.agents["b"].operands == {"a": 2}
     assert [v for n, v, _ in provider.calls if n == "a"] == [1, 2]
+
+
+def test_a_vamping_agent_gets_a_new_version_per_pass_and_its_dependent_binds_the_last() -> None:
+    """Re-execution renames the tag: every pass is a@v; the dependent captures the final version."""
+    program = program_of(
+        {
+            "a": {"prompt": "a", "vamp": {"max": 3, "until": {"min_length": 10}}},
+            "b": {"prompt": "{{ cues.a }}", "cues": ["a"]},
+        }
+    )
+    provider = ShortThenLong()
+
+    class Short:
+        """The first two passes are too short; the third is long enough."""
+
+        async def call(self, request: CallRequest) -> CallResult:
+            if request.agent.name == "a" and request.version < 3:
+                await asyncio.sleep(0)
+                return CallResult(output="x", model=request.model)
+            return await provider.call(request)
+
+    result = asyncio.run(perform(program, lambda spec: Short()))
+    assert result.status == "completed"
+    assert result.agents["a"].version == 3 and result.agents["a"].calls == 3
+    assert result.agents["b"].operands == {"a": 3}
+    assert result.agents["b"].version == 1
