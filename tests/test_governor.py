@@ -144,3 +144,49 @@ def test_under_a_budget_a_call_never_falls_back_to_a_dearer_tier() -> None:
     asyncio.run(Performer(program, lambda spec: Recorder(0)).run())
     asyncio.run(Performer(program, lambda spec: Recorder(0), budget_usd=1.0).run())
     assert seen == [("frontier",), ()]
+
+
+def test_a_failed_gate_that_escalates_sends_the_retry_one_tier_up() -> None:
+    program = program_of(
+        {
+            "a": {
+                "prompt": "p",
+                "tempo": "allegro",
+                "dynamics": "mf",
+                "fermata": {"check": {"min_length": 10}, "on_fail": "escalate", "retries": 1},
+                "simulate": {"latency_ms": 0},
+            }
+        }
+    )
+
+    class ShortOnMid(SimulatedProvider):
+        async def call(self, request: Any) -> Any:
+            result = await super().call(request)
+            if request.tier == "mid":
+                result.output = "short"
+            return result
+
+    events: list[Event] = []
+    result = asyncio.run(Performer(program, lambda spec: ShortOnMid(0), observers=[events.append]).run())
+    assert result.status == "completed"
+    record = result.agents["a"]
+    assert (record.tier, record.model, record.version, record.calls) == ("frontier", "claude-sonnet-4-5", 2, 2)
+    kinds = [(e.kind, e.data.get("passed")) for e in events if e.kind in ("gate", "boost")]
+    assert kinds == [("gate", False), ("boost", None), ("gate", True)]
+
+
+def test_a_gate_that_keeps_failing_fails_the_agent_after_its_retries() -> None:
+    program = program_of(
+        {
+            "a": {
+                "prompt": "p",
+                "fermata": {"check": {"regex": "^NEVER$"}, "retries": 2},
+                "simulate": {"latency_ms": 0},
+            },
+            "b": {"prompt": "p", "cues": ["a"], "simulate": {"latency_ms": 0}},
+        }
+    )
+    result, _ = run(program, None)
+    assert result.status == "failed"
+    assert result.agents["a"].calls == 3 and "fermata failed 3 times" in (result.agents["a"].error or "")
+    assert result.agents["b"].status == "skipped"

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["perform_command"]
 
 
-_SIGNALS = ("fermata", "tacet_if", "attacca", "speculate")
+_SIGNALS = ("tacet_if", "attacca", "speculate")
 
 
 def _warn_unenforced(score: Score) -> None:
@@ -40,6 +40,16 @@ def _warn_unenforced(score: Score) -> None:
         sys.stderr.write(
             f"note: this build does not enforce {', '.join(used)} yet: "
             "agents run once and their results commit unchecked\n"
+        )
+    unjudged = sorted(
+        a.name
+        for a in score.agents.values()
+        if a.fermata is not None and (needs_gate(a.fermata.check) or a.fermata.on_fail == "caesura")
+    )
+    if unjudged:
+        sys.stderr.write(
+            f"note: the fermata of {', '.join(unjudged)} needs a python, judge or human check or a caesura, "
+            "which this build does not run yet: such results commit unchecked, and a failed check that asks for a caesura fails the agent\n"
         )
     gated = sorted(a.name for a in score.agents.values() if a.vamp is not None and needs_gate(a.vamp.until))
     if gated:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.checks import evaluate
+from hct_cli.checks import evaluate, needs_gate
 from hct_cli.coherence import Directory, HoldTable, Mode, lock_modes
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
@@ -90,6 +90,7 @@ class _Station:
     __slots__ = (
         "agent",
         "dependents",
+        "gate_failures",
         "hold",
         "hold_since",
         "iteration",
@@ -138,6 +139,7 @@ class _Station:
         self.locked = False
         self.hold_since: float | None = None
         self.iteration = 1  # vamp pass
+        self.gate_failures = 0  # fermata checks failed so far
 
 
 def _by_priority(station: _Station) -> tuple[int, float, int]:
@@ -408,8 +410,9 @@ class Performer:
             fallbacks = tuple(
                 f for f in fallbacks if worst_case_usd(f.model, tokens, agent.max_tokens) <= station.reserved
             )
+        # Each execution of a station is one attempt: a retry, a replay or a vamp pass draws anew.
         return CallRequest(
-            agent, route.model, route.tier, prompt, self._frame, version, 0, context, fallbacks, self._report
+            agent, route.model, route.tier, prompt, self._frame, version, version - 1, context, fallbacks, self._report
         )
 
     def _report(self, agent: str, version: int, kind: str, data: dict[str, Any]) -> None:
@@ -466,6 +469,11 @@ class Performer:
         record.result = message
         if message.tier is not None:
             record.tier = message.tier  # a fallback may have moved the call
+        fermata = station.agent.fermata
+        if fermata is not None and not needs_gate(fermata.check):
+            gated = self._gate(station, message)
+            if gated is not None:
+                return gated
         cued: dict[str, list[str]] | None = None
         if station.shared:
             outcome = self._commit_state(station, message)
@@ -514,6 +522,29 @@ class Performer:
         if self._settled >= self._n:
             self._check_done()
         return True
+
+    def _gate(self, station: _Station, message: Broadcast) -> bool | None:
+        """The fermata: None lets the result commit; on a failed check the station runs again
+        (retry, or escalate one tier up: False) or fails once its retries are spent (True)."""
+        fermata = station.agent.fermata
+        assert fermata is not None
+        verdict = evaluate(fermata.check, message.output)
+        if self.observers:
+            self._emit("gate", station.name, message.version, passed=verdict.passed, reason=verdict.reason)
+        if verdict.passed:
+            return None
+        station.gate_failures += 1
+        if fermata.on_fail == "caesura":
+            return self._fail(station, f"fermata failed: {verdict.reason} (caesura is not enforced by this build)")
+        if station.gate_failures > fermata.retries:
+            return self._fail(station, f"fermata failed {station.gate_failures} times: {verdict.reason}")
+        if station.shared:
+            self._dir.release(station.name, station.agent.reads)
+            self._unlock(station)
+        if fermata.on_fail == "escalate":
+            self.governor.boost(station.name)  # the next call goes one tier up
+        self._again(station)
+        return False
 
     def _again(self, station: _Station) -> None:
         """Run ``station`` once more under a new tag version (a replay or the next vamp pass)."""
