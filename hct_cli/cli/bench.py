@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from hct_cli.bench import COHERENCE, BenchReport, Variant, run_bench
 from hct_cli.compile import compile_score
 from hct_cli.engine.dispatch import POLICIES
-from hct_cli.errors import UsageError
+from hct_cli.errors import BenchError, UsageError
 
 __all__ = ["bench_command"]
 
@@ -39,8 +40,11 @@ def bench_command(
     as_json: bool,
     time_scale: float = 1.0,
 ) -> int:
-    if time_scale <= 0:
+    if not math.isfinite(time_scale) or time_scale <= 0:
         raise UsageError("--time-scale must be above zero", hint="e.g. --time-scale 0.1 runs ten times faster.")
+    for flag, target in (("--emit", emit), ("--gantt", gantt)):
+        if target is not None and not target.parent.is_dir():
+            raise UsageError(f"{flag} {target}: no directory {target.parent}", hint="Create it or pick another path.")
     asked = [p.strip() for p in compare.split(",") if p.strip()]
     unknown = [p for p in asked if p not in POLICIES and p not in COHERENCE and p != "coherence-off"]
     if unknown:
@@ -69,7 +73,10 @@ def bench_command(
 
         model = random_dag(agents, seed=seed, latency_ms=_latency(latency_ms))
         if emit is not None:
-            emit_yaml(model, emit)
+            try:
+                emit_yaml(model, emit)
+            except OSError as exc:
+                raise BenchError(f"cannot write {emit}: {exc.strerror}", hint="Pick a writable path.") from None
         inputs: dict[str, object] = {}
     else:
         from hct_cli.inputs import resolve_inputs
@@ -103,7 +110,10 @@ def bench_command(
         from hct_cli.gantt import gantt_svg
 
         panels = [(name, fig.last) for name, fig in report.policies.items() if fig.last is not None]
-        gantt.write_text(gantt_svg([p for p in panels if p[0] in ("reactive", "batch")] or panels), "utf-8")
+        try:
+            gantt.write_text(gantt_svg([p for p in panels if p[0] in ("reactive", "batch")] or panels), "utf-8")
+        except OSError as exc:
+            raise BenchError(f"cannot write {gantt}: {exc.strerror}", hint="Pick a writable path.") from None
     if as_json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import signal
 import sys
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -114,14 +116,14 @@ def perform_command(
 ) -> int:
     if dispatch not in POLICIES:
         raise UsageError(f"unknown dispatch {dispatch!r}", hint=f"Use one of: {', '.join(POLICIES)}.")
-    if budget is not None and budget < 0:
+    if budget is not None and not (math.isfinite(budget) and budget >= 0):
         raise UsageError("--budget must be zero or more", hint="Pass a budget in USD, e.g. --budget 0.25.")
     if local is not None and local not in ("local", "all"):
         raise UsageError(
             f"unknown --local value {local!r}",
             hint="Use --local (the local tier) or --local=all, after the score's path.",
         )
-    if time_scale <= 0 or (time_scale != 1.0 and not simulate):
+    if not math.isfinite(time_scale) or time_scale <= 0 or (time_scale != 1.0 and not simulate):
         raise UsageError(
             "--time-scale must be above zero and goes with --simulate",
             hint="Real calls take the time they take; e.g. --simulate --time-scale 0.1.",
@@ -179,7 +181,12 @@ def perform_command(
             observers=observers,
             budget_usd=budget if budget is not None else score.routing.budget_usd,
         )
-        result = asyncio.run(performer.run())
+        with _sigterm_interrupts():
+            try:
+                result = asyncio.run(performer.run())
+            except KeyboardInterrupt:
+                sys.stderr.write("interrupted\n")
+                result = performer.interrupted()
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
     else:
@@ -188,4 +195,24 @@ def perform_command(
         from hct_cli.cli.plain import summary_table
 
         Console().print(summary_table(result))
+    if result.status == "interrupted":
+        return 130
     return 0 if result.status == "completed" else 1
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends a run like Ctrl-C: results so far are reported and the local server stops."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -304,6 +304,8 @@ class Performer:
         if station.agent.kind == "llm" and self.governor.steers(station.name):
             decision = self.governor.decide(station.spec, self._prompt_tokens(station))
             if decision.stop is not None:
+                if self.governor.reserved > 1e-12:
+                    return False  # calls in flight may cost less than reserved: decide again when they settle
                 self._budget_stop(station, decision.stop)
                 return True
             if decision.route.tier != station.route.tier:
@@ -355,9 +357,12 @@ class Performer:
         figures = station.agent.simulate
         if figures.prompt_tokens is not None:
             return figures.prompt_tokens
-        size = len(self._frame) + len(station.agent.prompt or "")
+        prompt = station.agent.prompt or ""
+        size = len(self._frame) + len(prompt)
         if station.template is not None:
             size += sum(len(str(message.output)) for message in station.operands.values())
+            size += sum(len(str(value)) for name, value in self.inputs.items() if f"inputs.{name}" in prompt)
+            size += sum(len(str(self._dir.value(key))) for key in station.agent.reads)
         return max(1, size // 4)
 
     def _wake_in(self, delay: float) -> None:
@@ -380,7 +385,12 @@ class Performer:
         record.status = "running"
         record.version = version
         record.started_s = now - self._t0
-        request = self._request(station, version)
+        try:
+            request = self._request(station, version)
+        except Exception as exc:  # a prompt that cannot be rendered fails its station, not the run
+            error = f"the prompt could not be rendered: {type(exc).__name__}: {exc}"
+            station.task = self._loop.create_task(self._publish(Broadcast(station.name, version, False, error=error)))
+            return
         if self.observers:
             self._emit("issue", station.name, version, model=request.model, tier=request.tier)
         station.task = self._loop.create_task(self._execute(station, request))
@@ -427,9 +437,9 @@ class Performer:
             raise
         except Exception as exc:  # a provider's failure fails the station, not the engine
             message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            await self.bus.publish(Broadcast(station.name, request.version, False, error=message))
+            await self._publish(Broadcast(station.name, request.version, False, error=message))
             return
-        await self.bus.publish(
+        await self._publish(
             Broadcast(
                 station.name,
                 request.version,
@@ -444,6 +454,13 @@ class Performer:
                 result.latency_s,
             )
         )
+
+    async def _publish(self, message: Broadcast) -> None:
+        try:
+            await self.bus.publish(message)
+        except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
+            if self._done is not None and not self._done.done():
+                self._done.set_exception(exc)
 
     # -- commit ----------------------------------------------------------------------------
 
@@ -462,7 +479,7 @@ class Performer:
         if self._queue:
             self._drain()
 
-    def _commit(self, station: _Station, message: Broadcast) -> bool:
+    def _commit(self, station: _Station, message: Broadcast, *, gated: bool = False) -> bool:
         """Commit a result; False when the station runs again (replay, vamp) or waits (parked)."""
         record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
@@ -470,16 +487,16 @@ class Performer:
         if message.tier is not None:
             record.tier = message.tier  # a fallback may have moved the call
         fermata = station.agent.fermata
-        if fermata is not None and not needs_gate(fermata.check):
-            gated = self._gate(station, message)
-            if gated is not None:
-                return gated
+        if fermata is not None and not gated and not needs_gate(fermata.check):
+            gate = self._gate(station, message)
+            if gate is not None:
+                return gate
         cued: dict[str, list[str]] | None = None
         if station.shared:
-            outcome = self._commit_state(station, message)
-            if not isinstance(outcome, dict):
-                return outcome
-            cued = outcome
+            written = self._commit_state(station, message)
+            if not isinstance(written, dict):
+                return written
+            cued = written
         vamp = station.agent.vamp
         if vamp is not None and station.iteration < (vamp.max or _VAMP_CAP):
             verdict = evaluate(vamp.until, message.output)
@@ -539,7 +556,7 @@ class Performer:
         if station.gate_failures > fermata.retries:
             return self._fail(station, f"fermata failed {station.gate_failures} times: {verdict.reason}")
         if station.shared:
-            self._dir.release(station.name, station.agent.reads)
+            self._dir.release(station.name, station.modes)
             self._unlock(station)
         if fermata.on_fail == "escalate":
             self.governor.boost(station.name)  # the next call goes one tier up
@@ -566,7 +583,7 @@ class Performer:
                 if self.observers:
                     self._emit("stale_read", name, message.version, keys=stale)
             else:
-                self._dir.release(name, agent.reads)
+                self._dir.release(name, station.modes)
                 self._unlock(station)
                 self.replays += 1
                 station.replays += 1
@@ -625,7 +642,7 @@ class Performer:
                 self.holds += 1
                 self.hold_s += now - waiter.hold_since
                 waiter.hold_since = None
-            if self._commit(waiter, message):
+            if self._commit(waiter, message, gated=True):
                 self.policy.done(waiter.name)
 
     @staticmethod
@@ -669,7 +686,9 @@ class Performer:
             self._emit("skip", name, reason=reason)
         self._settled += 1
         self.policy.done(name)
-        self._unlock(station)  # a skipped holder must not keep others waiting for its locks
+        if station.shared:
+            self._dir.release(name, station.modes)
+            self._unlock(station)  # a skipped holder must not keep others waiting for its locks
         self._skip_dependents(station)
         self._check_done()
 
@@ -696,24 +715,23 @@ class Performer:
     async def run(self) -> RunResult:
         loop = self._loop = asyncio.get_running_loop()
         self._done = loop.create_future()
-        # Everything built so far (program, stations, records) lives for the whole run: move it
-        # out of the collector's reach so full collections stay proportional to the garbage.
-        gc.freeze()
-
         self.bus.subscribe(self._on_broadcast)
         if self.observers:
             self._emit("run_start", None, agents=self._n, dispatch=self.dispatch, run_id=self.run_id)
         stations = self.program.stations
-        # Even with free units, issue order matters: the event loop runs one task at a time, so
-        # the station with the longest remaining path goes first (list scheduling).
-        for name in sorted(self.program.roots, key=lambda n: stations[n].priority):
-            if self.observers:
-                self._emit("ready", name)
-            self.policy.ready(name)
-        self.policy.start()
-        if self._n == 0:
-            self._done.set_result(None)
+        # Everything built so far (program, stations, records) lives for the whole run: move it
+        # out of the collector's reach so full collections stay proportional to the garbage.
+        gc.freeze()
         try:
+            # Even with free units, issue order matters: the event loop runs one task at a time,
+            # so the station with the longest remaining path goes first (list scheduling).
+            for name in sorted(self.program.roots, key=lambda n: stations[n].priority):
+                if self.observers:
+                    self._emit("ready", name)
+                self.policy.ready(name)
+            self.policy.start()
+            if self._n == 0:
+                self._done.set_result(None)
             await self._done
         except asyncio.CancelledError:
             self._status = "interrupted"
@@ -725,7 +743,7 @@ class Performer:
             gc.unfreeze()
             if self._timer is not None:
                 self._timer.cancel()
-        result = self._result()
+        result = self.result()
         if self.observers:
             self._emit("run_end", None, status=result.status, cost_usd=result.cost_usd)
         return result
@@ -745,7 +763,7 @@ class Performer:
         total = 0.0
         for station in self._stations.values():
             record = station.record
-            if station.agent.kind != "llm" or record.result is None:
+            if station.agent.kind != "llm" or not record.calls:
                 continue
             cost = price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
             record.frontier_cost_usd = cost
@@ -756,13 +774,20 @@ class Performer:
         """Unbudgeted runs price each call's worst case afterwards, off the hot path."""
         for station in self._stations.values():
             record = station.record
-            if station.agent.kind == "llm" and record.result is not None and not record.worst_case_usd:
-                tokens = max(record.result.prompt_tokens, self._prompt_tokens(station))
+            if station.agent.kind == "llm" and record.calls and not record.worst_case_usd:
+                last = record.result if record.result is not None else record.earlier[-1]
+                tokens = max(last.prompt_tokens, self._prompt_tokens(station))
                 record.worst_case_usd = worst_case_usd(
                     record.model or station.route.model, tokens, station.agent.max_tokens
                 )
 
-    def _result(self) -> RunResult:
+    def interrupted(self) -> RunResult:
+        """The run as it stood when it was interrupted: everything committed so far."""
+        self._status = "interrupted"
+        return self.result()
+
+    def result(self) -> RunResult:
+        """The run as it stands (after an interruption too: the status says so)."""
         self._price_worst_cases()
         state = {key: self._dir.value(key) for key in self._dir.lines}
         return RunResult(

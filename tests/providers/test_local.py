@@ -80,7 +80,8 @@ def test_three_agents_get_real_text_and_real_token_counts(resources: Path) -> No
     assert servers() == before, "a llama.cpp server was left running"
 
 
-def test_the_server_stops_on_ctrl_c(resources: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_server_stops_on_ctrl_c_and_sigterm(resources: Path, sig: signal.Signals) -> None:
     before = servers()
     process = subprocess.Popen(
         [*HCT, "perform", str(resources / "scores/local-trio.yaml"), "--local"],
@@ -94,7 +95,7 @@ def test_the_server_stops_on_ctrl_c(resources: Path) -> None:
     started = servers() - before
     assert started, "no server started"
     time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0
     assert "Traceback" not in stderr

@@ -1,0 +1,48 @@
+"""Ctrl-C and SIGTERM end ``hct perform`` with the results so far, as one JSON document."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hct_cli.cli import app
+
+pytestmark = pytest.mark.timeout(60)
+HCT = [sys.executable, "-c", "from hct_cli.cli import main; main()"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_prints_its_results_and_exits_130(repo: Path, sig: signal.Signals) -> None:
+    process = subprocess.Popen(
+        [*HCT, "perform", str(repo / "scores/code-review.yaml"), "--simulate", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)  # imports, then the parse agent and a few reviewers commit
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    data = json.loads(out)
+    assert data["status"] == "interrupted"
+    assert "Traceback" not in err
+
+
+def test_an_unwritable_gantt_path_is_refused_before_the_benchmark(tmp_path: Path, repo: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["bench", str(repo / "scores/code-review.yaml"), "--trials", "1", "--gantt", str(tmp_path / "no/g.svg")]
+    )
+    assert result.exit_code == 2 and "no directory" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--budget", "--time-scale"])
+def test_not_a_number_is_refused(repo: Path, flag: str) -> None:
+    result = CliRunner().invoke(app, ["perform", str(repo / "scores/code-review.yaml"), "--simulate", flag, "nan"])
+    assert result.exit_code == 2
