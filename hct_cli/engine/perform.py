@@ -433,14 +433,7 @@ class Performer:
     async def _execute(self, station: _Station, request: CallRequest) -> None:
         try:
             result: CallResult = await station.provider.call(request)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a provider's failure fails the station, not the engine
-            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            await self._publish(Broadcast(station.name, request.version, False, error=message))
-            return
-        await self._publish(
-            Broadcast(
+            message = Broadcast(
                 station.name,
                 request.version,
                 True,
@@ -453,14 +446,25 @@ class Performer:
                 result.cost_usd,
                 result.latency_s,
             )
-        )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a provider's failure fails the station, not the engine
+            error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            message = Broadcast(station.name, request.version, False, error=error)
+        try:
+            await self.bus.publish(message)
+        except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
+            self._fault(exc)
 
     async def _publish(self, message: Broadcast) -> None:
         try:
             await self.bus.publish(message)
-        except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
-            if self._done is not None and not self._done.done():
-                self._done.set_exception(exc)
+        except Exception as exc:
+            self._fault(exc)
+
+    def _fault(self, exc: Exception) -> None:
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
 
     # -- commit ----------------------------------------------------------------------------
 
