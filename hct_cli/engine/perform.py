@@ -16,27 +16,25 @@ import heapq
 import json
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
 from hct_cli.checks import evaluate, needs_gate
-from hct_cli.coherence import Directory, HoldTable, Mode, lock_modes
+from hct_cli.coherence import Directory, HoldTable
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.result import AgentRecord, RunResult
+from hct_cli.engine.station import Station, by_priority
+from hct_cli.engine.units import Unit
 from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
-from hct_cli.routing import TIER_ORDER, Route, fallbacks_of
+from hct_cli.routing import TIER_ORDER, fallbacks_of
 from hct_cli.score.template import compile_template
-
-if TYPE_CHECKING:
-    from jinja2 import Template
 
 __all__ = ["Performer", "perform"]
 
@@ -44,106 +42,8 @@ ProviderFor = Callable[[StationSpec], Provider]
 _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 
-class _Unit:
-    """A tier's functional units: a concurrency limit and optional rpm/tpm windows."""
-
-    __slots__ = ("in_flight", "limit", "requests", "rpm", "tokens", "tpm")
-
-    def __init__(self, limit: int | None, rpm: int | None, tpm: int | None) -> None:
-        self.limit = limit
-        self.rpm = rpm
-        self.tpm = tpm
-        self.in_flight = 0
-        self.requests: deque[float] = deque()
-        self.tokens: deque[tuple[float, int]] = deque()
-
-    def wait_s(self, now: float, tokens: int) -> float:
-        """0 when a call may start now, else how long until the rate limits allow it."""
-        while self.requests and now - self.requests[0] >= 60.0:
-            self.requests.popleft()
-        while self.tokens and now - self.tokens[0][0] >= 60.0:
-            self.tokens.popleft()
-        wait = 0.0
-        if self.rpm is not None and len(self.requests) >= self.rpm:
-            wait = max(wait, self.requests[0] + 60.0 - now)
-        if self.tpm is not None and self.tokens:
-            used = sum(n for _, n in self.tokens)
-            if used + tokens > self.tpm:
-                wait = max(wait, self.tokens[0][0] + 60.0 - now)
-        return wait
-
-    def take(self, now: float, tokens: int) -> None:
-        self.in_flight += 1
-        if self.rpm is not None:
-            self.requests.append(now)
-        if self.tpm is not None:
-            self.tokens.append((now, tokens))
-
-
 #: Passes of a vamp that gives no ``max`` (lint warns about it).
 _VAMP_CAP = 16
-
-
-class _Station:
-    """The runtime side of one reservation station: what the hot path touches, in one place."""
-
-    __slots__ = (
-        "agent",
-        "dependents",
-        "gate_failures",
-        "hold",
-        "hold_since",
-        "iteration",
-        "locked",
-        "modes",
-        "name",
-        "operands",
-        "provider",
-        "record",
-        "replays",
-        "reserved",
-        "route",
-        "shared",
-        "snapshot",
-        "spec",
-        "task",
-        "template",
-        "unit",
-        "version",
-        "waiting",
-    )
-
-    def __init__(self, spec: StationSpec, record: AgentRecord, unit: _Unit, provider: Provider) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.agent = spec.agent
-        self.record = record
-        self.unit = unit
-        self.provider = provider
-        self.route: Route = spec.route  # where the next call goes (the governor may move it)
-        self.reserved = 0.0  # the worst case held against the budget while a call is in flight
-        self.waiting = len(spec.tags)
-        self.operands = record.captured  # cue -> the broadcast captured (output and version)
-        self.version = 0
-        self.template: Template | None = None
-        self.dependents: tuple[_Station, ...] = ()
-        self.task: asyncio.Task[None] | None = None
-        # Coherence: does it touch shared state; what it read (key -> version); replays so far;
-        # whether it runs under hold locks, holds them now, and since when it waits for them.
-        agent = spec.agent
-        self.shared = bool(agent.reads or agent.writes or agent.appends)
-        self.modes: dict[str, Mode] = lock_modes(agent.reads, agent.writes, agent.appends) if self.shared else {}
-        self.snapshot: dict[str, int] = {}
-        self.replays = 0
-        self.hold = False
-        self.locked = False
-        self.hold_since: float | None = None
-        self.iteration = 1  # vamp pass
-        self.gate_failures = 0  # fermata checks failed so far
-
-
-def _by_priority(station: _Station) -> tuple[int, float, int]:
-    return station.spec.priority
 
 
 def _frame_text(frame: Mapping[str, Any]) -> str:
@@ -186,10 +86,10 @@ class Performer:
         self.records = {
             name: AgentRecord(route_model=spec.route.model, tier=spec.route.tier) for name, spec in specs.items()
         }
-        self._units = {tier: _Unit(spec.concurrency, spec.rpm, spec.tpm) for tier, spec in program.tiers.items()}
-        self._free_unit = _Unit(None, None, None)  # models pinned outside any tier, python, shell
+        self._units = {tier: Unit(spec.concurrency, spec.rpm, spec.tpm) for tier, spec in program.tiers.items()}
+        self._free_unit = Unit(None, None, None)  # models pinned outside any tier, python, shell
         self._stations = {
-            name: _Station(spec, self.records[name], self._unit(spec), provider_for(spec))
+            name: Station(spec, self.records[name], self._unit(spec), provider_for(spec))
             for name, spec in specs.items()
         }
         for station in self._stations.values():
@@ -210,7 +110,7 @@ class Performer:
             self._on_coherence if self.observers else None,
         )
         self._locks = HoldTable()
-        self._parked: dict[str, list[tuple[_Station, Broadcast]]] = {}  # holder -> commits waiting for it
+        self._parked: dict[str, list[tuple[Station, Broadcast]]] = {}  # holder -> commits waiting for it
         self.stale_reads = 0
         self.replays = 0
         self.holds = 0
@@ -247,12 +147,12 @@ class Performer:
 
     # -- issue -----------------------------------------------------------------------------
 
-    def _unit(self, spec: StationSpec) -> _Unit:
+    def _unit(self, spec: StationSpec) -> Unit:
         if spec.agent.kind in ("python", "shell"):
             return self._free_unit
         return self._unit_of_tier(spec.route.tier)
 
-    def _unit_of_tier(self, tier: str | None) -> _Unit:
+    def _unit_of_tier(self, tier: str | None) -> Unit:
         return self._units.get(tier, self._free_unit) if tier is not None else self._free_unit
 
     def _release(self, name: str) -> None:
@@ -297,7 +197,7 @@ class Performer:
         for item in blocked:
             heapq.heappush(self._queue, item)
 
-    def _try_issue(self, station: _Station) -> bool:
+    def _try_issue(self, station: Station) -> bool:
         """Issue ``station`` if its unit allows; False leaves it queued."""
         unit = station.unit
         decision: Decision | None = None
@@ -327,7 +227,7 @@ class Performer:
         self._issue(station)
         return True
 
-    def _apply(self, station: _Station, decision: Decision) -> None:
+    def _apply(self, station: Station, decision: Decision) -> None:
         """Route the call as the governor decided and hold its worst case against the budget."""
         for kind, data in decision.events:
             self._emit(kind, station.name, station.version + 1, **data)
@@ -338,7 +238,7 @@ class Performer:
         station.record.route_model = decision.route.model
         self.governor.reserve(decision)
 
-    def _budget_stop(self, station: _Station, reason: str) -> None:
+    def _budget_stop(self, station: Station, reason: str) -> None:
         """Nothing cheaper fits: stop issuing, keep every result so far."""
         self._status = "budget_exhausted"
         self._stop_issuing = True
@@ -352,7 +252,7 @@ class Performer:
             return figures.prompt_tokens
         return max(1, (len(self._frame) + len(spec.agent.prompt or "")) // 4)
 
-    def _prompt_tokens(self, station: _Station) -> int:
+    def _prompt_tokens(self, station: Station) -> int:
         """Prompt tokens expected of the next call, operands included (about four characters a token)."""
         figures = station.agent.simulate
         if figures.prompt_tokens is not None:
@@ -375,7 +275,7 @@ class Performer:
 
             self._timer = loop.call_later(delay, wake)
 
-    def _issue(self, station: _Station) -> None:
+    def _issue(self, station: Station) -> None:
         now = time.perf_counter()
         if self._t0 is None:
             self._t0 = now
@@ -395,7 +295,7 @@ class Performer:
             self._emit("issue", station.name, version, model=request.model, tier=request.tier)
         station.task = self._loop.create_task(self._execute(station, request))
 
-    def _request(self, station: _Station, version: int) -> CallRequest:
+    def _request(self, station: Station, version: int) -> CallRequest:
         agent = station.agent
         template = station.template
         context: Mapping[str, Any] = _NO_CONTEXT
@@ -430,7 +330,7 @@ class Performer:
         if self.observers:
             self._emit(kind, agent, version, **data)
 
-    async def _execute(self, station: _Station, request: CallRequest) -> None:
+    async def _execute(self, station: Station, request: CallRequest) -> None:
         try:
             result: CallResult = await station.provider.call(request)
             message = Broadcast(
@@ -483,7 +383,7 @@ class Performer:
         if self._queue:
             self._drain()
 
-    def _commit(self, station: _Station, message: Broadcast, *, gated: bool = False) -> bool:
+    def _commit(self, station: Station, message: Broadcast, *, gated: bool = False) -> bool:
         """Commit a result; False when the station runs again (replay, vamp) or waits (parked)."""
         record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
@@ -527,14 +427,14 @@ class Performer:
                 self._emit("cue", station.name, message.version, cost_usd=message.cost_usd)
         self._settled += 1
         name = station.name
-        ready: list[_Station] = []
+        ready: list[Station] = []
         for dependent in station.dependents:
             dependent.operands[name] = message
             dependent.waiting -= 1
             if dependent.waiting == 0:
                 ready.append(dependent)
         if len(ready) > 1:
-            ready.sort(key=_by_priority)
+            ready.sort(key=by_priority)
         ready_now = self.policy.ready
         for dependent in ready:
             if observed:
@@ -544,7 +444,7 @@ class Performer:
             self._check_done()
         return True
 
-    def _gate(self, station: _Station, message: Broadcast) -> bool | None:
+    def _gate(self, station: Station, message: Broadcast) -> bool | None:
         """The fermata: None lets the result commit; on a failed check the station runs again
         (retry, or escalate one tier up: False) or fails once its retries are spent (True)."""
         fermata = station.agent.fermata
@@ -567,7 +467,7 @@ class Performer:
         self._again(station)
         return False
 
-    def _again(self, station: _Station) -> None:
+    def _again(self, station: Station) -> None:
         """Run ``station`` once more under a new tag version (a replay or the next vamp pass)."""
         record = station.record
         if record.result is not None:
@@ -576,7 +476,7 @@ class Performer:
         record.status = "waiting"
         self._release(station.name)
 
-    def _commit_state(self, station: _Station, message: Broadcast) -> dict[str, list[str]] | bool:
+    def _commit_state(self, station: Station, message: Broadcast) -> dict[str, list[str]] | bool:
         """Check the station's reads, then write back; the cue map, or False when it must run again."""
         name = station.name
         agent = station.agent
@@ -620,7 +520,7 @@ class Performer:
         self._unlock(station)
         return cued
 
-    def _blocker(self, station: _Station) -> str | None:
+    def _blocker(self, station: Station) -> str | None:
         """Another station whose hold locks conflict with what ``station`` is about to write."""
         if station.locked or not self._locks.holders:
             return None
@@ -630,7 +530,7 @@ class Performer:
                 return holder
         return None
 
-    def _unlock(self, station: _Station) -> None:
+    def _unlock(self, station: Station) -> None:
         """Release ``station``'s hold locks; grant waiters; let commits parked behind it retry."""
         if not station.locked:
             return
@@ -662,7 +562,7 @@ class Performer:
             return {}, f"output must be a JSON object with keys {list(agent.writes)}"
         return {key: data[key] for key in agent.writes}, None
 
-    def _fail(self, station: _Station, error: str) -> bool:
+    def _fail(self, station: Station, error: str) -> bool:
         record = station.record
         record.status = "failed"
         record.error = error
@@ -696,7 +596,7 @@ class Performer:
         self._skip_dependents(station)
         self._check_done()
 
-    def _skip_dependents(self, origin: _Station) -> None:
+    def _skip_dependents(self, origin: Station) -> None:
         frontier = [origin]
         while frontier:
             for dependent in frontier.pop().dependents:
