@@ -153,9 +153,12 @@ def perform_command(
 
             models = SimulatedProvider(seed, time_scale=time_scale)
         else:
-            from hct_cli.providers.litellm_provider import LiteLLMProvider
+            from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider
 
-            endpoints = {}
+            # A tier may name its own OpenAI-compatible server (routing.tiers.NAME.api_base).
+            endpoints = {
+                tier.model: Endpoint(tier.api_base, api_key=None) for tier in program.tiers.values() if tier.api_base
+            }
             if local is not None:
                 from hct_cli.providers.local import LOCAL_MODEL, LocalServer
 

@@ -34,6 +34,7 @@ from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
 from hct_cli.routing import TIER_ORDER, fallbacks_of
+from hct_cli.score.model import Agent
 from hct_cli.score.template import compile_template
 
 __all__ = ["Performer", "perform"]
@@ -78,7 +79,6 @@ class Performer:
         self.dispatch = dispatch
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self.observers = list(observers)
-        self.budget_usd = budget_usd
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self._frame = _frame_text(program.score.reference_frame)
         specs = program.stations
@@ -94,8 +94,17 @@ class Performer:
         }
         for station in self._stations.values():
             station.dependents = tuple(self._stations[d] for d in station.spec.dependents)
+            # Templates compile before the run, so the makespan measures scheduling, not Jinja.
+            prompt = station.agent.prompt
+            if prompt is not None and "{{" in prompt:
+                station.template = compile_template(prompt)
         self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
-        self.governor = Governor(program, budget_usd, self._static_prompt_tokens)
+        self._dir = Directory(
+            {k: spec.initial for k, spec in program.score.state.items()},
+            self._on_coherence if self.observers else None,
+        )
+        # Before the run a station has no operands yet: the estimate counts its prompt, inputs and state.
+        self.governor = Governor(program, budget_usd, lambda spec: self._prompt_tokens(self._stations[spec.name]))
         self._queue: list[tuple[tuple[int, float, int], str]] = []
         self._settled = 0
         self._status = "completed"
@@ -105,10 +114,6 @@ class Performer:
         self._done: asyncio.Future[None] | None = None
         self.coherence = coherence or program.score.coherence
         self.max_replays = max_replays
-        self._dir = Directory(
-            {k: spec.initial for k, spec in program.score.state.items()},
-            self._on_coherence if self.observers else None,
-        )
         self._locks = HoldTable()
         self._parked: dict[str, list[tuple[Station, Broadcast]]] = {}  # holder -> commits waiting for it
         self.stale_reads = 0
@@ -124,11 +129,6 @@ class Performer:
         # Prices load before the run (the price map is read once, on first use).
         for spec in specs.values():
             model_info(spec.route.model)
-        # Templates compile before the run, so the makespan measures scheduling, not Jinja.
-        for station in self._stations.values():
-            prompt = station.agent.prompt
-            if prompt is not None and "{{" in prompt:
-                station.template = compile_template(prompt)
 
     # -- events ----------------------------------------------------------------------------
 
@@ -174,15 +174,18 @@ class Performer:
 
     def _granted(self, names: list[str]) -> None:
         """Hold locks were granted to waiting stations: count the wait and let them go on."""
-        now = time.perf_counter()
         for name in names:
             station = self._stations[name]
             station.locked = True
-            if station.hold_since is not None:
-                self.holds += 1
-                self.hold_s += now - station.hold_since
-                station.hold_since = None
+            self._end_wait(station)
             self._release(name)
+
+    def _end_wait(self, station: Station) -> None:
+        """A station that waited under hold (for locks, or with its commit parked) goes on: count it."""
+        if station.hold_since is not None:
+            self.holds += 1
+            self.hold_s += time.perf_counter() - station.hold_since
+            station.hold_since = None
 
     def _drain(self) -> None:
         """Issue queued stations, highest priority first, while units allow."""
@@ -219,8 +222,7 @@ class Performer:
                 self._wake_in(wait)
                 return False
             unit.take(now, station.agent.max_tokens)
-        else:
-            unit.in_flight += 1
+        unit.in_flight += 1
         station.unit = unit
         if decision is not None:
             self._apply(station, decision)
@@ -244,13 +246,6 @@ class Performer:
         self._stop_issuing = True
         self._emit("budget_stop", station.name, station.version + 1, reason=reason)
         self._skip(station.name, reason)
-
-    def _static_prompt_tokens(self, spec: StationSpec) -> int:
-        """Prompt tokens expected of ``spec`` before its operands are known."""
-        figures = spec.agent.simulate
-        if figures.prompt_tokens is not None:
-            return figures.prompt_tokens
-        return max(1, (len(self._frame) + len(spec.agent.prompt or "")) // 4)
 
     def _prompt_tokens(self, station: Station) -> int:
         """Prompt tokens expected of the next call, operands included (about four characters a token)."""
@@ -374,7 +369,7 @@ class Performer:
             return  # a duplicate or a superseded version: commits are idempotent per tag
         station.task = None
         station.unit.in_flight -= 1
-        if self.governor.active and station.agent.kind == "llm":
+        if station.agent.kind == "llm" and (self.governor.active or station.reserved):
             self.governor.settle(station.reserved, message.cost_usd)
             station.reserved = 0.0
         finished = self._commit(station, message) if message.ok else self._fail(station, message.error or "failed")
@@ -421,10 +416,7 @@ class Performer:
         record.status = "done"
         observed = bool(self.observers)
         if observed:
-            if cued:
-                self._emit("cue", station.name, message.version, cost_usd=message.cost_usd, keys=cued)
-            else:
-                self._emit("cue", station.name, message.version, cost_usd=message.cost_usd)
+            self._emit("cue", station.name, message.version, cost_usd=message.cost_usd, keys=cued or {})
         self._settled += 1
         name = station.name
         ready: list[Station] = []
@@ -459,9 +451,7 @@ class Performer:
             return self._fail(station, f"fermata failed: {verdict.reason} (caesura is not enforced by this build)")
         if station.gate_failures > fermata.retries:
             return self._fail(station, f"fermata failed {station.gate_failures} times: {verdict.reason}")
-        if station.shared:
-            self._dir.release(station.name, station.modes)
-            self._unlock(station)
+        self._let_go(station)
         if fermata.on_fail == "escalate":
             self.governor.boost(station.name)  # the next call goes one tier up
         self._again(station)
@@ -487,8 +477,7 @@ class Performer:
                 if self.observers:
                     self._emit("stale_read", name, message.version, keys=stale)
             else:
-                self._dir.release(name, station.modes)
-                self._unlock(station)
+                self._let_go(station)
                 self.replays += 1
                 station.replays += 1
                 if station.replays > self.max_replays and not station.hold:
@@ -508,17 +497,20 @@ class Performer:
             return False
         values, error = self._values(agent, message.output)
         if error is not None:
-            self._dir.release(name, agent.reads)
-            self._unlock(station)
             return self._fail(station, error)
         for key in values:
             self._dir.write(name, key)
         appends = dict.fromkeys(agent.appends, message.output)
         cued = self._dir.commit(name, message.version, values, appends, agent.index)
-        self._dir.release(name, agent.reads)
-        station.snapshot = {}
-        self._unlock(station)
+        self._let_go(station)
         return cued
+
+    def _let_go(self, station: Station) -> None:
+        """``station`` is done with shared state for now: drop its copies, ownership and hold locks."""
+        if station.shared:
+            self._dir.release(station.name, station.modes)
+            station.snapshot = {}
+            self._unlock(station)
 
     def _blocker(self, station: Station) -> str | None:
         """Another station whose hold locks conflict with what ``station`` is about to write."""
@@ -539,18 +531,14 @@ class Performer:
         parked = self._parked.pop(station.name, [])
         if granted:
             self._granted(granted)
-        now = time.perf_counter()
         for waiter, message in parked:
             waiter.record.status = "running"
-            if waiter.hold_since is not None:
-                self.holds += 1
-                self.hold_s += now - waiter.hold_since
-                waiter.hold_since = None
+            self._end_wait(waiter)
             if self._commit(waiter, message, gated=True):
                 self.policy.done(waiter.name)
 
     @staticmethod
-    def _values(agent: Any, output: Any) -> tuple[dict[str, Any], str | None]:
+    def _values(agent: Agent, output: Any) -> tuple[dict[str, Any], str | None]:
         """The values ``output`` writes: itself for one key, a JSON object's fields for several."""
         if len(agent.writes) <= 1:
             return dict.fromkeys(agent.writes, output), None
@@ -571,9 +559,7 @@ class Performer:
         if self.observers:
             self._emit("fail", station.name, record.version, error=error)
         self._settled += 1
-        if station.shared:
-            self._dir.release(station.name, station.modes)
-            self._unlock(station)
+        self._let_go(station)
         self._skip_dependents(station)
         self._check_done()
         return True
@@ -590,9 +576,7 @@ class Performer:
             self._emit("skip", name, reason=reason)
         self._settled += 1
         self.policy.done(name)
-        if station.shared:
-            self._dir.release(name, station.modes)
-            self._unlock(station)  # a skipped holder must not keep others waiting for its locks
+        self._let_go(station)  # a skipped holder must not keep others waiting for its locks
         self._skip_dependents(station)
         self._check_done()
 

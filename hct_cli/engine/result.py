@@ -48,23 +48,25 @@ class AgentRecord:
     def calls(self) -> int:
         return len(self.earlier) + (self.result is not None)
 
+    def _all(self) -> list[Broadcast]:
+        return [*self.earlier, self.result] if self.result is not None else self.earlier
+
+    # Tokens, cost and latency add up over every call of this agent (replays, vamp passes, retries).
     @property
     def prompt_tokens(self) -> int:
-        """Over every call of this agent."""
-        return self._call.prompt_tokens + sum(b.prompt_tokens for b in self.earlier)
+        return sum(b.prompt_tokens for b in self._all())
 
     @property
     def completion_tokens(self) -> int:
-        return self._call.completion_tokens + sum(b.completion_tokens for b in self.earlier)
+        return sum(b.completion_tokens for b in self._all())
 
     @property
     def cost_usd(self) -> float:
-        return self._call.cost_usd + sum(b.cost_usd for b in self.earlier)
+        return sum(b.cost_usd for b in self._all())
 
     @property
     def latency_s(self) -> float:
-        """Time spent in calls, over every call of this agent."""
-        return self._call.latency_s + sum(b.latency_s for b in self.earlier)
+        return sum(b.latency_s for b in self._all())
 
     @property
     def output(self) -> Any:

@@ -36,7 +36,7 @@ class Unit:
         return wait
 
     def take(self, now: float, tokens: int) -> None:
-        self.in_flight += 1
+        """Count a call that starts now against the rpm/tpm windows (``in_flight`` is the caller's)."""
         if self.rpm is not None:
             self.requests.append(now)
         if self.tpm is not None:

@@ -27,6 +27,7 @@ __all__ = [
     "TEMPO_TIMEOUT_S",
     "Endpoint",
     "LiteLLMProvider",
+    "answers",
     "credentials_problem",
     "load_litellm",
     "timeout_for",
@@ -48,7 +49,7 @@ class Endpoint:
     """An OpenAI-compatible server a model is reached at (a local llama.cpp server, say)."""
 
     api_base: str
-    api_key: str = "sk-local"  # local servers ignore it; the OpenAI client insists on one
+    api_key: str | None = "sk-local"  # local servers ignore it; None: litellm's own (environment)
 
 
 @cache
@@ -67,7 +68,8 @@ def timeout_for(request: CallRequest) -> float:
     return float(agent.timeout_s) if agent.timeout_s else TEMPO_TIMEOUT_S.get(agent.tempo, 120.0)
 
 
-def _answers(url: str, timeout: float = 2.0) -> bool:
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether an HTTP server answers at ``url`` (any status below 500)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return bool(200 <= response.status < 500)
@@ -78,12 +80,12 @@ def _answers(url: str, timeout: float = 2.0) -> bool:
 def credentials_problem(model: str, endpoint: Endpoint | None = None) -> str | None:
     """What stops ``model`` from being called, as advice; None when it can be called."""
     if endpoint is not None:
-        if _answers(endpoint.api_base.rstrip("/") + "/models"):
+        if answers(endpoint.api_base.rstrip("/") + "/models"):
             return None
         return f"no server answers at {endpoint.api_base}"
     if model.startswith(("ollama/", "ollama_chat/")):
         base = os.environ.get("OLLAMA_API_BASE", _OLLAMA_DEFAULT_BASE)
-        if _answers(base.rstrip("/") + "/api/tags"):
+        if answers(base.rstrip("/") + "/api/tags"):
             return None
         return f"no Ollama server answers at {base} (start one, or set OLLAMA_API_BASE)"
     litellm = load_litellm()
@@ -223,7 +225,8 @@ class LiteLLMProvider:
         endpoint = self.endpoints.get(route.model)
         if endpoint is not None:
             arguments["api_base"] = endpoint.api_base
-            arguments["api_key"] = endpoint.api_key
+            if endpoint.api_key is not None:
+                arguments["api_key"] = endpoint.api_key
         if self.mock is not None:
             arguments.update(self.mock(route.model, attempt))
         started = time.perf_counter()

@@ -16,13 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from types import TracebackType
 
 from hct_cli.errors import LocalModelError
-from hct_cli.providers.litellm_provider import Endpoint
+from hct_cli.providers.litellm_provider import Endpoint, answers
 
 __all__ = ["LOCAL_MODEL", "LocalServer", "smollm2_path"]
 
@@ -117,12 +115,8 @@ class LocalServer:
                     f"the local model server exited with code {self.process.returncode}: {self._tail()}",
                     hint="Check that the model file is intact and that llama-cpp-python imports.",
                 )
-            try:
-                with urllib.request.urlopen(url, timeout=1.0) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
+            if answers(url, timeout=1.0):
+                return
             time.sleep(0.2)
         raise LocalModelError(
             f"the local model server did not answer within {self.startup_timeout_s:.0f} s: {self._tail()}"

@@ -64,3 +64,14 @@ def test_half_the_budget_keeps_spend_under_the_cap_plus_one_call(repo: Path) -> 
 def test_local_and_simulate_exclude_each_other(repo: Path) -> None:
     result = runner.invoke(app, ["perform", str(repo / "scores/code-review.yaml"), "--simulate", "--local"])
     assert result.exit_code == 2 and "--local" in result.output
+
+
+def test_a_tier_with_its_own_server_is_checked_at_that_server(tmp_path: Path) -> None:
+    score = tmp_path / "s.yaml"
+    score.write_text(
+        "hct: 1\nname: s\nrouting:\n  tiers:\n    mid: {model: openai/house-model, api_base: 'http://127.0.0.1:9/v1'}\n"
+        "agents:\n  a: {prompt: hi, tempo: allegro, dynamics: mf}\n"
+    )
+    result = runner.invoke(app, ["perform", str(score)])
+    assert result.exit_code == 1
+    assert "no server answers at http://127.0.0.1:9/v1" in result.output
