@@ -4,8 +4,8 @@ Each station waits for the tags it needs. When a station is released by the disp
 a functional unit of its tier is free, it is issued: its prompt is rendered from the operands it
 captured, and its provider runs as an asyncio task. The task's result goes onto the bus under a
 versioned tag ``station@version``; the scheduler, subscribed to the bus, commits it (shared state
-writes, operand capture by dependents) and releases whatever became ready. Nothing here knows
-which policy, bus or provider it is driving.
+through :mod:`hct_cli.engine.shared`, operand capture by dependents) and releases whatever became
+ready. Nothing here knows which policy, bus or provider it is driving.
 """
 
 from __future__ import annotations
@@ -23,18 +23,17 @@ from typing import Any
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
 from hct_cli.checks import evaluate, needs_gate
-from hct_cli.coherence import Directory, HoldTable
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.result import AgentRecord, RunResult
+from hct_cli.engine.shared import SharedState
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider
 from hct_cli.routing import TIER_ORDER, fallbacks_of
-from hct_cli.score.model import Agent
 from hct_cli.score.template import compile_template
 
 __all__ = ["Performer", "perform"]
@@ -99,9 +98,13 @@ class Performer:
             if prompt is not None and "{{" in prompt:
                 station.template = compile_template(prompt)
         self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
-        self._dir = Directory(
+        self.coherence = coherence or program.score.coherence
+        self.shared = SharedState(
             {k: spec.initial for k, spec in program.score.state.items()},
-            self._on_coherence if self.observers else None,
+            self.coherence,
+            max_replays,
+            self._emit if self.observers else None,
+            self._stations,
         )
         # Before the run a station has no operands yet: the estimate counts its prompt, inputs and state.
         self.governor = Governor(program, budget_usd, lambda spec: self._prompt_tokens(self._stations[spec.name]))
@@ -112,17 +115,6 @@ class Performer:
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
-        self.coherence = coherence or program.score.coherence
-        self.max_replays = max_replays
-        self._locks = HoldTable()
-        self._parked: dict[str, list[tuple[Station, Broadcast]]] = {}  # holder -> commits waiting for it
-        self.stale_reads = 0
-        self.replays = 0
-        self.holds = 0
-        self.hold_s = 0.0
-        if self.coherence == "hold":
-            for station in self._stations.values():
-                station.hold = station.shared
         self._timer: asyncio.TimerHandle | None = None
         order = {name: i for i, name in enumerate(program.order)}
         self.policy: DispatchPolicy = make_policy(dispatch, self._release, order)
@@ -140,11 +132,6 @@ class Performer:
         for observer in self.observers:
             observer(event)
 
-    def _on_coherence(self, kind: str, agent: str, key: str, data: dict[str, Any]) -> None:
-        """The directory's transitions become events of the agent they concern."""
-        station = self._stations.get(agent)
-        self._emit(kind, agent, station.version if station is not None else 0, key=key, **data)
-
     # -- issue -----------------------------------------------------------------------------
 
     def _unit(self, spec: StationSpec) -> Unit:
@@ -161,31 +148,11 @@ class Performer:
         if self._stop_issuing:
             self._skip(name, "the run stopped issuing")
             return
-        if station.hold and not station.locked:
-            if not self._locks.request(name, station.modes):
-                station.hold_since = time.perf_counter()
-                if self.observers:
-                    self._emit("hold", name, station.version + 1, keys=sorted(station.modes), waiting=True)
-                return  # granted later, in FIFO order, when a holder commits
-            station.locked = True
+        if station.hold and not self.shared.lock(station):
+            return  # granted later, in FIFO order, when a holder commits
         if not self._queue and self._try_issue(station):
             return
         heapq.heappush(self._queue, (station.spec.priority, name))
-
-    def _granted(self, names: list[str]) -> None:
-        """Hold locks were granted to waiting stations: count the wait and let them go on."""
-        for name in names:
-            station = self._stations[name]
-            station.locked = True
-            self._end_wait(station)
-            self._release(name)
-
-    def _end_wait(self, station: Station) -> None:
-        """A station that waited under hold (for locks, or with its commit parked) goes on: count it."""
-        if station.hold_since is not None:
-            self.holds += 1
-            self.hold_s += time.perf_counter() - station.hold_since
-            station.hold_since = None
 
     def _drain(self) -> None:
         """Issue queued stations, highest priority first, while units allow."""
@@ -257,7 +224,7 @@ class Performer:
         if station.template is not None:
             size += sum(len(str(message.output)) for message in station.operands.values())
             size += sum(len(str(value)) for name, value in self.inputs.items() if f"inputs.{name}" in prompt)
-            size += sum(len(str(self._dir.value(key))) for key in station.agent.reads)
+            size += sum(len(str(self.shared.value(key))) for key in station.agent.reads)
         return max(1, size // 4)
 
     def _wake_in(self, delay: float) -> None:
@@ -293,19 +260,16 @@ class Performer:
     def _request(self, station: Station, version: int) -> CallRequest:
         agent = station.agent
         template = station.template
+        # Snapshot the reads (under hold, also own the writes) before rendering from them.
+        state = self.shared.read(station) if station.shared else None
         context: Mapping[str, Any] = _NO_CONTEXT
         if template is not None or agent.reads or agent.kind != "llm":
             cues = {name: message.output for name, message in station.operands.items()}
-            context = {"cues": cues, "inputs": self.inputs}
-            if agent.reads:
-                state: dict[str, Any] = {}
-                snapshot = station.snapshot = {}
-                for key in agent.reads:
-                    state[key], snapshot[key] = self._dir.read(station.name, key)
-                context["state"] = state
-        if station.locked:
-            for key in agent.writes:
-                self._dir.acquire(station.name, key)  # under hold, ownership is taken at issue
+            context = (
+                {"cues": cues, "inputs": self.inputs, "state": state}
+                if agent.reads
+                else {"cues": cues, "inputs": self.inputs}
+            )
         prompt = template.render(**context) if template is not None else agent.prompt or ""
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
@@ -468,87 +432,33 @@ class Performer:
 
     def _commit_state(self, station: Station, message: Broadcast) -> dict[str, list[str]] | bool:
         """Check the station's reads, then write back; the cue map, or False when it must run again."""
-        name = station.name
-        agent = station.agent
-        stale = self._dir.stale(station.snapshot) if station.snapshot else []
-        if stale:
-            if self.coherence == "off":
-                self.stale_reads += 1
-                if self.observers:
-                    self._emit("stale_read", name, message.version, keys=stale)
-            else:
-                self._let_go(station)
-                self.replays += 1
-                station.replays += 1
-                if station.replays > self.max_replays and not station.hold:
-                    station.hold = True  # replays did not converge: take locks from now on
-                if self.observers:
-                    self._emit("replay", name, message.version, keys=stale, replay=station.replays, hold=station.hold)
-                self._again(station)
-                return False
-        blocker = self._blocker(station)
-        if blocker is not None:
-            # A station under hold owns a key this commit writes: wait for it, then check again.
-            self._parked.setdefault(blocker, []).append((station, message))
-            station.hold_since = time.perf_counter()
-            station.record.status = "parked"
-            if self.observers:
-                self._emit("hold", name, message.version, keys=sorted(station.modes), behind=blocker)
+        check = self.shared.check(station, message)
+        if check.action == "replay":
+            self._let_go(station)
+            self._again(station)
             return False
-        values, error = self._values(agent, message.output)
-        if error is not None:
-            return self._fail(station, error)
-        for key in values:
-            self._dir.write(name, key)
-        appends = dict.fromkeys(agent.appends, message.output)
-        cued = self._dir.commit(name, message.version, values, appends, agent.index)
+        if check.action == "park":
+            station.record.status = "parked"
+            return False
+        written = self.shared.write_back(station, message)
+        if isinstance(written, str):
+            return self._fail(station, written)
         self._let_go(station)
-        return cued
+        return written
 
     def _let_go(self, station: Station) -> None:
-        """``station`` is done with shared state for now: drop its copies, ownership and hold locks."""
-        if station.shared:
-            self._dir.release(station.name, station.modes)
-            station.snapshot = {}
-            self._unlock(station)
-
-    def _blocker(self, station: Station) -> str | None:
-        """Another station whose hold locks conflict with what ``station`` is about to write."""
-        if station.locked or not self._locks.holders:
-            return None
-        agent = station.agent
-        for holder, modes in self._locks.holders.items():
-            if holder != station.name and any(k in modes for k in (*agent.writes, *agent.appends)):
-                return holder
-        return None
-
-    def _unlock(self, station: Station) -> None:
-        """Release ``station``'s hold locks; grant waiters; let commits parked behind it retry."""
-        if not station.locked:
-            return
-        station.locked = False
-        granted = self._locks.release(station.name)
-        parked = self._parked.pop(station.name, [])
-        if granted:
-            self._granted(granted)
-        for waiter, message in parked:
+        """``station`` is done with shared state for now; resume whoever waited for its locks."""
+        released = self.shared.let_go(station)
+        for name in released.granted:
+            granted = self._stations[name]
+            granted.locked = True
+            self.shared.end_wait(granted)
+            self._release(name)
+        for waiter, message in released.parked:
             waiter.record.status = "running"
-            self._end_wait(waiter)
+            self.shared.end_wait(waiter)
             if self._commit(waiter, message, gated=True):
                 self.policy.done(waiter.name)
-
-    @staticmethod
-    def _values(agent: Agent, output: Any) -> tuple[dict[str, Any], str | None]:
-        """The values ``output`` writes: itself for one key, a JSON object's fields for several."""
-        if len(agent.writes) <= 1:
-            return dict.fromkeys(agent.writes, output), None
-        try:
-            data = json.loads(output) if isinstance(output, str) else output
-        except ValueError:
-            data = None
-        if not isinstance(data, dict) or not set(agent.writes) <= set(data):
-            return {}, f"output must be a JSON object with keys {list(agent.writes)}"
-        return {key: data[key] for key in agent.writes}, None
 
     def _fail(self, station: Station, error: str) -> bool:
         record = station.record
@@ -677,7 +587,7 @@ class Performer:
     def result(self) -> RunResult:
         """The run as it stands (after an interruption too: the status says so)."""
         self._price_worst_cases()
-        state = {key: self._dir.value(key) for key in self._dir.lines}
+        shared = self.shared
         return RunResult(
             run_id=self.run_id,
             status=self._status,
@@ -686,13 +596,13 @@ class Performer:
             critical_path_s=self._critical_path(),
             cost_usd=sum(r.cost_usd for r in self.records.values()),
             frontier_cost_usd=self._frontier_cost(),
-            stale_reads=self.stale_reads,
-            replays=self.replays,
-            holds=self.holds,
-            hold_s=self.hold_s,
+            stale_reads=shared.stale_reads,
+            replays=shared.replays,
+            holds=shared.holds,
+            hold_s=shared.hold_s,
             coherence=self.coherence,
             agents=self.records,
-            state=state,
+            state=shared.state(),
         )
 
 
