@@ -22,11 +22,12 @@ engine only asks about keys that concurrent agents share.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["CoherenceError", "Directory", "HoldTable", "Line", "State"]
+__all__ = ["Checkpoint", "CoherenceError", "Directory", "HoldTable", "Line", "State"]
 
 State = Literal["M", "E", "S", "I"]
 Emit = Callable[[str, str, str, dict[str, Any]], None]  # (kind, agent, key, data)
@@ -38,6 +39,25 @@ class CoherenceError(RuntimeError):
 
 def _quiet(kind: str, agent: str, key: str, data: dict[str, Any]) -> None:
     return None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Committed values and versions per key, and the appended items, at one instant."""
+
+    lines: Mapping[str, tuple[Any, int]]
+    appended: Mapping[str, list[tuple[int, int, Any]]]
+
+    def values(self) -> dict[str, Any]:
+        """What a reader would see after a restore."""
+        out: dict[str, Any] = {}
+        for key, (value, _) in self.lines.items():
+            items = self.appended[key]
+            if items:
+                base = list(value) if isinstance(value, list) else []
+                value = base + [item for _, _, item in sorted(items, key=lambda entry: (entry[0], entry[1]))]
+            out[key] = value
+        return out
 
 
 @dataclass
@@ -187,6 +207,19 @@ class Directory:
             line.sharers.clear()
             cued[key] = sorted(invalidated)  # only the copies this append made stale
         return cued
+
+    def checkpoint(self) -> Checkpoint:
+        """The committed values and versions of every key (a downbeat's checkpoint)."""
+        return Checkpoint(
+            {key: (copy.deepcopy(line.value), line.version) for key, line in self.lines.items()},
+            {key: list(items) for key, items in self.appended.items()},
+        )
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Roll every key back to ``checkpoint`` (a caesura); every copy and ownership is dropped."""
+        for key, (value, version) in checkpoint.lines.items():
+            self.lines[key] = Line(copy.deepcopy(value), version)
+            self.appended[key] = list(checkpoint.appended[key])
 
     def release(self, agent: str, keys: Iterable[str]) -> None:
         """Drop ``agent``'s copies and ownership (a squashed, failed or finished agent)."""

@@ -30,6 +30,7 @@ class Broadcast:
     cost_usd: float = 0.0
     latency_s: float = 0.0  # the call's own latency (drawn when simulated)
     worker: str | None = None
+    cached: bool = False  # served from the L5 result cache at no cost
 
     @property
     def tag(self) -> str:

@@ -69,7 +69,7 @@ def lint(
 
 @app.command()
 def perform(
-    score: Annotated[Path, typer.Argument(help="The score to run.", show_default=False)],
+    score: Annotated[Path | None, typer.Argument(help="The score to run.", show_default=False)] = None,
     simulate: Annotated[
         bool, typer.Option("--simulate", help="Use the reproducible simulated provider: no keys, no network.")
     ] = False,
@@ -96,12 +96,23 @@ def perform(
         ),
     ] = False,
     local_all: Annotated[bool, typer.Option("--local-all", hidden=True)] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Continue a journaled run (after a crash, Ctrl-C or a caesura).", metavar="RUN"),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Call every model even when an identical call was answered before.")
+    ] = False,
+    durable: Annotated[
+        str, typer.Option("--durable", help="normal (survives a killed process) or full (a power cut too; slower).")
+    ] = "normal",
     no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress view even on a terminal.")] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Run a score: every agent fires the moment its cues have been broadcast.
 
-    Exits 0 only when the run completes.
+    Every run is journaled under $HCT_HOME; `--resume RUN` continues one without paying again for
+    any call whose result was journaled. Exits 0 only when the run completes.
     """
     from hct_cli.cli.perform import perform_command
 
@@ -118,9 +129,63 @@ def perform(
             as_json=as_json,
             local="all" if local_all else "local" if local else None,
             time_scale=time_scale,
+            resume=resume,
+            cache=not no_cache,
+            durable=durable,
         ),
         as_json=as_json,
     )
+
+
+@app.command()
+def runs(
+    limit: Annotated[int | None, typer.Option("--limit", "-n", help="Show only the newest N runs.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List journaled runs, newest first: id, score, status, start, cost."""
+    from hct_cli.cli.runs import runs_command
+
+    run_command(lambda: runs_command(as_json=as_json, limit=limit), as_json=as_json)
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="A run id (or a unique prefix of one).", show_default=False)],
+    trace: Annotated[
+        Path | None, typer.Option("--trace", help="Also write a Chrome trace-event JSON file (open in Perfetto).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one run: every agent, every call (paid, cached, lost in a crash)."""
+    from hct_cli.cli.runs import show_command
+
+    run_command(lambda: show_command(run, as_json=as_json, trace=trace), as_json=as_json)
+
+
+@app.command()
+def approve(
+    run: Annotated[str, typer.Argument(help="The run id.", show_default=False)],
+    agent: Annotated[str, typer.Argument(help="The agent whose result waits for approval.", show_default=False)],
+    note: Annotated[str, typer.Option("--note", help="Why (journaled with the decision).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Approve an agent's result held at a human fermata (from any shell)."""
+    from hct_cli.cli.approve import decide_command
+
+    run_command(lambda: decide_command(run, agent, "approve", note=note, as_json=as_json), as_json=as_json)
+
+
+@app.command()
+def reject(
+    run: Annotated[str, typer.Argument(help="The run id.", show_default=False)],
+    agent: Annotated[str, typer.Argument(help="The agent whose result waits for approval.", show_default=False)],
+    note: Annotated[str, typer.Option("--note", help="Why (journaled with the decision).")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Reject an agent's result held at a human fermata: its on_fail applies (retry, escalate, caesura)."""
+    from hct_cli.cli.approve import decide_command
+
+    run_command(lambda: decide_command(run, agent, "reject", note=note, as_json=as_json), as_json=as_json)
 
 
 @app.command()

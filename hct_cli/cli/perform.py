@@ -7,6 +7,7 @@ import json
 import math
 import signal
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
@@ -20,45 +21,15 @@ from hct_cli.engine.events import Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
 from hct_cli.inputs import parse_input_args, resolve_inputs
+from hct_cli.journal import RunConfig
 from hct_cli.providers.base import Provider
 from hct_cli.routing import tiers_of
-from hct_cli.score import Score, load_score
+from hct_cli.score import Score, load_score, load_score_text
 
 if TYPE_CHECKING:
     from hct_cli.providers.litellm_provider import LiteLLMProvider
 
 __all__ = ["perform_command"]
-
-
-_SIGNALS = ("tacet_if", "attacca", "speculate")
-
-
-def _warn_unenforced(score: Score) -> None:
-    """Say plainly which declared signals this build does not act on yet."""
-    from hct_cli.checks import needs_gate
-
-    used = sorted({signal for agent in score.agents.values() for signal in _SIGNALS if getattr(agent, signal, None)})
-    if used:
-        sys.stderr.write(
-            f"note: this build does not enforce {', '.join(used)} yet: "
-            "agents run once and their results commit unchecked\n"
-        )
-    unjudged = sorted(
-        a.name
-        for a in score.agents.values()
-        if a.fermata is not None and (needs_gate(a.fermata.check) or a.fermata.on_fail == "caesura")
-    )
-    if unjudged:
-        sys.stderr.write(
-            f"note: the fermata of {', '.join(unjudged)} needs a python, judge or human check or a caesura, "
-            "which this build does not run yet: such results commit unchecked, and a failed check that asks for a caesura fails the agent\n"
-        )
-    gated = sorted(a.name for a in score.agents.values() if a.vamp is not None and needs_gate(a.vamp.until))
-    if gated:
-        sys.stderr.write(
-            f"note: the vamp of {', '.join(gated)} ends on a python, judge or human check, which this build "
-            "does not run yet: it repeats until its max\n"
-        )
 
 
 def _route_to_local(score: Score, *, everything: bool) -> Score:
@@ -100,8 +71,26 @@ def _check_credentials(program: Program, provider: LiteLLMProvider) -> None:
     )
 
 
+def _needs_exec(score: Score) -> list[str]:
+    """Agents that run code on this machine: python and shell agents, python checks."""
+    names = []
+    for agent in score.agents.values():
+        checks = [
+            c
+            for c in (
+                agent.fermata.check if agent.fermata else None,
+                agent.vamp.until if agent.vamp else None,
+                agent.tacet_if.check if agent.tacet_if else None,
+            )
+            if c is not None
+        ]
+        if agent.kind in ("python", "shell") or any(c.python for c in checks):
+            names.append(agent.name)
+    return names
+
+
 def perform_command(
-    path: Path,
+    path: Path | None,
     *,
     simulate: bool,
     seed: int,
@@ -113,7 +102,21 @@ def perform_command(
     as_json: bool,
     local: str | None = None,
     time_scale: float = 1.0,
+    resume: str | None = None,
+    cache: bool = True,
+    durable: str = "normal",
 ) -> int:
+    if durable not in ("normal", "full"):
+        raise UsageError(f"unknown --durable value {durable!r}", hint="Use normal (survives a killed process) or full.")
+    if resume is not None:
+        if path is not None or inputs:
+            raise UsageError(
+                "--resume takes the score and inputs from the journal",
+                hint=f"Run `hct perform --resume {resume}` without a score or --input.",
+            )
+        return _perform(None, resume=resume, as_json=as_json, allow_exec=allow_exec, durable=durable)
+    if path is None:
+        raise UsageError("perform needs a score", hint="Run `hct perform SCORE --simulate`, or --resume RUN.")
     if dispatch not in POLICIES:
         raise UsageError(f"unknown dispatch {dispatch!r}", hint=f"Use one of: {', '.join(POLICIES)}.")
     if budget is not None and not (math.isfinite(budget) and budget >= 0):
@@ -131,27 +134,62 @@ def perform_command(
     if local is not None and simulate:
         raise UsageError("--local calls a real model; --simulate calls none", hint="Choose one of them.")
     score = load_score(path)
-    if local is not None:
-        score = _route_to_local(score, everything=local == "all")
+    values = resolve_inputs(score, parse_input_args(inputs), allow_path=allow_path)
+    config = RunConfig(
+        inputs=values,
+        seed=seed,
+        simulate=simulate,
+        time_scale=time_scale,
+        local=local,
+        dispatch=dispatch,
+        budget_usd=budget,
+        cache=cache,
+        durable=durable,
+    )
+    return _perform((score, path, config), resume=None, as_json=as_json, allow_exec=allow_exec, durable=durable)
+
+
+def _perform(
+    fresh: tuple[Score, Path, RunConfig] | None, *, resume: str | None, as_json: bool, allow_exec: bool, durable: str
+) -> int:
+    """Run a new score (``fresh``) or the next segment of a journaled run (``resume``)."""
+    from hct_cli.home import connect
+    from hct_cli.journal import Journal, find_run, recall, squashed_versions
+
+    db = connect(durable=durable)
+    recalled = None
+    start_versions: dict[str, int] = {}
+    if fresh is not None:
+        score, score_path, config = fresh
+        run_row = None
+        run_id = uuid.uuid4().hex[:12]
+    else:
+        assert resume is not None
+        run_row = find_run(db, resume)
+        run_id = run_row.run_id
+        config = run_row.config
+        base = Path(run_row.score_path) if run_row.score_path else None
+        score = load_score_text(run_row.score_text, run_row.score_path or run_row.score, base)
+        recalled = recall(db, run_id)
+        start_versions = squashed_versions(db, run_id)
+    if config.local is not None:
+        score = _route_to_local(score, everything=config.local == "all")
     program = compile_score(score)
-    runs_code = [a.name for a in score.agents.values() if a.kind in ("python", "shell")]
+    runs_code = _needs_exec(score)
     if runs_code and not allow_exec:
         raise ExecNotAllowedError(
             f"agents {', '.join(runs_code)} run code on this machine",
             hint="Read the score, then pass --allow-exec if you trust it.",
         )
-    values = resolve_inputs(score, parse_input_args(inputs), allow_path=allow_path)
-    _warn_unenforced(score)
-
     from hct_cli.providers.exec import ExecProvider
 
     executor = ExecProvider()
     with ExitStack() as stack:
         models: Provider
-        if simulate:
+        if config.simulate:
             from hct_cli.providers.simulated import SimulatedProvider
 
-            models = SimulatedProvider(seed, time_scale=time_scale)
+            models = SimulatedProvider(config.seed, time_scale=config.time_scale)
         else:
             from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider
 
@@ -159,7 +197,7 @@ def perform_command(
             endpoints = {
                 tier.model: Endpoint(tier.api_base, api_key=None) for tier in program.tiers.values() if tier.api_base
             }
-            if local is not None:
+            if config.local is not None:
                 from hct_cli.providers.local import LOCAL_MODEL, LocalServer
 
                 sys.stderr.write("starting the local model server...\n")
@@ -167,22 +205,53 @@ def perform_command(
             litellm_provider = LiteLLMProvider(endpoints=endpoints)
             _check_credentials(program, litellm_provider)
             models = litellm_provider
+        if config.cache:
+            from hct_cli.memory import ResultCache
+            from hct_cli.providers.cached import CachingProvider
+
+            models = CachingProvider(models, ResultCache(db), simulated_seed=config.seed if config.simulate else None)
 
         def provider_for(spec: StationSpec) -> Provider:
             return executor if spec.agent.kind in ("python", "shell") else models
 
-        observers: list[Observer] = []
-        if not as_json or sys.stderr.isatty():
+        score_text = score.document.text if score.document is not None else ""
+        journal = (
+            Journal.resume(db, run_row)
+            if run_row is not None
+            else Journal.start(db, run_id, score.name, str(score_path.resolve()), score_text, config)
+        )
+        verb = f"resuming run {run_id} (segment {journal.segment})" if run_row is not None else f"run {run_id}"
+        sys.stderr.write(f"{verb}: journaled; resume with `hct perform --resume {run_id}` after a crash\n")
+        plain = not as_json or sys.stderr.isatty()
+        observers: list[Observer] = [journal]
+        if plain:
             from hct_cli.cli.plain import PlainLog
 
             observers.append(PlainLog(len(program.stations)))
+        from hct_cli.engine.gates import Gatekeeper
+        from hct_cli.memory import Predictors
+        from hct_cli.providers.human import HumanDesk
+
+        desk = HumanDesk(run_id, db, terminal=plain and not as_json and sys.stdin.isatty() and sys.stderr.isatty())
         performer = Performer(
             program,
             provider_for,
-            inputs=values,
-            dispatch=dispatch,
+            inputs=config.inputs,
+            dispatch=config.dispatch,
             observers=observers,
-            budget_usd=budget if budget is not None else score.routing.budget_usd,
+            budget_usd=config.budget_usd if config.budget_usd is not None else score.routing.budget_usd,
+            run_id=run_id,
+            gates=Gatekeeper(
+                tiers=program.tiers,
+                simulate_seed=config.seed if config.simulate else None,
+                allow_exec=allow_exec,
+                desk=desk,
+            ),
+            judge_provider=models,
+            predictors=Predictors(db),
+            recall=recalled,
+            start_versions=start_versions,
+            digests=True,
         )
         with _sigterm_interrupts():
             try:
@@ -190,14 +259,27 @@ def perform_command(
             except KeyboardInterrupt:
                 sys.stderr.write("interrupted\n")
                 result = performer.interrupted()
+        data = result.to_json()
+        journal.finish(result.status, result.cost_usd, data)
+    from hct_cli.journal import calls_of, lost_calls
+
+    calls = calls_of(db, run_id)
+    data["paid_calls"] = sum(1 for c in calls if c["ok"] and not c["cached"])
+    data["lost_calls"] = lost_calls(db, run_id)
+    data["segment"] = journal.segment
+    if result.caesura is not None:
+        sys.stderr.write(
+            f"caesura: {result.caesura['agent']} stopped the run; shared state is back at checkpoint "
+            f"{result.caesura['checkpoint']}. Continue with `hct perform --resume {run_id}`.\n"
+        )
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
     else:
         from rich.console import Console
 
         from hct_cli.cli.plain import summary_table
 
-        Console().print(summary_table(result))
+        Console().print(summary_table(data))
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "completed" else 1

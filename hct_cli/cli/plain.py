@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import IO, Any
 
 from hct_cli.engine.events import Event
-from hct_cli.engine.result import RunResult
 
 __all__ = ["PlainLog", "summary_table"]
 
 
 #: Decisions a person wants to see as they happen: retries, fallbacks, the governor's steps.
-_DECISIONS = frozenset({"retry", "fallback", "fallback_skipped", "step_down", "boost", "budget_stop"})
-_SHOWN = frozenset({"issue", "cue", "fail", "skip", "run_end"}) | _DECISIONS
+_DECISIONS = frozenset(
+    {
+        "retry",
+        "fallback",
+        "fallback_skipped",
+        "step_down",
+        "boost",
+        "budget_stop",
+        "gate",
+        "fermata",
+        "squash",
+        "caesura",
+    }
+)
+_SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp", "run_end"}) | _DECISIONS
 
 
 class PlainLog:
@@ -26,8 +39,11 @@ class PlainLog:
         self.running: set[str] = set()
         self.cost = 0.0
         self.live = self.stream.isatty()
+        self.run_id = ""
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "run_start":
+            self.run_id = str(event.data.get("run_id", ""))
         if event.kind == "issue" and event.station:
             self.running.add(event.station)
         elif event.kind in ("cue", "fail", "skip") and event.station:
@@ -48,6 +64,21 @@ class PlainLog:
             detail = f"${float(event.data.get('cost_usd', 0.0)):.4f}"
         elif event.kind in ("fail", "skip"):
             detail = str(event.data.get("error") or event.data.get("reason", ""))
+        elif event.kind in ("gate", "tacet", "vamp", "caesura"):
+            passed = event.data.get("passed")
+            verdict = "" if passed is None else "passed: " if passed else "failed: "
+            detail = f"{verdict}{event.data.get('reason', '')}"
+        elif event.kind == "squash":
+            detail = f"fired on {event.data.get('on')}, which did not commit"
+        elif event.kind == "downbeat":
+            detail = f"checkpoint {event.data.get('checkpoint')}"
+        elif event.kind == "fermata":
+            if "key" in event.data:
+                detail = f"read for ownership of {event.data['key']}"
+            elif event.data.get("hold") == "approval":
+                detail = f"waits for a person: hct approve {self.run_id} {event.station} (or hct reject)"
+            else:
+                detail = "held until its gate decides"
         elif event.kind in _DECISIONS:
             target = event.data.get("model") or ""
             detail = f"{event.data.get('tier') or ''} {target}: {event.data.get('reason', '')}".strip()
@@ -66,28 +97,43 @@ class PlainLog:
         self.stream.flush()
 
 
-def summary_table(result: RunResult) -> Any:
-    """A rich table of every agent, and the run's totals in its caption."""
+def summary_table(data: Mapping[str, Any]) -> Any:
+    """A rich table of every agent, and the run's totals in its caption (from ``perform --json``'s object)."""
     from rich.table import Table
 
-    table = Table(title=f"run {result.run_id}: {result.status}", title_justify="left")
+    table = Table(title=f"run {data['run_id']}: {data['status']}", title_justify="left")
     for column in ("agent", "status", "tier", "model", "v", "tokens in/out", "cost", "start", "end"):
         table.add_column(column, justify="right" if column in ("v", "cost", "start", "end") else "left")
-    for name, r in result.agents.items():
+    for name, r in data.get("agents", {}).items():
+        started, finished = r.get("started_s"), r.get("finished_s")
         table.add_row(
             name,
-            r.status,
-            r.tier or "-",
-            r.model or "-",
-            str(r.version),
-            f"{r.prompt_tokens}/{r.completion_tokens}",
-            f"${r.cost_usd:.4f}",
-            "-" if r.started_s is None else f"{r.started_s:.3f}",
-            "-" if r.finished_s is None else f"{r.finished_s:.3f}",
+            r.get("status", "-"),
+            r.get("tier") or "-",
+            r.get("model") or "-",
+            str(r.get("version", 0)),
+            f"{r.get('prompt_tokens', 0)}/{r.get('completion_tokens', 0)}",
+            f"${float(r.get('cost_usd', 0.0)):.4f}",
+            "-" if started is None else f"{started:.3f}",
+            "-" if finished is None else f"{finished:.3f}",
         )
-    table.caption = (
-        f"makespan {result.makespan_s:.3f} s (critical path {result.critical_path_s:.3f} s)  "
-        f"cost ${result.cost_usd:.4f} vs ${result.frontier_cost_usd:.4f} all-frontier "
-        f"(saving {result.savings:.1%})  stale reads {result.stale_reads}"
+    caption = (
+        f"makespan {float(data.get('makespan_s', 0.0)):.3f} s (critical path {float(data.get('critical_path_s', 0.0)):.3f} s)  "
+        f"cost ${float(data.get('cost_usd', 0.0)):.4f} vs ${float(data.get('frontier_cost_usd', 0.0)):.4f} all-frontier "
+        f"(saving {float(data.get('savings', 0.0)):.1%})  stale reads {data.get('stale_reads', 0)}"
     )
+    extras = []
+    if data.get("speculated") or data.get("squashes"):
+        extras.append(
+            f"speculation: {data.get('speculated', 0)} hits, {data.get('squashes', 0)} squashed "
+            f"(${float(data.get('squashed_cost_usd', 0.0)):.4f})"
+        )
+    if data.get("cached_calls"):
+        extras.append(f"{data['cached_calls']} calls from the cache")
+    if "paid_calls" in data:
+        extras.append(f"paid calls {data['paid_calls']}, lost in crashes {data.get('lost_calls', 0)}")
+    caesura = data.get("caesura")
+    if caesura:
+        extras.append(f"caesura at {caesura['agent']}: rolled back to checkpoint {caesura['checkpoint']}")
+    table.caption = caption + ("\n" + "  ".join(extras) if extras else "")
     return table

@@ -30,6 +30,9 @@ class DispatchPolicy(Protocol):
     def done(self, name: str) -> None:
         """A released station finished (committed, failed or was skipped)."""
 
+    def withdraw(self, name: str) -> None:
+        """``name`` is no longer ready (the result it took speculatively was squashed)."""
+
 
 class Reactive:
     def __init__(self, release: Release, order: Mapping[str, int]) -> None:
@@ -42,6 +45,9 @@ class Reactive:
         return None
 
     def done(self, name: str) -> None:
+        return None
+
+    def withdraw(self, name: str) -> None:
         return None
 
 
@@ -62,6 +68,10 @@ class Batch:
         self.outstanding -= 1
         if self.outstanding == 0:
             self._superstep()
+
+    def withdraw(self, name: str) -> None:
+        if name in self.next:
+            self.next.remove(name)
 
     def _superstep(self) -> None:
         batch, self.next = self.next, []
@@ -93,6 +103,10 @@ class Sequential:
     def done(self, name: str) -> None:
         self.busy = False
         self._next()
+
+    def withdraw(self, name: str) -> None:
+        self.queue = [item for item in self.queue if item[1] != name]
+        heapq.heapify(self.queue)
 
     def _next(self) -> None:
         if self.queue and not self.busy:

@@ -6,37 +6,54 @@ captured, and its provider runs as an asyncio task. The task's result goes onto 
 versioned tag ``station@version``; the scheduler, subscribed to the bus, commits it (shared state
 through :mod:`hct_cli.engine.shared`, operand capture by dependents) and releases whatever became
 ready. Nothing here knows which policy, bus or provider it is driving.
+
+Between a result and its commit stands the agent's fermata, if it has one. A gate that takes
+time (a python predicate, an LLM judge, a person) holds the result; with ``speculate`` (or on an
+``attacca`` edge) dependents fire on it anyway, their own results buffered until it commits, and
+are squashed if it does not. A ``downbeat`` checkpoints shared state once every agent declared
+before it has committed; a ``caesura`` stops the run and rolls back to the last checkpoint.
+
+On a resume, calls whose results the journal holds (``recall``) are answered from it, never
+paid again; everything else runs as it would have.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import heapq
 import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.checks import evaluate, needs_gate
+from hct_cli.checks import Verdict
+from hct_cli.coherence import Checkpoint
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
+from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.engine.shared import SharedState
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.governor import Decision, Governor, worst_case_usd
+from hct_cli.memory import Predictors
 from hct_cli.models import model_info
-from hct_cli.providers.base import CallRequest, CallResult, Provider
-from hct_cli.routing import TIER_ORDER, fallbacks_of
+from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+from hct_cli.routing import TIER_ORDER, Route, fallbacks_of
+from hct_cli.score.model import Check, Fermata
 from hct_cli.score.template import compile_template
 
-__all__ = ["Performer", "perform"]
+if TYPE_CHECKING:
+    from hct_cli.journal import RecalledCall
+
+__all__ = ["Performer", "digest", "perform"]
 
 ProviderFor = Callable[[StationSpec], Provider]
 _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
@@ -44,6 +61,12 @@ _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 #: Passes of a vamp that gives no ``max`` (lint warns about it).
 _VAMP_CAP = 16
+
+
+def digest(request: CallRequest) -> str:
+    """The identity of a call's request, journaled so that a resume can tell it is the same call."""
+    text = f"{request.model}\x1f{request.system}\x1e{request.prompt}"
+    return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
 def _frame_text(frame: Mapping[str, Any]) -> str:
@@ -72,6 +95,12 @@ class Performer:
         run_id: str | None = None,
         coherence: str | None = None,
         max_replays: int = 3,
+        gates: Gatekeeper | None = None,
+        judge_provider: Provider | None = None,
+        predictors: Predictors | None = None,
+        recall: Mapping[tuple[str, int, str], RecalledCall] | None = None,
+        start_versions: Mapping[str, int] | None = None,
+        digests: bool = False,
     ) -> None:
         self.program = program
         self.inputs = dict(inputs or {})
@@ -97,7 +126,21 @@ class Performer:
             prompt = station.agent.prompt
             if prompt is not None and "{{" in prompt:
                 station.template = compile_template(prompt)
+        for name, version in (start_versions or {}).items():
+            if name in self._stations:  # a resume after a caesura: squashed versions are not reused
+                self._stations[name].version = version
         self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
+        self.gates = gates if gates is not None else Gatekeeper(tiers=program.tiers)
+        self._judge_provider = judge_provider
+        self._provider_for = provider_for
+        self.predictors = predictors if predictors is not None else Predictors()
+        self._recall = dict(recall) if recall else None
+        self._digests = digests or self._recall is not None
+        self._commits = 0
+        self._speculated = 0
+        self._squashes = 0
+        self._squashed_cost = 0.0
+        self._caesura: dict[str, Any] | None = None
         self.coherence = coherence or program.score.coherence
         self.shared = SharedState(
             {k: spec.initial for k, spec in program.score.state.items()},
@@ -108,6 +151,8 @@ class Performer:
         )
         # Before the run a station has no operands yet: the estimate counts its prompt, inputs and state.
         self.governor = Governor(program, budget_usd, lambda spec: self._prompt_tokens(self._stations[spec.name]))
+        # Until a downbeat checkpoints, a caesura rolls back to the initial state.
+        self._checkpoint: tuple[int, int, Checkpoint] = (0, 0, self.shared.directory.checkpoint())
         self._queue: list[tuple[tuple[int, float, int], str]] = []
         self._settled = 0
         self._status = "completed"
@@ -148,10 +193,13 @@ class Performer:
         if self._stop_issuing:
             self._skip(name, "the run stopped issuing")
             return
+        if station.agent.tacet_if is not None and not station.tacet_checked and self._tacet_holds(station):
+            return
         if station.hold and not self.shared.lock(station):
             return  # granted later, in FIFO order, when a holder commits
         if not self._queue and self._try_issue(station):
             return
+        station.queued = True
         heapq.heappush(self._queue, (station.spec.priority, name))
 
     def _drain(self) -> None:
@@ -159,16 +207,26 @@ class Performer:
         blocked: list[tuple[tuple[int, float, int], str]] = []
         while self._queue:
             item = heapq.heappop(self._queue)
+            station = self._stations[item[1]]
+            if not station.queued:
+                continue  # withdrawn while it waited (squashed)
             if self._stop_issuing:
+                station.queued = False
                 self._skip(item[1], "the run stopped issuing")
                 continue
-            if not self._try_issue(self._stations[item[1]]):
+            if self._try_issue(station):
+                station.queued = False
+            else:
                 blocked.append(item)
         for item in blocked:
             heapq.heappush(self._queue, item)
 
     def _try_issue(self, station: Station) -> bool:
         """Issue ``station`` if its unit allows; False leaves it queued."""
+        if self._recall is not None:
+            found = self._recall.get((station.name, station.version + 1, "call"))
+            if found is not None and self._restore(station, found):
+                return True
         unit = station.unit
         decision: Decision | None = None
         if station.agent.kind == "llm" and self.governor.steers(station.name):
@@ -237,16 +295,20 @@ class Performer:
 
             self._timer = loop.call_later(delay, wake)
 
-    def _issue(self, station: Station) -> None:
+    def _start(self, station: Station) -> int:
+        """A new execution of ``station``: the next tag version."""
         now = time.perf_counter()
         if self._t0 is None:
             self._t0 = now
         station.version += 1
-        version = station.version
         record = station.record
         record.status = "running"
-        record.version = version
+        record.version = station.version
         record.started_s = now - self._t0
+        return station.version
+
+    def _issue(self, station: Station) -> None:
+        version = self._start(station)
         try:
             request = self._request(station, version)
         except Exception as exc:  # a prompt that cannot be rendered fails its station, not the run
@@ -254,8 +316,33 @@ class Performer:
             station.task = self._loop.create_task(self._publish(Broadcast(station.name, version, False, error=error)))
             return
         if self.observers:
-            self._emit("issue", station.name, version, model=request.model, tier=request.tier)
+            if self._digests:
+                self._emit(
+                    "issue", station.name, version, model=request.model, tier=request.tier, digest=digest(request)
+                )
+            else:
+                self._emit("issue", station.name, version, model=request.model, tier=request.tier)
         station.task = self._loop.create_task(self._execute(station, request))
+
+    def _restore(self, station: Station, found: RecalledCall) -> bool:
+        """Answer the next call of ``station`` from the journal if it is the same request; else False."""
+        saved = station.route
+        if found.model is not None:
+            station.route = Route(found.tier, found.model, "journaled")
+        try:
+            request = self._request(station, station.version + 1)
+        except Exception:
+            request = None
+        if request is None or (found.digest is not None and digest(request) != found.digest):
+            station.route = saved
+            return False
+        version = self._start(station)
+        station.unit.in_flight += 1
+        station.restored = True
+        if self.observers:
+            self._emit("issue", station.name, version, model=request.model, tier=request.tier, restored=True)
+        station.task = self._loop.create_task(self._publish(found.result))
+        return True
 
     def _request(self, station: Station, version: int) -> CallRequest:
         agent = station.agent
@@ -271,6 +358,11 @@ class Performer:
                 else {"cues": cues, "inputs": self.inputs}
             )
         prompt = template.render(**context) if template is not None else agent.prompt or ""
+        if station.feedback is not None:
+            prompt += f"\n\nYour previous answer did not pass its check ({station.feedback}). Answer again."
+        if agent.vamp is not None and station.iteration > 1 and station.record.earlier:
+            previous = station.record.earlier[-1].output
+            prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{previous}\nImprove on it."
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
         if fallbacks and self.governor.active:
@@ -304,6 +396,8 @@ class Performer:
                 result.completion_tokens,
                 result.cost_usd,
                 result.latency_s,
+                None,
+                result.cached,
             )
         except asyncio.CancelledError:
             raise
@@ -336,55 +430,298 @@ class Performer:
         if station.agent.kind == "llm" and (self.governor.active or station.reserved):
             self.governor.settle(station.reserved, message.cost_usd)
             station.reserved = 0.0
-        finished = self._commit(station, message) if message.ok else self._fail(station, message.error or "failed")
-        if finished:
-            self.policy.done(station.name)
+        if station.restored:
+            station.restored = False
+        elif self.observers:
+            self._emit_result(message, "call")
+        if not message.ok:
+            self._fail(station, message.error or "failed")
+        elif station.unconfirmed:
+            # It fired on results not yet committed: keep its own until they are.
+            station.buffered = message
+            station.record.status = "speculative"
+        else:
+            self._land(station, message)
         if self._queue:
             self._drain()
 
-    def _commit(self, station: Station, message: Broadcast, *, gated: bool = False) -> bool:
-        """Commit a result; False when the station runs again (replay, vamp) or waits (parked)."""
+    def _emit_result(self, message: Broadcast, purpose: str) -> None:
+        """Journal a call's result (what a resume answers from, what ``hct show`` lists)."""
+        self._emit(
+            "result",
+            message.station,
+            message.version,
+            purpose=purpose,
+            ok=message.ok,
+            output=message.output,
+            error=message.error,
+            model=message.model,
+            tier=message.tier,
+            prompt_tokens=message.prompt_tokens,
+            completion_tokens=message.completion_tokens,
+            cost_usd=message.cost_usd,
+            latency_s=message.latency_s,
+            cached=message.cached,
+            worker=message.worker,
+        )
+
+    def _land(self, station: Station, message: Broadcast) -> None:
+        """A result whose inputs are all committed: through its fermata, then commit."""
         record = station.record
         record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
         record.result = message
         if message.tier is not None:
             record.tier = message.tier  # a fallback may have moved the call
         fermata = station.agent.fermata
-        if fermata is not None and not gated and not needs_gate(fermata.check):
-            gate = self._gate(station, message)
-            if gate is not None:
-                return gate
+        if fermata is not None:
+            verdict = self.gates.quick(station.agent, fermata.check, message.output, message.version, fermata)
+            if verdict is None:  # the gate takes time: hold the result, maybe speculate past it
+                record.status = "held"
+                if self.observers:
+                    self._emit("fermata", station.name, message.version, hold=fermata.hold)
+                station.gate_task = self._loop.create_task(self._await_gate(station, message, fermata))
+                self._speculate(station, message)
+                return
+            if not self._gated(station, message, fermata, verdict):
+                return
+        self._commit(station, message)
+
+    async def _await_gate(self, station: Station, message: Broadcast, fermata: Fermata) -> None:
+        try:
+            verdict = await self.gates.decide(
+                station.agent,
+                fermata.check,
+                message.output,
+                message.version,
+                lambda request: self._judge_call(station, request),
+                fermata,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a gate that breaks fails its check, not the run
+            verdict = Verdict(False, f"the gate failed: {type(exc).__name__}: {exc}")
+        station.gate_task = None
+        if station.record.status != "held" or station.version != message.version:
+            return  # a caesura squashed it meanwhile
+        if not verdict.passed:
+            self._squash_speculation(station)
+        if self._gated(station, message, fermata, verdict):
+            self._commit(station, message)
+        if self._queue:
+            self._drain()
+
+    async def _judge_call(self, station: Station, request: CallRequest) -> CallResult:
+        """One judge call for a gate of ``station``: answered from the journal on a resume, priced, journaled."""
+        found = self._recall.get((station.name, request.version, "judge")) if self._recall is not None else None
+        if found is not None:
+            saved = found.result
+            result = CallResult(
+                saved.output,
+                saved.model or request.model,
+                saved.prompt_tokens,
+                saved.completion_tokens,
+                saved.cost_usd,
+                saved.latency_s,
+                saved.tier,
+                saved.cached,
+            )
+        else:
+            provider = self._judge_provider or self._first_model_provider()
+            result = await provider.call(request)
+        message = Broadcast(
+            station.name,
+            request.version,
+            True,
+            result.output,
+            None,
+            result.model,
+            result.tier or request.tier,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.cost_usd,
+            result.latency_s,
+            None,
+            result.cached,
+        )
+        station.record.checks.append(message)
+        self.governor.settle(0.0, result.cost_usd)
+        if found is None and self.observers:
+            self._emit_result(message, "judge")
+        return result
+
+    def _first_model_provider(self) -> Provider:
+        for spec in self.program.stations.values():
+            if spec.agent.kind == "llm":
+                return self._provider_for(spec)
+        raise ProviderError("no model provider is available for the judge", hint="Pass judge_provider.")
+
+    def _gated(self, station: Station, message: Broadcast, fermata: Fermata, verdict: Verdict) -> bool:
+        """The fermata's verdict: True lets the result commit. On a failed check the station runs
+        again (retry, or escalate one tier up), fails once its retries are spent, or stops the
+        run (caesura)."""
+        if self.observers:
+            self._emit("gate", station.name, message.version, passed=verdict.passed, reason=verdict.reason)
+        if station.agent.speculate == "auto":
+            self.predictors.update(self._gate_key(station), verdict.passed)
+        if verdict.passed:
+            station.feedback = None
+            return True
+        station.gate_failures += 1
+        station.feedback = verdict.reason
+        if fermata.on_fail == "caesura":
+            self._stop(station, f"fermata failed: {verdict.reason}")
+            return False
+        if station.gate_failures > fermata.retries:
+            self._fail(station, f"fermata failed {station.gate_failures} times: {verdict.reason}")
+            return False
+        self._let_go(station)
+        if fermata.on_fail == "escalate":
+            self.governor.boost(station.name)  # the next call goes one tier up
+        self._again(station)
+        return False
+
+    def _gate_key(self, station: Station) -> str:
+        return f"{self.program.score.name}/{station.name}"
+
+    # -- speculation -----------------------------------------------------------------------
+
+    def _speculate(self, producer: Station, message: Broadcast) -> None:
+        """Release dependents on a held result (``speculate``, or their ``attacca`` edge)."""
+        agent = producer.agent
+        if agent.vamp is not None:
+            return  # the result dependents need is the vamp's last pass, not this one
+        mode = agent.speculate
+        predicted = mode is True or (mode == "auto" and self.predictors.predict(self._gate_key(producer)))
+        ready: list[Station] = []
+        for dependent in producer.dependents:
+            if not (predicted or dependent.agent.attacca) or dependent.agent.downbeat or dependent.agent.tacet_if:
+                continue  # a downbeat checkpoints, and a tacet_if decides, on committed results only
+            if dependent.record.status != "waiting" or producer.name in dependent.operands:
+                continue
+            dependent.operands[producer.name] = message
+            dependent.waiting -= 1
+            dependent.unconfirmed.add(producer.name)
+            producer.spec_out.append(dependent)
+            if self.observers:
+                self._emit("speculate", dependent.name, dependent.version + 1, on=message.tag)
+            if dependent.waiting == 0:
+                ready.append(dependent)
+        ready.sort(key=by_priority)
+        for dependent in ready:
+            if self.observers:
+                self._emit("ready", dependent.name)
+            self.policy.ready(dependent.name)
+
+    def _squash_speculation(self, producer: Station) -> None:
+        """``producer``'s held result will not commit: squash what fired on it."""
+        for dependent in producer.spec_out:
+            if producer.name not in dependent.unconfirmed:
+                continue
+            dependent.unconfirmed.discard(producer.name)
+            dependent.operands.pop(producer.name, None)
+            dependent.waiting += 1
+            cost = 0.0
+            if dependent.task is not None:
+                dependent.task.cancel()
+                dependent.task = None
+                dependent.unit.in_flight -= 1
+                self.governor.settle(dependent.reserved, 0.0)
+                dependent.reserved = 0.0
+                dependent.restored = False
+            if dependent.buffered is not None:
+                cost = dependent.buffered.cost_usd
+                dependent.record.squashed.append(dependent.buffered)
+                dependent.buffered = None
+            dependent.queued = False
+            self._let_go(dependent)
+            self.policy.withdraw(dependent.name)
+            dependent.record.status = "waiting"
+            self._squashes += 1
+            self._squashed_cost += cost
+            if self.observers:
+                self._emit(
+                    "squash", dependent.name, dependent.version, on=f"{producer.name}@{producer.version}", cost_usd=cost
+                )
+        producer.spec_out = []
+
+    # -- commit ----------------------------------------------------------------------------
+
+    def _commit(self, station: Station, message: Broadcast) -> None:
+        """Commit a gated result: shared state, then the vamp's next pass or the cue."""
         cued: dict[str, list[str]] | None = None
         if station.shared:
             written = self._commit_state(station, message)
-            if not isinstance(written, dict):
-                return written
+            if written is None:
+                return
             cued = written
         vamp = station.agent.vamp
         if vamp is not None and station.iteration < (vamp.max or _VAMP_CAP):
-            verdict = evaluate(vamp.until, message.output)
+            verdict = self.gates.quick(station.agent, vamp.until, message.output, message.version)
+            if verdict is None:
+                station.record.status = "held"
+                station.gate_task = self._loop.create_task(self._await_vamp(station, message, vamp.until, cued))
+                return
             if not verdict.passed:
-                if self.observers:
-                    self._emit(
-                        "vamp",
-                        station.name,
-                        message.version,
-                        iteration=station.iteration,
-                        cost_usd=message.cost_usd,
-                        reason=verdict.reason,
-                        keys=cued or {},
-                    )
-                station.iteration += 1
-                self._again(station)
-                return False
-        record.status = "done"
+                self._vamp_again(station, message, verdict.reason, cued)
+                return
+        self._cue(station, message, cued)
+
+    async def _await_vamp(
+        self, station: Station, message: Broadcast, until: Check, cued: dict[str, list[str]] | None
+    ) -> None:
+        try:
+            verdict = await self.gates.decide(
+                station.agent, until, message.output, message.version, lambda r: self._judge_call(station, r)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            verdict = Verdict(False, f"the check failed: {type(exc).__name__}: {exc}")
+        station.gate_task = None
+        if station.record.status != "held" or station.version != message.version:
+            return
+        if verdict.passed:
+            self._cue(station, message, cued)
+        else:
+            self._vamp_again(station, message, verdict.reason, cued)
+        if self._queue:
+            self._drain()
+
+    def _vamp_again(self, station: Station, message: Broadcast, reason: str, cued: dict[str, list[str]] | None) -> None:
+        if self.observers:
+            self._emit(
+                "vamp",
+                station.name,
+                message.version,
+                iteration=station.iteration,
+                cost_usd=message.cost_usd,
+                reason=reason,
+                keys=cued or {},
+            )
+        station.iteration += 1
+        self._again(station)
+
+    def _cue(
+        self, station: Station, message: Broadcast, cued: dict[str, list[str]] | None, status: str = "done"
+    ) -> None:
+        """The result commits: broadcast it to every dependent and release those now ready."""
+        record = station.record
+        record.status = status
         observed = bool(self.observers)
         if observed:
             self._emit("cue", station.name, message.version, cost_usd=message.cost_usd, keys=cued or {})
         self._settled += 1
+        self._commits += 1
+        station.commit_seq = self._commits
         name = station.name
+        confirmed = station.spec_out
         ready: list[Station] = []
         for dependent in station.dependents:
+            if confirmed and dependent in confirmed and name in dependent.unconfirmed:
+                dependent.unconfirmed.discard(name)  # it fired on this very result: a hit
+                dependent.operands[name] = message
+                self._speculated += 1
+                continue
             dependent.operands[name] = message
             dependent.waiting -= 1
             if dependent.waiting == 0:
@@ -395,34 +732,25 @@ class Performer:
         for dependent in ready:
             if observed:
                 self._emit("ready", dependent.name)
+            if dependent.agent.downbeat:
+                self._downbeat(dependent)
             ready_now(dependent.name)
+        if confirmed:
+            station.spec_out = []
+            for dependent in confirmed:
+                buffered = dependent.buffered
+                if buffered is not None and not dependent.unconfirmed:
+                    dependent.buffered = None
+                    dependent.record.status = "running"
+                    self._land(dependent, buffered)
+        self.policy.done(name)
         if self._settled >= self._n:
             self._check_done()
-        return True
-
-    def _gate(self, station: Station, message: Broadcast) -> bool | None:
-        """The fermata: None lets the result commit; on a failed check the station runs again
-        (retry, or escalate one tier up: False) or fails once its retries are spent (True)."""
-        fermata = station.agent.fermata
-        assert fermata is not None
-        verdict = evaluate(fermata.check, message.output)
-        if self.observers:
-            self._emit("gate", station.name, message.version, passed=verdict.passed, reason=verdict.reason)
-        if verdict.passed:
-            return None
-        station.gate_failures += 1
-        if fermata.on_fail == "caesura":
-            return self._fail(station, f"fermata failed: {verdict.reason} (caesura is not enforced by this build)")
-        if station.gate_failures > fermata.retries:
-            return self._fail(station, f"fermata failed {station.gate_failures} times: {verdict.reason}")
-        self._let_go(station)
-        if fermata.on_fail == "escalate":
-            self.governor.boost(station.name)  # the next call goes one tier up
-        self._again(station)
-        return False
 
     def _again(self, station: Station) -> None:
-        """Run ``station`` once more under a new tag version (a replay or the next vamp pass)."""
+        """Run ``station`` once more under a new tag version (a retry, a replay or a vamp pass)."""
+        if station.spec_out:
+            self._squash_speculation(station)
         record = station.record
         if record.result is not None:
             record.earlier.append(record.result)
@@ -430,19 +758,20 @@ class Performer:
         record.status = "waiting"
         self._release(station.name)
 
-    def _commit_state(self, station: Station, message: Broadcast) -> dict[str, list[str]] | bool:
-        """Check the station's reads, then write back; the cue map, or False when it must run again."""
+    def _commit_state(self, station: Station, message: Broadcast) -> dict[str, list[str]] | None:
+        """Check the station's reads, then write back; the cue map, or None when it does not commit now."""
         check = self.shared.check(station, message)
         if check.action == "replay":
             self._let_go(station)
             self._again(station)
-            return False
+            return None
         if check.action == "park":
             station.record.status = "parked"
-            return False
+            return None
         written = self.shared.write_back(station, message)
         if isinstance(written, str):
-            return self._fail(station, written)
+            self._fail(station, written)
+            return None
         self._let_go(station)
         return written
 
@@ -457,10 +786,102 @@ class Performer:
         for waiter, message in released.parked:
             waiter.record.status = "running"
             self.shared.end_wait(waiter)
-            if self._commit(waiter, message, gated=True):
-                self.policy.done(waiter.name)
+            self._commit(waiter, message)
 
-    def _fail(self, station: Station, error: str) -> bool:
+    # -- signals ---------------------------------------------------------------------------
+
+    def _tacet_holds(self, station: Station) -> bool:
+        """Check ``tacet_if`` once, when the station is first released: True when it does not run now."""
+        tacet = station.agent.tacet_if
+        assert tacet is not None
+        station.tacet_checked = True
+        cue = station.operands.get(tacet.cue)
+        value = cue.output if cue is not None else None
+        verdict = self.gates.quick(station.agent, tacet.check, value, station.version + 1)
+        if verdict is None:
+            station.gate_task = self._loop.create_task(self._await_tacet(station, tacet.check, value))
+            return True
+        if verdict.passed:
+            self._tacet(station, verdict.reason)
+            return True
+        return False
+
+    async def _await_tacet(self, station: Station, check: Check, value: Any) -> None:
+        try:
+            verdict = await self.gates.decide(
+                station.agent, check, value, station.version + 1, lambda r: self._judge_call(station, r)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            verdict = Verdict(False, f"the check failed: {type(exc).__name__}: {exc}")
+        station.gate_task = None
+        if station.record.status != "waiting":
+            return
+        if verdict.passed:
+            self._tacet(station, verdict.reason)
+        else:
+            self._release(station.name)
+        if self._queue:
+            self._drain()
+
+    def _tacet(self, station: Station, reason: str) -> None:
+        """``tacet``: the agent rests; its tag resolves to null and dependents proceed."""
+        self.governor.forget(station.name)
+        version = self._start(station)
+        if self.observers:
+            self._emit("tacet", station.name, version, reason=reason)
+        station.record.finished_s = self._now()
+        self._cue(station, Broadcast(station.name, version, True, None), None, "tacet")
+
+    def _downbeat(self, station: Station) -> None:
+        """Every agent declared before ``station`` has committed: checkpoint shared state."""
+        number = self._checkpoint[1] + 1
+        checkpoint = self.shared.directory.checkpoint()
+        self._checkpoint = (self._commits, number, checkpoint)
+        if self.observers:
+            self._emit("downbeat", station.name, station.version + 1, checkpoint=number, state=checkpoint.values())
+
+    def _stop(self, culprit: Station, reason: str) -> None:
+        """``caesura``: stop issuing, squash work in flight and work committed after the last
+        checkpoint, restore that checkpoint; the run ends ``caesura``."""
+        self._status = "caesura"
+        self._stop_issuing = True
+        after, number, checkpoint = self._checkpoint
+        squashed: dict[str, int] = {}
+        for station in self._stations.values():
+            record = station.record
+            for task in (station.task, station.gate_task):
+                if task is not None and task is not asyncio.current_task():
+                    task.cancel()
+            if station.task is not None:
+                station.unit.in_flight -= 1
+                self.governor.settle(station.reserved, 0.0)
+                station.reserved = 0.0
+            station.task = station.gate_task = None
+            station.queued = False
+            late = record.status in ("done", "tacet") and station.commit_seq > after
+            if station is culprit or late or record.status in ("running", "held", "speculative", "parked"):
+                squashed[station.name] = station.version
+                for thrown in (record.result, station.buffered):
+                    if thrown is not None:
+                        record.squashed.append(thrown)
+                record.result = station.buffered = None
+                record.status = "squashed"
+                record.error = reason if station is culprit else "squashed by the caesura"
+            elif record.status == "waiting":
+                record.status = "skipped"
+                record.error = "the run stopped at a caesura"
+        self.shared.directory.restore(checkpoint)
+        self._caesura = {"agent": culprit.name, "reason": reason, "checkpoint": number, "squashed": squashed}
+        if self.observers:
+            self._emit("caesura", culprit.name, culprit.version, reason=reason, checkpoint=number, squashed=squashed)
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def _fail(self, station: Station, error: str) -> None:
+        if station.spec_out:
+            self._squash_speculation(station)
         record = station.record
         record.status = "failed"
         record.error = error
@@ -471,13 +892,13 @@ class Performer:
         self._settled += 1
         self._let_go(station)
         self._skip_dependents(station)
+        self.policy.done(station.name)
         self._check_done()
-        return True
 
     def _skip(self, name: str, reason: str) -> None:
         station = self._stations[name]
         record = station.record
-        if record.status in ("done", "failed", "skipped"):
+        if record.status in ("done", "failed", "skipped", "tacet"):
             return
         record.status = "skipped"
         record.error = reason
@@ -526,6 +947,8 @@ class Performer:
             for name in sorted(self.program.roots, key=lambda n: stations[n].priority):
                 if self.observers:
                     self._emit("ready", name)
+                if stations[name].agent.downbeat:
+                    self._downbeat(self._stations[name])
                 self.policy.ready(name)
             self.policy.start()
             if self._n == 0:
@@ -533,11 +956,12 @@ class Performer:
             await self._done
         except asyncio.CancelledError:
             self._status = "interrupted"
-            for station in self._stations.values():
-                if station.task is not None:
-                    station.task.cancel()
             raise
         finally:
+            for station in self._stations.values():
+                for task in (station.task, station.gate_task):
+                    if task is not None and not task.done():
+                        task.cancel()
             gc.unfreeze()
             if self._timer is not None:
                 self._timer.cancel()
@@ -573,7 +997,7 @@ class Performer:
         for station in self._stations.values():
             record = station.record
             if station.agent.kind == "llm" and record.calls and not record.worst_case_usd:
-                last = record.result if record.result is not None else record.earlier[-1]
+                last = record.result if record.result is not None else record.all_calls()[-1]
                 tokens = max(last.prompt_tokens, self._prompt_tokens(station))
                 record.worst_case_usd = worst_case_usd(
                     record.model or station.route.model, tokens, station.agent.max_tokens
@@ -601,6 +1025,10 @@ class Performer:
             holds=shared.holds,
             hold_s=shared.hold_s,
             coherence=self.coherence,
+            speculated=self._speculated,
+            squashes=self._squashes,
+            squashed_cost_usd=self._squashed_cost,
+            caesura=self._caesura,
             agents=self.records,
             state=shared.state(),
         )

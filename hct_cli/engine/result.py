@@ -18,7 +18,7 @@ STATUSES = ("completed", "failed", "caesura", "budget_exhausted", "interrupted")
 class AgentRecord:
     """One agent's part in a run. Call figures come from the committed broadcast itself."""
 
-    status: str = "waiting"  # waiting, running, done, failed, skipped
+    status: str = "waiting"  # waiting, running, held, speculative, parked, done, tacet, failed, skipped, squashed
     route_model: str | None = None
     tier: str | None = None
     version: int = 0
@@ -30,6 +30,8 @@ class AgentRecord:
     result: Broadcast | None = None
     captured: dict[str, Broadcast] = field(default_factory=dict)  # cue -> the broadcast its operand came from
     earlier: list[Broadcast] = field(default_factory=list)  # calls before the last: replays, vamp passes
+    checks: list[Broadcast] = field(default_factory=list)  # judge calls of its gates
+    squashed: list[Broadcast] = field(default_factory=list)  # results thrown away (speculation, caesura)
 
     @property
     def operands(self) -> dict[str, int]:
@@ -46,27 +48,36 @@ class AgentRecord:
 
     @property
     def calls(self) -> int:
-        return len(self.earlier) + (self.result is not None)
+        return len(self.all_calls())
 
-    def _all(self) -> list[Broadcast]:
-        return [*self.earlier, self.result] if self.result is not None else self.earlier
+    def all_calls(self) -> list[Broadcast]:
+        """Every call of this agent: earlier passes, judges, squashed work, then the last result."""
+        calls = [*self.earlier, *self.checks, *self.squashed]
+        if self.result is not None:
+            calls.append(self.result)
+        return calls
 
-    # Tokens, cost and latency add up over every call of this agent (replays, vamp passes, retries).
+    @property
+    def cached_calls(self) -> int:
+        return sum(1 for b in self.all_calls() if b.cached)
+
+    # Tokens, cost and latency add up over every call of this agent (replays, vamp passes, retries,
+    # judges, squashed work).
     @property
     def prompt_tokens(self) -> int:
-        return sum(b.prompt_tokens for b in self._all())
+        return sum(b.prompt_tokens for b in self.all_calls())
 
     @property
     def completion_tokens(self) -> int:
-        return sum(b.completion_tokens for b in self._all())
+        return sum(b.completion_tokens for b in self.all_calls())
 
     @property
     def cost_usd(self) -> float:
-        return sum(b.cost_usd for b in self._all())
+        return sum(b.cost_usd for b in self.all_calls())
 
     @property
     def latency_s(self) -> float:
-        return sum(b.latency_s for b in self._all())
+        return sum(b.latency_s for b in self.all_calls())
 
     @property
     def output(self) -> Any:
@@ -113,6 +124,10 @@ class RunResult:
     holds: int = 0
     hold_s: float = 0.0
     coherence: str = "replay"
+    speculated: int = 0  # dependents that fired on a held result which then committed
+    squashes: int = 0  # dependents squashed because the result they took did not commit
+    squashed_cost_usd: float = 0.0
+    caesura: dict[str, Any] | None = None  # who stopped the run, the checkpoint restored, what was squashed
 
     def __repr__(self) -> str:  # the full record of a large run would be megabytes long
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, agents={len(self.agents)})"
@@ -138,6 +153,11 @@ class RunResult:
             "replays": self.replays,
             "holds": self.holds,
             "hold_s": round(self.hold_s, 6),
+            "speculated": self.speculated,
+            "squashes": self.squashes,
+            "squashed_cost_usd": round(self.squashed_cost_usd, 8),
+            "cached_calls": sum(r.cached_calls for r in self.agents.values()),
+            "caesura": self.caesura,
             "agents": {name: record.to_json() for name, record in self.agents.items()},
             "state": self.state,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from hct_cli.bus.base import Broadcast
 from hct_cli.coherence import Mode, lock_modes
 from hct_cli.compile import StationSpec
 from hct_cli.engine.result import AgentRecord
@@ -19,12 +20,16 @@ __all__ = ["Station", "by_priority"]
 
 
 class Station:
-    """One station at run time: its record, unit, provider, operands, coherence and vamp state."""
+    """One station at run time: record, unit, provider, operands, coherence, gate and speculation state."""
 
     __slots__ = (
         "agent",
+        "buffered",
+        "commit_seq",
         "dependents",
+        "feedback",
         "gate_failures",
+        "gate_task",
         "hold",
         "hold_since",
         "iteration",
@@ -33,15 +38,20 @@ class Station:
         "name",
         "operands",
         "provider",
+        "queued",
         "record",
         "replays",
         "reserved",
+        "restored",
         "route",
         "shared",
         "snapshot",
         "spec",
+        "spec_out",
+        "tacet_checked",
         "task",
         "template",
+        "unconfirmed",
         "unit",
         "version",
         "waiting",
@@ -74,6 +84,17 @@ class Station:
         self.hold_since: float | None = None
         self.iteration = 1  # vamp pass
         self.gate_failures = 0  # fermata checks failed so far
+        self.feedback: str | None = None  # why the last result failed its gate, told to the next attempt
+        self.gate_task: asyncio.Task[None] | None = None  # a check that takes time (python, judge, human)
+        self.tacet_checked = False
+        self.queued = False  # waiting in the issue queue for a unit
+        self.restored = False  # the call in flight is answered from the journal (a resume)
+        self.commit_seq = 0  # when it committed, counted in commits since the run began
+        # Speculation: producers whose results it took before they committed; dependents it
+        # released on a held result; its own result, buffered until those producers commit.
+        self.unconfirmed: set[str] = set()
+        self.spec_out: list[Station] = []
+        self.buffered: Broadcast | None = None
 
 
 def by_priority(station: Station) -> tuple[int, float, int]:

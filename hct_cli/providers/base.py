@@ -35,6 +35,7 @@ class CallRequest:
     context: Mapping[str, Any] = field(default_factory=dict)  # cues, inputs, readable state
     fallbacks: tuple[Route, ...] = ()  # next tiers to try, in order, when this one keeps failing
     reporter: Reporter | None = None
+    purpose: str = "call"  # "judge" when the call scores another agent's output for a fermata
 
     def note(self, kind: str, **data: Any) -> None:
         """Tell the engine about this call (a retry, a fallback); it becomes an event."""
@@ -57,6 +58,7 @@ class CallResult:
     cost_usd: float = 0.0
     latency_s: float = 0.0
     tier: str | None = None  # the tier that answered, when a fallback moved the call
+    cached: bool = False  # served from the L5 result cache at no cost
 
 
 class Provider(Protocol):

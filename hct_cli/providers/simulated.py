@@ -72,6 +72,23 @@ def _words(start: int, count: int) -> str:
     return " ".join(_WORDS[(start + 7 * i) % len(_WORDS)] for i in range(count))
 
 
+#: How often a simulated judge passes an agent that gives no ``simulate.pass_rate``.
+DEFAULT_PASS_RATE = 0.85
+
+
+def _judgement(pass_rate: float | None, threshold: float, u: float) -> str:
+    """A judge's answer that passes (scores at or above ``threshold``) with probability ``pass_rate``."""
+    rate = DEFAULT_PASS_RATE if pass_rate is None else pass_rate
+    if u < rate:
+        score = threshold + (1.0 - threshold) * (1.0 - u / rate)
+        reason = "meets the criteria (simulated)"
+    else:
+        score = threshold * (u - rate) / (1.0 - rate)
+        reason = "falls short of the criteria (simulated)"
+        score = max(0.0, min(score, threshold - 1e-6))  # below the threshold (unless it is 0: all pass)
+    return json.dumps({"score": score, "reason": reason})
+
+
 class SimulatedProvider:
     """Answers every call from deterministic draws; sleeps the drawn latency."""
 
@@ -105,7 +122,9 @@ class SimulatedProvider:
         if prompt_tokens is None:
             prompt_tokens = max(1, (len(request.system) + len(request.prompt)) // 4)
         output_tokens = figures.output_tokens
-        if output_tokens is None:
+        if request.purpose == "judge":
+            output_tokens = 30  # a score and one sentence
+        elif output_tokens is None:
             output_tokens = 40 + int(u_tokens * 360)
         output_tokens = min(output_tokens, agent.max_tokens)
         price = fixed.price
@@ -117,6 +136,8 @@ class SimulatedProvider:
     @staticmethod
     def _output(request: CallRequest, u_text: float, output_tokens: int) -> Any:
         agent = request.agent
+        if request.purpose == "judge":
+            return _judgement(agent.simulate.pass_rate, float(request.context.get("threshold", 0.7)), u_text)
         if agent.simulate.output is not None:
             return agent.simulate.output
         start = int(u_text * len(_WORDS))

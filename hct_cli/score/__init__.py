@@ -9,7 +9,14 @@ from hct_cli.score.findings import Finding, Severity
 from hct_cli.score.lint import LintResult, lint_path
 from hct_cli.score.model import Agent, Score
 
-__all__ = ["Agent", "Finding", "LintResult", "Score", "Severity", "lint_path", "load_score"]
+__all__ = ["Agent", "Finding", "LintResult", "Score", "Severity", "lint_path", "load_score", "load_score_text"]
+
+
+def load_score_text(text: str, file: str, base: Path | None = None) -> Score:
+    """Load, validate and lint a score given as text (a journaled one); ``base`` stands for its path."""
+    from hct_cli.score.lint import lint_text
+
+    return _checked(lint_text(text, file, base=base), file)
 
 
 def load_score(path: Path | str) -> Score:
@@ -18,7 +25,10 @@ def load_score(path: Path | str) -> Score:
     Warnings and notes do not stop a score from loading; they are available from
     :func:`lint_path`.
     """
-    result = lint_path(Path(path), str(path))
+    return _checked(lint_path(Path(path), str(path)), str(path))
+
+
+def _checked(result: LintResult, path: str) -> Score:
     errors = [f for f in result.findings if f.severity is Severity.ERROR]
     if errors or result.score is None:
         first = errors[0] if errors else None

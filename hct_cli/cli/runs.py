@@ -1,0 +1,102 @@
+"""``hct runs`` and ``hct show``: the run history and one run in full, from the journal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hct_cli.errors import UsageError
+
+__all__ = ["runs_command", "show_command", "show_data"]
+
+
+def runs_command(*, as_json: bool, limit: int | None) -> int:
+    from hct_cli.home import connect
+    from hct_cli.journal import list_runs
+
+    runs = list_runs(connect(), limit)
+    if as_json:
+        sys.stdout.write(json.dumps([run.to_json() for run in runs], indent=2) + "\n")
+        return 0
+    if not runs:
+        sys.stderr.write("no runs yet: start one with `hct perform SCORE --simulate`\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="runs, newest first", title_justify="left")
+    for column in ("run", "score", "status", "started", "cost"):
+        table.add_column(column, justify="right" if column == "cost" else "left")
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
+        table.add_row(run.run_id, run.score, run.status, started, f"${run.cost_usd:.4f}")
+    Console().print(table)
+    return 0
+
+
+def show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """The object ``hct show --json`` prints, the run's events, and its score's name."""
+    from hct_cli.home import connect
+    from hct_cli.journal import calls_of, events_of, find_run, lost_calls
+
+    db = connect()
+    run = find_run(db, run_id)
+    events = list(events_of(db, run.run_id))
+    data = dict(run.result) if run.result is not None else _from_events(run.run_id, run.status, events)
+    data["status"] = run.status
+    calls = calls_of(db, run.run_id)
+    data["calls"] = [
+        {key: call[key] for key in ("agent", "version", "model", "cost_usd", "cached", "worker")}
+        | ({"purpose": call["purpose"]} if call["purpose"] != "call" else {})
+        for call in calls
+    ]
+    data["paid_calls"] = sum(1 for call in calls if call["ok"] and not call["cached"])
+    data["lost_calls"] = lost_calls(db, run.run_id)
+    data["segments"] = run.segments
+    return data, events, run.score
+
+
+def _from_events(run_id: str, status: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the journal says of a run that never finished (it crashed, or is still running)."""
+    agents: dict[str, dict[str, Any]] = {}
+    cost = 0.0
+    for event in events:
+        name = event["station"]
+        if name is None:
+            continue
+        agent = agents.setdefault(name, {"status": "waiting", "version": 0, "cost_usd": 0.0, "output": None})
+        kind, data = event["kind"], event["data"]
+        if kind == "issue":
+            agent.update(status="running", version=event["version"], model=data.get("model"), tier=data.get("tier"))
+        elif kind == "result":
+            agent["cost_usd"] += float(data.get("cost_usd", 0.0))
+            cost += float(data.get("cost_usd", 0.0))
+            if data.get("purpose", "call") == "call":
+                agent["output"] = data.get("output")
+        elif kind in ("cue", "fail", "skip", "tacet"):
+            agent["status"] = {"cue": "done", "fail": "failed", "skip": "skipped", "tacet": "tacet"}[kind]
+    return {"run_id": run_id, "status": status, "cost_usd": round(cost, 8), "agents": agents}
+
+
+def show_command(run_id: str, *, as_json: bool, trace: Path | None) -> int:
+    data, events, score = show_data(run_id)
+    if trace is not None:
+        from hct_cli.trace import chrome_trace
+
+        try:
+            trace.write_text(json.dumps(chrome_trace(events, run_id=data["run_id"], score=score)))
+        except OSError as exc:
+            raise UsageError(f"cannot write {trace}: {exc.strerror or exc}", hint="Choose a writable path.") from exc
+        sys.stderr.write(f"wrote {trace}: open it at https://ui.perfetto.dev\n")
+    if as_json:
+        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        return 0
+    from rich.console import Console
+
+    from hct_cli.cli.plain import summary_table
+
+    Console().print(summary_table(data))
+    return 0

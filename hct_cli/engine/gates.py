@@ -1,0 +1,173 @@
+"""Deciding checks: a fermata's gate, a vamp's ``until``, a ``tacet_if``.
+
+:meth:`Gatekeeper.quick` decides at once whatever needs no waiting (the deterministic kinds,
+and under ``--simulate`` a fermata whose agent gives ``simulate.pass_rate``: a draw). Checks with
+a ``python`` predicate, an LLM ``judge`` or a ``human`` take time: :meth:`Gatekeeper.decide`
+awaits them, after the deterministic kinds have passed. Under ``--simulate`` a judge is a
+simulated call that passes with the agent's ``pass_rate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from hct_cli.checks import Verdict, evaluate, needs_gate
+from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.human import HumanDesk
+from hct_cli.providers.simulated import draw
+from hct_cli.score.model import Agent, Check, Fermata, Judge, TierSpec
+
+__all__ = ["Gatekeeper", "JudgeCall", "judge_prompt", "judge_score"]
+
+#: Makes one judge call for the engine, which journals and prices it.
+JudgeCall = Callable[[CallRequest], Awaitable[CallResult]]
+
+_NUMBER = re.compile(r"(?<![\w.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+)(?![\w.])")
+
+
+def judge_prompt(judge: Judge, output: Any) -> str:
+    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    return (
+        "You are a strict reviewer. Score the answer below against the criteria, from 0 (fails "
+        "completely) to 1 (fully meets them).\n"
+        f"Criteria: {judge.criteria}\n"
+        f"Answer:\n<<<\n{text}\n>>>\n"
+        'Reply with JSON only: {"score": <number from 0 to 1>, "reason": "<one sentence>"}'
+    )
+
+
+def judge_score(answer: Any) -> tuple[float | None, str]:
+    """The score and reason in a judge's answer; None when it gave no usable score."""
+    text = answer if isinstance(answer, str) else json.dumps(answer)
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        try:
+            data = json.loads(text[start : end + 1])
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("score"), int | float):
+            score = float(data["score"])
+            if 0.0 <= score <= 1.0:
+                return score, str(data.get("reason", ""))
+    match = _NUMBER.search(text)
+    if match is not None:
+        return float(match.group(1)), text.strip()[:200]
+    return None, text.strip()[:200]
+
+
+class Gatekeeper:
+    """Decides the checks of one run."""
+
+    def __init__(
+        self,
+        *,
+        tiers: Mapping[str, TierSpec] | None = None,
+        simulate_seed: int | None = None,
+        allow_exec: bool = False,
+        desk: HumanDesk | None = None,
+    ) -> None:
+        self.tiers = dict(tiers or {})
+        self.simulate_seed = simulate_seed
+        self.allow_exec = allow_exec
+        self.desk = desk
+
+    @staticmethod
+    def waits(check: Check, fermata: Fermata | None = None) -> bool:
+        """Whether deciding ``check`` may take time."""
+        return needs_gate(check) or (fermata is not None and fermata.hold == "approval")
+
+    def quick(
+        self, agent: Agent, check: Check, output: Any, version: int, fermata: Fermata | None = None
+    ) -> Verdict | None:
+        """The verdict when it needs no waiting; None when :meth:`decide` must be awaited."""
+        human = check.human or (fermata is not None and fermata.hold == "approval")
+        rate = agent.simulate.pass_rate
+        drawn = not (human or check.judge or check.python)  # a judge or a predicate runs for real
+        if fermata is not None and self.simulate_seed is not None and rate is not None and drawn:
+            u = draw(self.simulate_seed, agent.name, "gate", version)[0]
+            return Verdict(u < rate, f"simulated check (pass rate {rate:g})")
+        verdict = evaluate(check, output)
+        if not verdict.passed or not self.waits(check, fermata):
+            return verdict
+        return None
+
+    async def decide(
+        self,
+        agent: Agent,
+        check: Check,
+        output: Any,
+        version: int,
+        judge_call: JudgeCall,
+        fermata: Fermata | None = None,
+    ) -> Verdict:
+        """Every kind of ``check`` in turn, cheapest first; the first failure decides."""
+        verdict = evaluate(check, output)
+        if not verdict.passed:
+            return verdict
+        timeout = fermata.timeout_s if fermata is not None else None
+        if check.python is not None:
+            verdict = await self._python(check.python, output, timeout)
+            if not verdict.passed:
+                return verdict
+        if check.judge is not None:
+            verdict = await self._judge(agent, check.judge, output, version, judge_call)
+            if not verdict.passed:
+                return verdict
+        if check.human or (fermata is not None and fermata.hold == "approval"):
+            if self.desk is None:
+                return Verdict(False, "needs a person's approval, and this run has no way to ask one")
+            default = fermata.default if fermata is not None else "reject"
+            approved, why = await self.desk.ask(agent.name, version, output, timeout, default)
+            verdict = Verdict(approved, f"{'approved' if approved else 'rejected'}: {why}")
+        return verdict
+
+    async def _python(self, target: str, output: Any, timeout_s: float | None) -> Verdict:
+        if not self.allow_exec:
+            return Verdict(False, f"python check {target} needs --allow-exec")
+        module_name, _, function_name = target.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), function_name)
+        except (ImportError, AttributeError) as exc:
+            return Verdict(False, f"cannot import {target}: {exc}")
+        try:
+            if inspect.iscoroutinefunction(function):
+                result = await asyncio.wait_for(function(output), timeout_s)
+            else:
+                result = await asyncio.wait_for(asyncio.to_thread(function, output), timeout_s)
+        except TimeoutError:
+            return Verdict(False, f"{target} took longer than {timeout_s:g}s")
+        except Exception as exc:  # the predicate's own failure is a failed check, not a crash
+            return Verdict(False, f"{target} raised {type(exc).__name__}: {exc}")
+        if isinstance(result, tuple) and len(result) == 2:
+            return Verdict(bool(result[0]), str(result[1]))
+        return Verdict(bool(result), f"{target} returned {result!r}"[:200])
+
+    async def _judge(self, agent: Agent, judge: Judge, output: Any, version: int, judge_call: JudgeCall) -> Verdict:
+        tier = self.tiers.get(judge.tier)
+        if tier is None:
+            return Verdict(False, f"the judge's tier {judge.tier!r} is not defined")
+        request = CallRequest(
+            agent,
+            tier.model,
+            judge.tier,
+            judge_prompt(judge, output),
+            version=version,
+            attempt=version - 1,
+            context={"threshold": judge.threshold},
+            purpose="judge",
+        )
+        try:
+            answer = await judge_call(request)
+        except Exception as exc:  # a judge that cannot answer fails the check, it does not crash the run
+            return Verdict(False, f"the judge ({tier.model}) failed: {getattr(exc, 'message', None) or exc}")
+        score, reason = judge_score(answer.output)
+        if score is None:
+            return Verdict(False, f"the judge ({answer.model}) gave no score: {reason!r}")
+        passed = score >= judge.threshold
+        return Verdict(passed, f"judge scored {score:.2f} (threshold {judge.threshold:g}): {reason}")

@@ -1,0 +1,421 @@
+"""The run journal (L4): every signal of a run, in SQLite, before its effect is visible.
+
+:class:`Journal` observes the engine's events. It buffers them and commits the buffer once per
+turn of the event loop (group commit): the flush is scheduled the moment the first event of a
+turn arrives, so it runs before any task or callback that turn scheduled afterwards, such as the
+first step of a dependent's call. Nothing outside the process learns of a result before the
+journal holds it, yet a burst of commits costs one SQLite transaction.
+
+A run is journaled in *segments*: the first run is segment 1, each ``--resume`` adds one. From
+the journal come the run history (:func:`list_runs`), everything ``hct show`` prints, and what a
+resume needs (:func:`recall`): every call whose result was journaled, so it is never paid again.
+
+Fault injection for tests: ``HCT_FAULT=mid:K`` kills the process with SIGKILL while the
+transaction holding the K-th journaled result is open (it is lost), ``HCT_FAULT=after:K`` right
+after it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hct_cli.bus.base import Broadcast
+from hct_cli.engine.events import Event
+from hct_cli.errors import RunError, RunNotFoundError
+
+__all__ = [
+    "Journal",
+    "RecalledCall",
+    "RunConfig",
+    "RunRow",
+    "calls_of",
+    "events_of",
+    "find_run",
+    "list_runs",
+    "next_verdict",
+    "recall",
+    "record_verdict",
+    "squashed_versions",
+]
+
+_INSERT = "INSERT INTO events (run_id, segment, seq, at, kind, station, version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``--resume`` restores besides the score itself."""
+
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    simulate: bool = True
+    time_scale: float = 1.0
+    local: str | None = None
+    dispatch: str = "reactive"
+    budget_usd: float | None = None
+    cache: bool = True
+    durable: str = "normal"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        data = json.loads(text)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    score: str
+    score_path: str | None
+    score_text: str
+    config: RunConfig
+    status: str
+    started_at: float
+    ended_at: float | None
+    cost_usd: float
+    segments: int
+    pid: int | None
+    result: dict[str, Any] | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "score": self.score,
+            "status": self.status,
+            "started_at": self.started_at,
+            "cost_usd": round(self.cost_usd, 8),
+        }
+
+
+@dataclass(frozen=True)
+class RecalledCall:
+    """A journaled call: the request it answered (by digest) and its result."""
+
+    model: str | None
+    tier: str | None
+    digest: str | None
+    result: Broadcast
+
+
+class Journal:
+    """Observer that appends a run's events to the database, one transaction per loop turn."""
+
+    def __init__(self, db: sqlite3.Connection, run_id: str, segment: int = 1) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.segment = segment
+        self.epoch = time.time()
+        self._rows: list[tuple[Any, ...]] = []
+        self._seq = 0
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.results = 0  # results journaled by this process
+        self._fault = _fault_plan()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls, db: sqlite3.Connection, run_id: str, score: str, score_path: str | None, score_text: str, config: RunConfig
+    ) -> Journal:
+        """Journal a new run (segment 1)."""
+        _write(
+            db,
+            "INSERT INTO runs (run_id, score, score_path, score_text, config, status, started_at, pid)"
+            " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+            (run_id, score, score_path, score_text, config.to_json(), time.time(), os.getpid()),
+        )
+        return cls(db, run_id, 1)
+
+    @classmethod
+    def resume(cls, db: sqlite3.Connection, run: RunRow) -> Journal:
+        """Journal the next segment of ``run``."""
+        segment = run.segments + 1
+        _write(
+            db,
+            "UPDATE runs SET segments = ?, status = 'running', ended_at = NULL, pid = ? WHERE run_id = ?",
+            (segment, os.getpid(), run.run_id),
+        )
+        return cls(db, run.run_id, segment)
+
+    def finish(self, status: str, cost_usd: float, result: Mapping[str, Any]) -> None:
+        """Flush and record how the run (this segment) ended."""
+        self.flush()
+        _write(
+            self.db,
+            "UPDATE runs SET status = ?, ended_at = ?, cost_usd = ?, result = ?, pid = NULL WHERE run_id = ?",
+            (status, time.time(), cost_usd, json.dumps(result, default=str), self.run_id),
+        )
+
+    # -- the observer ----------------------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        data = event.data
+        self._seq += 1
+        self._rows.append(
+            (
+                self.run_id,
+                self.segment,
+                self._seq,
+                self.epoch + event.time_s,
+                event.kind,
+                event.station,
+                event.version,
+                json.dumps(data, default=str) if data else None,
+            )
+        )
+        if event.kind == "result":
+            self.results += 1
+        if not self._scheduled:
+            self._scheduled = True
+            if self._loop is None:
+                try:
+                    self._loop = asyncio.get_running_loop()
+                except RuntimeError:  # outside a loop (before or after the run): write at once
+                    self.flush()
+                    return
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Commit every buffered event in one transaction."""
+        self._scheduled = False
+        rows, self._rows = self._rows, []
+        if not rows:
+            return
+        try:
+            self.db.execute("BEGIN")
+            self.db.executemany(_INSERT, rows)
+            if self._fault is not None and self._fault[0] == "mid" and self.results >= self._fault[1]:
+                os.kill(os.getpid(), signal.SIGKILL)
+            self.db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise RunError(
+                f"cannot write the journal: {exc}", hint="Check free disk space and HCT_HOME's permissions."
+            ) from exc
+        if self._fault is not None and self._fault[0] == "after" and self.results >= self._fault[1]:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fault_plan() -> tuple[str, int] | None:
+    plan = os.environ.get("HCT_FAULT", "")
+    mode, _, count = plan.partition(":")
+    if mode in ("mid", "after") and count.isdigit():
+        return mode, int(count)
+    return None
+
+
+def _write(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> None:
+    try:
+        db.execute(sql, params)
+    except sqlite3.Error as exc:
+        raise RunError(
+            f"cannot write the journal: {exc}", hint="Check free disk space and HCT_HOME's permissions."
+        ) from exc
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+_RUN_COLUMNS = (
+    "run_id, score, score_path, score_text, config, status, started_at, ended_at, cost_usd, segments, pid, result"
+)
+
+
+def _row(values: tuple[Any, ...]) -> RunRow:
+    run_id, score, path, text, config, status, started, ended, cost, segments, pid, result = values
+    return RunRow(
+        run_id,
+        score,
+        path,
+        text,
+        RunConfig.from_json(config),
+        _status(status, pid),
+        started,
+        ended,
+        cost,
+        segments,
+        pid,
+        json.loads(result) if result else None,
+    )
+
+
+def _status(status: str, pid: int | None) -> str:
+    """A run journaled as running whose process is gone crashed (this machine's pids only)."""
+    if status != "running" or pid is None:
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "crashed"
+    except PermissionError:
+        return status
+    return status
+
+
+def list_runs(db: sqlite3.Connection, limit: int | None = None) -> list[RunRow]:
+    """Runs, newest first."""
+    sql = f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY started_at DESC, rowid DESC"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    rows = [_row(values) for values in db.execute(sql)]
+    return [_with_spend(db, row) for row in rows]
+
+
+def _with_spend(db: sqlite3.Connection, run: RunRow) -> RunRow:
+    """An unfinished run's cost, summed from its journaled results."""
+    if run.ended_at is not None:
+        return run
+    total = sum(call["cost_usd"] for call in calls_of(db, run.run_id))
+    return RunRow(**{**run.__dict__, "cost_usd": total})
+
+
+def find_run(db: sqlite3.Connection, run_id: str) -> RunRow:
+    """The run with this id, or with this unique id prefix."""
+    rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id LIKE ? || '%'", (run_id,)).fetchall()
+    if len(rows) == 1:
+        return _with_spend(db, _row(rows[0]))
+    if not rows or not run_id:
+        raise RunNotFoundError(f"no journaled run has the id {run_id!r}", hint="List the runs with `hct runs`.")
+    exact = [r for r in rows if r[0] == run_id]
+    if exact:
+        return _with_spend(db, _row(exact[0]))
+    raise RunNotFoundError(
+        f"{len(rows)} runs start with {run_id!r}", hint="Give more characters of the id (see `hct runs`)."
+    )
+
+
+def events_of(db: sqlite3.Connection, run_id: str) -> Iterator[dict[str, Any]]:
+    """Every journaled event of a run, segment by segment, in order."""
+    for segment, seq, at, kind, station, version, data in db.execute(
+        "SELECT segment, seq, at, kind, station, version, data FROM events WHERE run_id = ? ORDER BY segment, seq",
+        (run_id,),
+    ):
+        yield {
+            "segment": segment,
+            "seq": seq,
+            "at": at,
+            "kind": kind,
+            "station": station,
+            "version": version,
+            "data": json.loads(data) if data else {},
+        }
+
+
+def _results(db: sqlite3.Connection, run_id: str) -> Iterator[tuple[int, str, int, dict[str, Any]]]:
+    for segment, station, version, data in db.execute(
+        "SELECT segment, station, version, data FROM events WHERE run_id = ? AND kind = 'result' ORDER BY segment, seq",
+        (run_id,),
+    ):
+        yield segment, station, version, json.loads(data)
+
+
+def calls_of(db: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
+    """Every call whose result was journaled (cache hits included, marked ``cached``)."""
+    return [
+        {
+            "agent": station,
+            "version": version,
+            "purpose": data.get("purpose", "call"),
+            "model": data.get("model"),
+            "cost_usd": data.get("cost_usd", 0.0),
+            "cached": bool(data.get("cached", False)),
+            "worker": data.get("worker"),
+            "ok": bool(data.get("ok", True)),
+            "segment": segment,
+        }
+        for segment, station, version, data in _results(db, run_id)
+    ]
+
+
+def lost_calls(db: sqlite3.Connection, run_id: str) -> int:
+    """Calls issued to a provider whose result no segment journaled before it ended."""
+    row = db.execute(
+        """
+        SELECT COUNT(*) FROM events AS i
+        WHERE i.run_id = ? AND i.kind = 'issue' AND COALESCE(json_extract(i.data, '$.restored'), 0) = 0
+          AND NOT EXISTS (
+            SELECT 1 FROM events AS r
+            WHERE r.run_id = i.run_id AND r.segment = i.segment AND r.kind = 'result'
+              AND r.station = i.station AND r.version = i.version
+              AND COALESCE(json_extract(r.data, '$.purpose'), 'call') = 'call')
+        """,
+        (run_id,),
+    ).fetchone()
+    return int(row[0])
+
+
+def squashed_versions(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    """Per agent, the highest version a caesura squashed: a resume starts after it."""
+    squashed: dict[str, int] = {}
+    for (data,) in db.execute("SELECT data FROM events WHERE run_id = ? AND kind = 'caesura'", (run_id,)):
+        for agent, version in (json.loads(data) or {}).get("squashed", {}).items():
+            squashed[agent] = max(squashed.get(agent, 0), int(version))
+    return squashed
+
+
+def recall(db: sqlite3.Connection, run_id: str) -> dict[tuple[str, int, str], RecalledCall]:
+    """Every successful journaled call, keyed by (agent, version, purpose); the latest wins."""
+    squashed = squashed_versions(db, run_id)
+    issued: dict[tuple[int, str, int], dict[str, Any]] = {}
+    for segment, station, version, data in db.execute(
+        "SELECT segment, station, version, data FROM events WHERE run_id = ? AND kind = 'issue'", (run_id,)
+    ):
+        issued[(segment, station, version)] = json.loads(data) if data else {}
+    found: dict[tuple[str, int, str], RecalledCall] = {}
+    for segment, station, version, data in _results(db, run_id):
+        if not data.get("ok", True) or version <= squashed.get(station, 0):
+            continue
+        purpose = data.get("purpose", "call")
+        request = issued.get((segment, station, version), {}) if purpose == "call" else data
+        message = Broadcast(
+            station,
+            version,
+            True,
+            data.get("output"),
+            None,
+            data.get("model"),
+            data.get("tier"),
+            int(data.get("prompt_tokens", 0)),
+            int(data.get("completion_tokens", 0)),
+            float(data.get("cost_usd", 0.0)),
+            float(data.get("latency_s", 0.0)),
+            data.get("worker"),
+            bool(data.get("cached", False)),
+        )
+        found[(station, version, purpose)] = RecalledCall(
+            request.get("model"), request.get("tier"), request.get("digest"), message
+        )
+    return found
+
+
+# -- approvals -------------------------------------------------------------------------------
+
+
+def record_verdict(db: sqlite3.Connection, run_id: str, agent: str, verdict: str, note: str = "") -> int:
+    """A person's decision on an agent's held result; returns its id."""
+    cursor = db.execute(
+        "INSERT INTO approvals (run_id, agent, verdict, note, at) VALUES (?, ?, ?, ?, ?)",
+        (run_id, agent, verdict, note, time.time()),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def next_verdict(db: sqlite3.Connection, run_id: str, agent: str, after: int) -> tuple[int, str, str] | None:
+    """The first decision on ``agent`` recorded after id ``after``: (id, verdict, note)."""
+    row = db.execute(
+        "SELECT id, verdict, note FROM approvals WHERE run_id = ? AND agent = ? AND id > ? ORDER BY id LIMIT 1",
+        (run_id, agent, after),
+    ).fetchone()
+    return (int(row[0]), str(row[1]), str(row[2])) if row else None

@@ -1,0 +1,36 @@
+"""A provider in front of another one that serves identical calls from the L5 result cache."""
+
+from __future__ import annotations
+
+from hct_cli.memory import ResultCache, cache_key
+from hct_cli.providers.base import CallRequest, CallResult, Provider
+
+__all__ = ["CachingProvider"]
+
+
+class CachingProvider:
+    """Answer from the cache when the same call was answered before; otherwise call and remember.
+
+    ``namespace`` separates answers that differ for the same messages: each simulated seed,
+    agent and attempt draws its own answer, while a real model at temperature 0 answers one.
+    """
+
+    def __init__(self, inner: Provider, cache: ResultCache, *, simulated_seed: int | None = None) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.simulated_seed = simulated_seed
+
+    def _namespace(self, request: CallRequest) -> str:
+        if self.simulated_seed is None:
+            return "live"
+        return f"simulated\x1e{self.simulated_seed}\x1e{request.agent.name}\x1e{request.attempt}"
+
+    async def call(self, request: CallRequest) -> CallResult:
+        key = cache_key(self._namespace(request), request)
+        hit = self.cache.get(key)
+        if hit is not None:
+            hit.tier = request.tier
+            return hit
+        result = await self.inner.call(request)
+        self.cache.put(key, result)
+        return result

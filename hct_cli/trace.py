@@ -1,0 +1,115 @@
+"""Turn a run's journaled events into Chrome trace-event JSON, for Perfetto or chrome://tracing.
+
+The output is the "JSON Object Format": ``{"traceEvents": [...], "displayTimeUnit": "ms", "otherData": {...}}``,
+times in microseconds from the earliest event. Everything sits in process 1. Lane (tid) 0 is the conductor:
+the segments of the run (one per ``--resume``) and every run-level event. Each station gets its own lane,
+numbered by first appearance.
+
+- A model call is a complete ("X") event ``"{station}@{version}"`` from its ``issue`` to its ``result``; a call
+  whose segment ended without a result (the process died) ends at that segment's last event, args
+  ``{"lost": true}``.
+- A ``judge`` result has no ``issue``: it is drawn as ``"{station}@{version} judge"`` (cat ``"judge"``), ending
+  at its ``at`` and lasting its ``latency_s``.
+- An ``issue`` with ``restored: true`` made no real call (the result came from an earlier segment's journal):
+  it is an instant (cat ``"restored"``); its result, if one is journaled, is neither drawn again nor added to
+  the cost, since that money was spent, and counted, in the earlier segment.
+- A ``cost_usd`` counter gives the running total after each result.
+- The kinds in ``_INSTANTS`` (gates, fails, skips, checkpoints, ...) are instants; the rest (``ready``,
+  ``cue``, ``mesi``, kinds added later) are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from itertools import groupby
+from typing import Any
+
+__all__ = ["chrome_trace"]
+
+_PID = 1
+_INSTANTS = frozenset(
+    {"run_start", "run_end", "gate", "fail", "skip", "caesura", "downbeat", "squash", "vamp", "tacet"}
+    | {"replay", "retry", "fallback", "step_down", "boost", "budget_stop"}
+)
+# Args of a call event, copied from its result when present.
+_CALL_ARGS = ("model", "tier", "cost_usd", "prompt_tokens", "completion_tokens", "cached", "ok", "error")
+
+
+def _args(data: Mapping[str, Any]) -> dict[str, Any]:
+    # A call's output can be pages of text: it bloats the file and no viewer shows it usefully.
+    # The round trip makes sure whatever else the journal holds can be dumped.
+    kept = {k: v for k, v in data.items() if k != "output"}
+    return dict(json.loads(json.dumps(kept, default=str)))
+
+
+def _event(ph: str, name: str, tid: int, args: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"name": name, "ph": ph, "pid": _PID, "tid": tid, **fields, "args": dict(args)}
+
+
+def _is_judge(event: Mapping[str, Any]) -> bool:
+    return event["kind"] == "result" and (event.get("data") or {}).get("purpose") == "judge"
+
+
+def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score: str = "") -> dict[str, Any]:
+    """The Chrome trace of ``events`` (journal rows, in (segment, seq) order), ready for ``json.dumps``."""
+    rows = list(events)
+    # A judge started before its result was journaled: time zero is the earliest start, not the earliest event.
+    starts = [float(e["at"]) for e in rows]
+    starts += [float(e["at"]) - float(e["data"].get("latency_s", 0.0)) for e in rows if _is_judge(e)]
+    t0 = min(starts, default=0.0)
+
+    def us(at: float) -> int:
+        return max(0, round((at - t0) * 1e6))
+
+    lanes: dict[str, int] = {}
+    out: list[dict[str, Any]] = []
+    spent = 0.0
+
+    def span(name: str, cat: str, tid: int, start: float, end: float, args: Mapping[str, Any]) -> None:
+        out.append(_event("X", name, tid, args, cat=cat, ts=us(start), dur=max(0, us(end) - us(start))))
+
+    for segment, group in groupby(rows, key=lambda e: int(e["segment"])):
+        seg = list(group)
+        # Issues are paired with results within a segment: a resume never answers an earlier segment's call.
+        pending: dict[tuple[str, int], Mapping[str, Any]] = {}
+        restored: set[tuple[str, int]] = set()
+        for e in seg:
+            kind, station, data, at = str(e["kind"]), e.get("station"), e.get("data") or {}, float(e["at"])
+            tid = 0 if station is None else lanes.setdefault(str(station), len(lanes) + 1)
+            key = (str(station), int(e.get("version") or 0))
+            name = f"{station}@{key[1]}"
+            call = data.get("purpose", "call") == "call"
+            if not run_id and kind == "run_start":
+                run_id = str(data.get("run_id", ""))
+            if kind == "issue" and data.get("restored"):
+                restored.add(key)
+                out.append(_event("i", name, tid, _args(data), cat="restored", s="t", ts=us(at)))
+            elif kind == "issue":
+                pending[key] = e
+            elif kind == "result" and call and key in restored:
+                restored.discard(key)  # drawn at its issue, paid for in the segment that made the call
+            elif kind == "result":
+                args = {k: data[k] for k in _CALL_ARGS if k in data}
+                issue = pending.pop(key, None) if call else None
+                if issue is not None:
+                    span(name, "call", tid, float(issue["at"]), at, {**_args(issue.get("data") or {}), **args})
+                else:  # a judge (or a call whose issue is missing): its latency is all we know of its start
+                    start = at - float(data.get("latency_s", 0.0))
+                    span(name if call else f"{name} judge", "call" if call else "judge", tid, start, at, args)
+                spent += float(data.get("cost_usd", 0.0))
+                out.append(_event("C", "cost_usd", 0, {"cost_usd": round(spent, 10)}, ts=us(at)))
+            elif kind in _INSTANTS:
+                label = kind if station is None else f"{kind} {name}"
+                out.append(_event("i", label, tid, _args(data), cat=kind, s="t", ts=us(at)))
+        first, last = float(seg[0]["at"]), float(seg[-1]["at"])
+        for (station, version), issue in pending.items():  # still out when the segment ended: the process died
+            span(f"{station}@{version}", "call", lanes.get(station, 0), float(issue["at"]), last, {"lost": True})
+        span(f"segment {segment}", "segment", 0, first, last, {"segment": segment})
+
+    meta = [_event("M", "process_name", 0, {"name": score or "hct"})]
+    for station, tid in [("conductor", 0), *lanes.items()]:
+        meta.append(_event("M", "thread_name", tid, {"name": station}))
+        # Viewers sort lanes by name unless told otherwise; first appearance reads like the score.
+        meta.append(_event("M", "thread_sort_index", tid, {"sort_index": tid}))
+    return {"traceEvents": meta + out, "displayTimeUnit": "ms", "otherData": {"run_id": run_id, "score": score}}
