@@ -14,14 +14,20 @@ import gc
 import heapq
 import resource
 import statistics
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hct_cli.compile import Program, StationSpec
+from hct_cli.engine.events import Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
+from hct_cli.home import connect
+from hct_cli.journal import Journal, RunConfig
 from hct_cli.providers.base import Provider
 from hct_cli.providers.simulated import SimulatedProvider
 
@@ -69,6 +75,7 @@ class BenchReport:
     policies: dict[str, PolicyFigures]
     constrained_bound_s: float | None = None
     peak_rss_mb: float = 0.0
+    journal: bool = False  # every trial was journaled
 
     @property
     def critical_path_s(self) -> float:
@@ -96,6 +103,7 @@ class BenchReport:
             "policies": {name: p.to_json() for name, p in self.policies.items()},
             "ratios": self.ratios(),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "journal": self.journal,
         }
         if "reactive" in self.policies and self.critical_path_s > 0:
             data["reactive/critical_path"] = round(
@@ -170,6 +178,13 @@ def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float 
     return now
 
 
+def _scratch_journal(stack: ExitStack, program: Program, trial: int) -> Journal:
+    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hct-bench-")))
+    db = connect(home=scratch)
+    stack.callback(db.close)
+    return Journal.start(db, f"bench-{trial}", program.score.name, None, "", RunConfig())
+
+
 def run_bench(
     program: Program,
     *,
@@ -179,12 +194,19 @@ def run_bench(
     inputs: Mapping[str, Any] | None = None,
     progress: Callable[[str, int], None] | None = None,
     time_scale: float = 1.0,
+    journal: bool = False,
 ) -> BenchReport:
-    """Run ``trials`` trials of every policy; trial ``t`` uses seed ``seed + t`` for all of them."""
+    """Run ``trials`` trials of every policy; trial ``t`` uses seed ``seed + t`` for all of them.
+
+    With ``journal``, every trial is journaled as ``hct perform`` journals a run (SQLite WAL,
+    group commit), into a scratch database so benchmarks stay out of the run history.
+    """
     if trials < 1:
         raise BenchError("--trials must be at least 1", hint="Pass --trials 5 for a median of five.")
     variants = [p if isinstance(p, Variant) else Variant(p, dispatch=p) for p in policies]
-    report = BenchReport(len(program.stations), trials, [], {v.name: PolicyFigures() for v in variants})
+    report = BenchReport(
+        len(program.stations), trials, [], {v.name: PolicyFigures() for v in variants}, journal=journal
+    )
     n = max(1, len(program.stations))
     for trial in range(trials):
         for variant in variants:
@@ -196,9 +218,24 @@ def run_bench(
             def provider_for(_spec: StationSpec, chosen: SimulatedProvider = provider) -> Provider:
                 return chosen
 
-            performer = Performer(program, provider_for, inputs=inputs, dispatch=policy, coherence=variant.coherence)
-            gc.collect()  # start every trial from the same heap; collections during the run count
-            result = asyncio.run(performer.run())
+            with ExitStack() as stack:
+                observers: list[Observer] = []
+                if journal:
+                    observers.append(_scratch_journal(stack, program, trial))
+                performer = Performer(
+                    program,
+                    provider_for,
+                    inputs=inputs,
+                    dispatch=policy,
+                    coherence=variant.coherence,
+                    observers=observers,
+                    digests=journal,
+                )
+                gc.collect()  # start every trial from the same heap; collections during the run count
+                result = asyncio.run(performer.run())
+                for observer in observers:
+                    if isinstance(observer, Journal):
+                        observer.finish(result.status, result.cost_usd, {})
             if result.status != "completed":
                 raise BenchError(
                     f"{variant.name} run ended {result.status}",

@@ -46,6 +46,12 @@ __all__ = [
     "squashed_versions",
 ]
 
+#: Engine events that are not signals: ``ready`` follows from the cues journaled before it.
+_UNJOURNALED = frozenset({"ready"})
+
+# One encoder for every event: json.dumps with options builds a new encoder per call.
+_encode = json.JSONEncoder(default=str, check_circular=False, separators=(",", ":")).encode
+
 _INSERT = "INSERT INTO events (run_id, segment, seq, at, kind, station, version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
@@ -161,6 +167,8 @@ class Journal:
     # -- the observer ----------------------------------------------------------------------
 
     def __call__(self, event: Event) -> None:
+        if event.kind in _UNJOURNALED:
+            return
         data = event.data
         self._seq += 1
         self._rows.append(
@@ -172,20 +180,21 @@ class Journal:
                 event.kind,
                 event.station,
                 event.version,
-                json.dumps(data, default=str) if data else None,
+                _encode(data) if data else None,
             )
         )
         if event.kind == "result":
             self.results += 1
         if not self._scheduled:
-            self._scheduled = True
-            if self._loop is None:
+            loop = self._loop
+            if loop is None or loop.is_closed():
                 try:
-                    self._loop = asyncio.get_running_loop()
+                    loop = self._loop = asyncio.get_running_loop()
                 except RuntimeError:  # outside a loop (before or after the run): write at once
                     self.flush()
                     return
-            self._loop.call_soon(self.flush)
+            self._scheduled = True
+            loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Commit every buffered event in one transaction."""
@@ -283,10 +292,14 @@ def _with_spend(db: sqlite3.Connection, run: RunRow) -> RunRow:
 
 def find_run(db: sqlite3.Connection, run_id: str) -> RunRow:
     """The run with this id, or with this unique id prefix."""
-    rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id LIKE ? || '%'", (run_id,)).fetchall()
+    if not run_id:
+        raise RunNotFoundError("no run id given", hint="List the runs with `hct runs`.")
+    rows = db.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE substr(run_id, 1, ?) = ?", (len(run_id), run_id)
+    ).fetchall()
     if len(rows) == 1:
         return _with_spend(db, _row(rows[0]))
-    if not rows or not run_id:
+    if not rows:
         raise RunNotFoundError(f"no journaled run has the id {run_id!r}", hint="List the runs with `hct runs`.")
     exact = [r for r in rows if r[0] == run_id]
     if exact:

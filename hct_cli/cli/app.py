@@ -208,6 +208,9 @@ def bench(
     time_scale: Annotated[
         float, typer.Option("--time-scale", help="Multiply simulated latencies, e.g. 0.1 for a quick comparison.")
     ] = 1.0,
+    journal: Annotated[
+        bool, typer.Option("--journal", help="Journal every trial as perform does (SQLite WAL, group commit).")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Measure dispatch (or coherence) policies: makespan, ratios, critical-path bound, overhead per agent."""
@@ -226,6 +229,7 @@ def bench(
             gantt=gantt,
             as_json=as_json,
             time_scale=time_scale,
+            journal=journal,
         ),
         as_json=as_json,
     )

@@ -39,6 +39,7 @@ def bench_command(
     gantt: Path | None,
     as_json: bool,
     time_scale: float = 1.0,
+    journal: bool = False,
 ) -> int:
     if not math.isfinite(time_scale) or time_scale <= 0:
         raise UsageError("--time-scale must be above zero", hint="e.g. --time-scale 0.1 runs ten times faster.")
@@ -102,7 +103,14 @@ def bench_command(
             sys.stderr.flush()
 
     report = run_bench(
-        program, policies=policies, trials=trials, seed=seed, inputs=inputs, progress=progress, time_scale=time_scale
+        program,
+        policies=policies,
+        trials=trials,
+        seed=seed,
+        inputs=inputs,
+        progress=progress,
+        time_scale=time_scale,
+        journal=journal,
     )
     if not as_json or sys.stderr.isatty():
         sys.stderr.write("\r\x1b[K" if sys.stderr.isatty() else "\n")

@@ -52,8 +52,8 @@ class PlainLog:
             self.cost += float(event.data.get("cost_usd", 0.0))
         if self.live:
             self._status(event)
-        elif event.kind in _SHOWN:
-            self.stream.write(self._line(event) + "\n")
+        elif event.kind in _SHOWN and not (event.kind == "fermata" and "key" in event.data):
+            self.stream.write(self._line(event) + "\n")  # (a read for ownership is not news)
 
     def _line(self, event: Event) -> str:
         where = f"{event.station}@{event.version}" if event.station else ""

@@ -434,36 +434,41 @@ class Performer:
             station.restored = False
         elif self.observers:
             self._emit_result(message, "call")
-        if not message.ok:
-            self._fail(station, message.error or "failed")
-        elif station.unconfirmed:
-            # It fired on results not yet committed: keep its own until they are.
+        if station.unconfirmed:
+            # It fired on results not yet committed: keep its own (even a failure) until they are.
             station.buffered = message
             station.record.status = "speculative"
+        elif not message.ok:
+            self._fail(station, message.error or "failed")
         else:
             self._land(station, message)
         if self._queue:
             self._drain()
 
     def _emit_result(self, message: Broadcast, purpose: str) -> None:
-        """Journal a call's result (what a resume answers from, what ``hct show`` lists)."""
-        self._emit(
-            "result",
-            message.station,
-            message.version,
-            purpose=purpose,
-            ok=message.ok,
-            output=message.output,
-            error=message.error,
-            model=message.model,
-            tier=message.tier,
-            prompt_tokens=message.prompt_tokens,
-            completion_tokens=message.completion_tokens,
-            cost_usd=message.cost_usd,
-            latency_s=message.latency_s,
-            cached=message.cached,
-            worker=message.worker,
-        )
+        """Journal a call's result (what a resume answers from, what ``hct show`` lists).
+
+        Fields at their defaults are left out: the journal writes one of these per call.
+        """
+        data: dict[str, Any] = {
+            "output": message.output,
+            "model": message.model,
+            "tier": message.tier,
+            "prompt_tokens": message.prompt_tokens,
+            "completion_tokens": message.completion_tokens,
+            "cost_usd": message.cost_usd,
+            "latency_s": message.latency_s,
+        }
+        if purpose != "call":
+            data["purpose"] = purpose
+        if not message.ok:
+            data["ok"] = False
+            data["error"] = message.error
+        if message.cached:
+            data["cached"] = True
+        if message.worker is not None:
+            data["worker"] = message.worker
+        self._emit("result", message.station, message.version, **data)
 
     def _land(self, station: Station, message: Broadcast) -> None:
         """A result whose inputs are all committed: through its fermata, then commit."""
@@ -742,7 +747,10 @@ class Performer:
                 if buffered is not None and not dependent.unconfirmed:
                     dependent.buffered = None
                     dependent.record.status = "running"
-                    self._land(dependent, buffered)
+                    if buffered.ok:
+                        self._land(dependent, buffered)
+                    else:
+                        self._fail(dependent, buffered.error or "failed")
         self.policy.done(name)
         if self._settled >= self._n:
             self._check_done()

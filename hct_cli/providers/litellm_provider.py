@@ -218,6 +218,9 @@ class LiteLLMProvider:
             "model": route.model,
             "messages": request.messages,
             "max_tokens": request.agent.max_tokens,
+            # Temperature 0: the same messages give the same answer, so a cached answer is the answer.
+            "temperature": 0.0,
+            "drop_params": True,  # models that take no temperature get the call without it
             "timeout": timeout_for(request),
             "num_retries": 0,  # every attempt is ours, so each one surfaces as an event
             "max_retries": 0,
