@@ -8,8 +8,8 @@ import math
 import signal
 import sys
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from hct_cli.compile import Program, StationSpec, compile_score
 from hct_cli.engine.dispatch import POLICIES
-from hct_cli.engine.events import Observer
+from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
+from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
 from hct_cli.inputs import parse_input_args, resolve_inputs
 from hct_cli.journal import RunConfig
@@ -228,6 +229,8 @@ def _perform(
             from hct_cli.cli.plain import PlainLog
 
             observers.append(PlainLog(len(program.stations)))
+        else:
+            observers.append(_approval_notice(run_id))
         from hct_cli.engine.gates import Gatekeeper
         from hct_cli.memory import Predictors
         from hct_cli.providers.human import HumanDesk
@@ -253,12 +256,11 @@ def _perform(
             start_versions=start_versions,
             digests=True,
         )
-        with _sigterm_interrupts():
-            try:
-                result = asyncio.run(performer.run())
-            except KeyboardInterrupt:
-                sys.stderr.write("interrupted\n")
-                result = performer.interrupted()
+        try:
+            result = asyncio.run(_until_stopped(performer))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            sys.stderr.write("interrupted\n")
+            result = performer.interrupted()
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
     from hct_cli.journal import calls_of, lost_calls
@@ -285,19 +287,34 @@ def _perform(
     return 0 if result.status == "completed" else 1
 
 
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends a run like Ctrl-C: results so far are reported and the local server stops."""
+def _approval_notice(run_id: str) -> Observer:
+    """Without the plain log (``--json`` off a terminal), still say when a person is needed."""
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    def notice(event: Event) -> None:
+        if event.kind == "fermata" and event.data.get("hold") == "approval":
+            sys.stderr.write(
+                f"fermata: {event.station}@{event.version} waits for a person: "
+                f"hct approve {run_id} {event.station} (or hct reject)\n"
+            )
+            sys.stderr.flush()
 
+    return notice
+
+
+async def _until_stopped(performer: Performer) -> RunResult:
+    """Run; SIGTERM cancels the run as Ctrl-C does (asyncio cancels on SIGINT itself).
+
+    Cancelling the run's task, rather than raising from a signal handler, never lands an
+    exception inside a call in flight: the performer cancels its calls and reports the run.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread (embedded use): leave signals alone
-        yield
-        return
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # no signals here (another thread, Windows)
+        return await performer.run()
     try:
-        yield
+        return await performer.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        loop.remove_signal_handler(signal.SIGTERM)

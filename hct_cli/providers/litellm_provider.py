@@ -14,6 +14,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -60,6 +61,9 @@ def load_litellm() -> ModuleType:
 
     litellm.suppress_debug_info = True
     litellm.telemetry = False
+    # A call cancelled at the wrong instant (Ctrl-C, SIGTERM, a squash) leaves one of litellm's
+    # inner coroutines unawaited; the warning says nothing the user can act on.
+    warnings.filterwarnings("ignore", message=r"coroutine '.*acompletion' was never awaited", category=RuntimeWarning)
     return litellm
 
 
