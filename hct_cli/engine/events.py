@@ -1,8 +1,19 @@
 """Events the engine emits; the plain view, the TUI and the journal observe them.
 
-Kinds: ``run_start``, ``ready`` (a station has every operand), ``issue`` (sent to a unit),
-``cue`` (a result committed and broadcast), ``fail``, ``skip`` (never runs because an upstream
-station failed), ``run_end``.
+Kinds, by what they tell:
+
+* the run: ``run_start``, ``run_end``;
+* a station: ``ready`` (it has every operand), ``issue`` (sent to a unit; ``restored`` when a
+  resume answers it from the journal), ``result`` (a call's result arrived: what the journal
+  keeps; ``purpose`` is ``judge`` for a gate's judge), ``cue`` (a result committed and
+  broadcast), ``fail``, ``skip`` (never runs: an upstream station failed, or the run stopped);
+* signals: ``fermata`` (a result held for a gate that takes time; the directory's read for
+  ownership uses the same kind, with a ``key``), ``gate`` (its verdict), ``vamp`` (another pass),
+  ``tacet``, ``downbeat`` (a checkpoint), ``caesura``, ``speculate`` (a dependent fired on a held
+  result), ``squash`` (that result did not commit);
+* coherence: ``mesi``, ``stale_read``, ``replay``, ``hold``;
+* routing: ``step_down``, ``boost``, ``budget_stop``, and a provider's ``retry``, ``fallback``,
+  ``fallback_skipped``.
 """
 
 from __future__ import annotations

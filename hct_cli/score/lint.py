@@ -387,10 +387,15 @@ class _Checks:
                     yield key, index(second, key)
 
     def _ancestors(self, name: str) -> set[str]:
+        """Agents that finish before ``name`` starts: its cues, and for a downbeat every agent
+        declared before it, transitively."""
+        declared = list(self.agents)
         found: set[str] = set()
         frontier = [name]
         while frontier:
-            for cue in self.agents[frontier.pop()].cues:
+            agent = self.agents[frontier.pop()]
+            before = [*agent.cues, *(declared[: agent.index] if agent.downbeat else ())]
+            for cue in before:
                 if cue in self.agents and cue not in found:
                     found.add(cue)
                     frontier.append(cue)
