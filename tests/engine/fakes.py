@@ -31,6 +31,7 @@ __all__ = [
     "conduct",
     "eventually",
     "gatechecks",
+    "held_gates",
     "index_of",
     "kinds",
     "performer",
@@ -109,6 +110,15 @@ class Scripted:
         self.finished: list[tuple[str, int]] = []
         self.cancelled: list[tuple[str, int]] = []
         self._holds: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    def perform(
+        cls, program: Program, script: Mapping[str, Any] | None = None, **options: Any
+    ) -> tuple[Scripted, list[Event], RunResult]:
+        """Run ``program`` on a new ``Scripted(script)``: the provider, every event, and the result."""
+        provider = cls(script)
+        events: list[Event] = []
+        return provider, events, run(program, provider, events, **options)
 
     def hold(self, *names: str) -> None:
         for name in names:
@@ -237,6 +247,12 @@ async def eventually(condition: Callable[[], bool], what: str, limit_s: float = 
         if loop.time() > deadline:
             raise AssertionError(f"never happened: {what}")
         await asyncio.sleep(0.001)
+
+
+async def held_gates(gatechecks: ModuleType, *outputs: str) -> None:
+    """Wait until the ``gatechecks:held`` gates waiting for a verdict are those on ``outputs``, in any order."""
+    expected = sorted(outputs)
+    await eventually(lambda: sorted(gatechecks.pending()) == expected, f"the held gates on {expected} are pending")
 
 
 def kinds(events: list[Event], kind: str, station: str | None = None) -> list[Event]:

@@ -9,93 +9,27 @@ scripted fake provider, the simulated provider, or litellm with a mock response 
 from __future__ import annotations
 
 import asyncio
-import importlib
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from engine.fakes import index_of, seen
-from hct_cli.compile import Program, compile_score
-from hct_cli.engine import Event, Performer, RunResult
+from engine.fakes import Recording, Scripted, conduct, eventually, index_of, kinds, performer, run, score, seen
+from engine.fakes import gatechecks as gatechecks  # the autouse fixture
+from hct_cli.compile import Program
+from hct_cli.engine import Event
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.home import connect
 from hct_cli.journal import record_verdict
-from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.litellm_provider import LiteLLMProvider
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score_text
 
 pytestmark = pytest.mark.timeout(60)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def gatechecks(resources: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """``python: gatechecks:NAME`` predicates importable, their record empty."""
-    monkeypatch.syspath_prepend(str(resources))
-    module = importlib.import_module("gatechecks")
-    module.reset()
-    return module
-
-
-def score(agents: Mapping[str, Any], **sections: Any) -> Program:
-    """Load (schema, lint) and compile a score given as the data its YAML would hold."""
-    text = json.dumps({"hct": 1, "name": "t", **sections, "agents": dict(agents)})
-    return compile_score(load_score_text(text, "<test>"))
-
-
-class Scripted:
-    """Answers agent NAME with the next output of its script (the last repeats); default ``<NAME@v>``."""
-
-    def __init__(self, script: Mapping[str, Any] | None = None, *, cost: float = 0.001) -> None:
-        self.script = {k: list(v) if isinstance(v, list | tuple) else [v] for k, v in (script or {}).items()}
-        self.cost = cost
-        self.requests: list[CallRequest] = []
-
-    def of(self, name: str) -> list[CallRequest]:
-        return [r for r in self.requests if r.agent.name == name]
-
-    async def call(self, request: CallRequest) -> CallResult:
-        name = request.agent.name
-        n = len(self.of(name))
-        self.requests.append(request)
-        await asyncio.sleep(0)
-        outputs = self.script.get(name)
-        output = outputs[min(n, len(outputs) - 1)] if outputs else f"<{name}@{request.version}>"
-        return CallResult(output, request.model, 3, 5, self.cost, 0.0, request.tier)
-
-
-def performer(program: Program, provider: Any, events: list[Event] | None = None, **options: Any) -> Performer:
-    return Performer(
-        program,
-        lambda spec: provider,
-        observers=[events.append] if events is not None else [],
-        **options,
-    )
-
-
-def run(program: Program, provider: Any, events: list[Event] | None = None, **options: Any) -> RunResult:
-    return asyncio.run(performer(program, provider, events, **options).run())
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit_s: float = 20.0) -> None:
-    """Wait until ``condition`` holds (a bound, not a measurement: nothing asserts durations)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.001)
-
-
-def gate_events(events: Sequence[Event], station: str) -> list[Event]:
-    return [e for e in events if e.kind == "gate" and e.station == station]
 
 
 def gated(check: Mapping[str, Any], **fermata: Any) -> dict[str, Any]:
@@ -122,19 +56,17 @@ DETERMINISTIC = [
     ({"regex": "ok", "min_length": 4}, "ok, fine", "ok", "2 characters, fewer than 4"),
 ]
 IDS = ["regex", "json_schema", "json_schema_not_json", "min_length", "max_length", "contains", "contains_all", "both"]
+PASSING = [(check, good) for check, good, _, _ in DETERMINISTIC]
+FAILING = [(check, bad, reason) for check, _, bad, reason in DETERMINISTIC]
 
 
-@pytest.mark.parametrize(("check", "good", "bad", "reason"), DETERMINISTIC, ids=IDS)
-def test_a_deterministic_check_passes_at_once_and_the_result_commits(
-    check: dict[str, Any], good: str, bad: str, reason: str
-) -> None:
-    provider = Scripted({"a": good})
-    events: list[Event] = []
-    result = run(score(gated(check, retries=0)), provider, events)
+@pytest.mark.parametrize(("check", "good"), PASSING, ids=IDS)
+def test_a_deterministic_check_passes_at_once_and_the_result_commits(check: dict[str, Any], good: str) -> None:
+    provider, events, result = Scripted.perform(score(gated(check, retries=0)), {"a": good})
     assert result.status == "completed"
     a = result.agents["a"]
     assert (a.status, a.output, a.version, a.calls) == ("done", good, 1, 1)
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     assert gate.data["passed"] is True and gate.data["reason"] == "passed"
     assert not seen(events, "fermata", "a"), "a deterministic check held the result"
     assert index_of(events, "gate", "a") < index_of(events, "cue", "a") < index_of(events, "issue", "b")
@@ -142,18 +74,14 @@ def test_a_deterministic_check_passes_at_once_and_the_result_commits(
     assert provider.of("b")[0].context["cues"]["a"] == good
 
 
-@pytest.mark.parametrize(("check", "good", "bad", "reason"), DETERMINISTIC, ids=IDS)
-def test_a_deterministic_check_fails_at_once_and_the_agent_fails(
-    check: dict[str, Any], good: str, bad: str, reason: str
-) -> None:
-    provider = Scripted({"a": bad})
-    events: list[Event] = []
-    result = run(score(gated(check, retries=0)), provider, events)
+@pytest.mark.parametrize(("check", "bad", "reason"), FAILING, ids=IDS)
+def test_a_deterministic_check_fails_at_once_and_the_agent_fails(check: dict[str, Any], bad: str, reason: str) -> None:
+    provider, events, result = Scripted.perform(score(gated(check, retries=0)), {"a": bad})
     assert result.status == "failed"
     a = result.agents["a"]
     assert a.status == "failed"
     assert a.error is not None and a.error.startswith("fermata failed 1 times: ") and reason in a.error
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     assert gate.data["passed"] is False and reason in gate.data["reason"]
     assert not seen(events, "fermata", "a")
     assert not seen(events, "cue", "a")
@@ -166,13 +94,11 @@ def test_under_simulation_a_deterministic_check_with_a_pass_rate_is_a_draw() -> 
     always = {"prompt": "x", "simulate": {"pass_rate": 1.0}, "fermata": {"check": {"regex": "never"}, "retries": 0}}
     never = {"prompt": "x", "simulate": {"pass_rate": 0.0}, "fermata": {"check": {"regex": "."}, "retries": 0}}
     program = score({"always": always, "never": never})
-    provider = Scripted()
-    events: list[Event] = []
-    result = run(program, provider, events, gates=Gatekeeper(tiers=program.tiers, simulate_seed=7))
+    _, events, result = Scripted.perform(program, gates=Gatekeeper(tiers=program.tiers, simulate_seed=7))
     assert result.agents["always"].status == "done"
     assert result.agents["never"].status == "failed"
     for name, passed in (("always", True), ("never", False)):
-        [gate] = gate_events(events, name)
+        [gate] = kinds(events, "gate", name)
         assert gate.data["passed"] is passed
         assert gate.data["reason"].startswith("simulated check (pass rate")
     # Without a simulate seed the same score checks the outputs for real.
@@ -182,10 +108,6 @@ def test_under_simulation_a_deterministic_check_with_a_pass_rate_is_a_draw() -> 
 
 
 # -- python predicates --------------------------------------------------------------------------
-
-
-def exec_gates(program: Program) -> Gatekeeper:
-    return Gatekeeper(tiers=program.tiers, allow_exec=True)
 
 
 @pytest.mark.parametrize(
@@ -205,13 +127,11 @@ def test_a_python_predicate_holds_the_result_then_decides(
     gatechecks: ModuleType, predicate: str, output: str, passed: bool, reason: str
 ) -> None:
     program = score(gated({"python": f"gatechecks:{predicate}"}, retries=0))
-    provider = Scripted({"a": output})
-    events: list[Event] = []
-    result = run(program, provider, events, gates=exec_gates(program))
+    _, events, result = Scripted.perform(program, {"a": output}, allow_exec=True)
     assert gatechecks.seen == [output], "the predicate was not called once with the output"
-    [held] = [e for e in events if e.kind == "fermata" and e.station == "a"]
+    [held] = kinds(events, "fermata", "a")
     assert held.data["hold"] == "gate"
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     assert gate.data == {"passed": passed, "reason": reason}
     assert index_of(events, "fermata", "a") < index_of(events, "gate", "a")
     a = result.agents["a"]
@@ -237,14 +157,14 @@ def test_a_python_predicate_needs_allow_exec(gatechecks: ModuleType) -> None:
 
 def test_a_python_predicate_that_cannot_be_imported_fails_the_check() -> None:
     program = score(gated({"python": "gatechecks:no_such_function"}, retries=0))
-    result = run(program, Scripted({"a": "anything"}), gates=exec_gates(program))
+    result = run(program, Scripted({"a": "anything"}), allow_exec=True)
     assert result.agents["a"].status == "failed"
     assert "cannot import gatechecks:no_such_function" in (result.agents["a"].error or "")
 
 
 def test_a_python_predicate_that_never_answers_fails_at_the_fermata_timeout(gatechecks: ModuleType) -> None:
     program = score(gated({"python": "gatechecks:forever"}, retries=0, timeout_s=0.05))
-    result = run(program, Scripted({"a": "anything"}), gates=exec_gates(program))
+    result = run(program, Scripted({"a": "anything"}), allow_exec=True)
     assert gatechecks.seen == ["anything"]
     assert result.agents["a"].status == "failed"
     assert "gatechecks:forever took longer than 0.05s" in (result.agents["a"].error or "")
@@ -252,26 +172,13 @@ def test_a_python_predicate_that_never_answers_fails_at_the_fermata_timeout(gate
 
 def test_deterministic_kinds_are_decided_before_the_predicate_runs(gatechecks: ModuleType) -> None:
     program = score(gated({"python": "gatechecks:long_enough", "contains": "needle"}, retries=0))
-    result = run(program, Scripted({"a": "a long answer without it"}), gates=exec_gates(program))
+    result = run(program, Scripted({"a": "a long answer without it"}), allow_exec=True)
     assert result.agents["a"].status == "failed"
     assert "does not contain 'needle'" in (result.agents["a"].error or "")
     assert gatechecks.seen == []
 
 
 # -- LLM judge ----------------------------------------------------------------------------------
-
-
-class Recording:
-    """Wraps a provider and keeps every request it served."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.requests: list[CallRequest] = []
-
-    async def call(self, request: CallRequest) -> CallResult:
-        self.requests.append(request)
-        result: CallResult = await self.inner.call(request)
-        return result
 
 
 def judged(pass_rate: float, retries: int = 0) -> dict[str, Any]:
@@ -307,7 +214,7 @@ def test_a_simulated_judge_passes_at_pass_rate_one_and_its_call_is_a_priced_chec
     assert result.cost_usd == pytest.approx(a.cost_usd + result.agents["b"].cost_usd)
     [judge_event] = [e for e in events if e.kind == "result" and e.data.get("purpose") == "judge"]
     assert judge_event.station == "a" and judge_event.data["cost_usd"] == check.cost_usd
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     assert gate.data["passed"] is True and gate.data["reason"].startswith("judge scored ")
     assert seen(events, "fermata", "a")
     assert result.agents["b"].operands == {"a": 1}
@@ -329,7 +236,7 @@ def test_a_simulated_judge_fails_at_pass_rate_zero_and_every_judge_call_is_paid(
     assert len(paid) == 4  # two answers, two judges
     assert a.cost_usd == pytest.approx(sum(paid))
     assert result.cost_usd == pytest.approx(a.cost_usd)
-    assert [e.data["passed"] for e in gate_events(events, "a")] == [False, False]
+    assert [e.data["passed"] for e in kinds(events, "gate", "a")] == [False, False]
     assert result.agents["b"].status == "skipped"
 
 
@@ -364,7 +271,7 @@ def test_a_litellm_judge_with_a_mock_response_decides_the_gate(
     [check] = a.checks
     assert check.output == answer and check.model == "gpt-4o-mini"
     assert a.cost_usd == pytest.approx(provider.cost + check.cost_usd)
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     assert gate.data["passed"] is passed and reason in gate.data["reason"]
     assert a.status == ("done" if passed else "failed")
     assert result.agents["b"].status == ("done" if passed else "skipped")
@@ -395,19 +302,17 @@ def test_a_person_decides_through_the_desk_while_the_result_is_held(
     events: list[Event] = []
     p = performer(program, provider, events, gates=Gatekeeper(tiers=program.tiers, desk=desk))
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")
         assert desk.waiting["a"] == "please approve me"
         assert p.records["a"].status == "held"
         assert provider.of("b") == [], "b started before the person decided"
         assert not seen(events, "gate", "a")
         desk.decide("a", verdict, note)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert "a" not in desk.waiting
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     assert gate.data == {"passed": verdict == "approve", "reason": reason}
     assert result.agents["a"].status == status
     if verdict == "approve":
@@ -424,7 +329,7 @@ def test_without_a_decision_the_hold_times_out_to_its_default(default: str, stat
     desk = HumanDesk("run-timeout", poll_s=0.01)
     events: list[Event] = []
     result = run(program, Scripted(), events, gates=Gatekeeper(tiers=program.tiers, desk=desk))
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     word = "approved" if default == "approve" else "rejected"
     assert gate.data == {
         "passed": default == "approve",
@@ -442,8 +347,7 @@ def test_a_person_decides_from_another_shell_through_the_database(verdict: str, 
     events: list[Event] = []
     p = performer(program, Scripted(), events, gates=Gatekeeper(tiers=program.tiers, desk=desk), run_id="run-db")
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")
         # A decision on another run, or on another agent, is not this one.
         opposite = "reject" if verdict == "approve" else "approve"
@@ -452,13 +356,12 @@ def test_a_person_decides_from_another_shell_through_the_database(verdict: str, 
         await asyncio.sleep(0.05)  # several polls: none of them may decide
         assert not seen(events, "gate", "a")
         record_verdict(db, "run-db", "a", verdict, "from the other shell")
-        return await task
 
     try:
-        result = asyncio.run(scenario())
+        result = conduct(p, cues)
     finally:
         db.close()
-    [gate] = gate_events(events, "a")
+    [gate] = kinds(events, "gate", "a")
     word = "approved" if verdict == "approve" else "rejected"
     assert gate.data == {"passed": verdict == "approve", "reason": f"{word}: from the other shell"}
     assert result.agents["a"].status == status
@@ -476,14 +379,12 @@ def test_hold_approval_asks_a_person_after_the_deterministic_check_passes() -> N
     provider = Scripted({"a": "long enough"})
     p = performer(program, provider, gates=Gatekeeper(tiers=program.tiers, desk=desk))
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")
         assert provider.of("b") == []
         desk.decide("a", "approve")
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.agents["a"].status == "done" and result.agents["b"].status == "done"
 
     # A result that fails the deterministic part is rejected without asking anyone.
@@ -501,9 +402,7 @@ def test_retry_runs_a_new_version_whose_prompt_carries_the_failure_reason(kind: 
     check = {"regex": r"\d"} if kind == "regex" else {"python": "gatechecks:needs_number"}
     reason = r"no match for /\d/" if kind == "regex" else "needs a number"
     program = score(gated(check, on_fail="retry", retries=2))
-    provider = Scripted({"a": ["no digits here", "the answer is 42"]})
-    events: list[Event] = []
-    result = run(program, provider, events, gates=exec_gates(program))
+    provider, events, result = Scripted.perform(program, {"a": ["no digits here", "the answer is 42"]}, allow_exec=True)
     assert result.status == "completed"
     a = result.agents["a"]
     assert (a.status, a.version, a.output) == ("done", 2, "the answer is 42")
@@ -513,7 +412,7 @@ def test_retry_runs_a_new_version_whose_prompt_carries_the_failure_reason(kind: 
     assert "did not pass" not in first.prompt
     assert second.prompt.startswith(first.prompt)
     assert f"Your previous answer did not pass its check ({reason}). Answer again." in second.prompt
-    assert [(e.version, e.data["passed"]) for e in gate_events(events, "a")] == [(1, False), (2, True)]
+    assert [(e.version, e.data["passed"]) for e in kinds(events, "gate", "a")] == [(1, False), (2, True)]
     # The dependent never saw the failed version: it fired once, on a@2.
     assert [r.context["cues"]["a"] for r in provider.of("b")] == ["the answer is 42"]
     assert result.agents["b"].operands == {"a": 2}
@@ -536,9 +435,7 @@ def test_escalate_sends_each_retry_one_tier_up() -> None:
     agents = gated({"regex": r"\d"}, on_fail="escalate", retries=3)
     agents["a"]["dynamics"] = "pp"  # moderato x pp routes to the local tier
     program = score(agents)
-    provider = Scripted({"a": ["none", "still none", "42"]})
-    events: list[Event] = []
-    result = run(program, provider, events)
+    provider, events, result = Scripted.perform(program, {"a": ["none", "still none", "42"]})
     assert result.status == "completed"
     routes = [(r.version, r.tier, r.model) for r in provider.of("a")]
     assert routes == [(1, "local", "ollama/llama3.1"), (2, "mid", "gpt-4o-mini"), (3, "frontier", "claude-sonnet-4-5")]
@@ -556,9 +453,7 @@ def test_escalate_sends_each_retry_one_tier_up() -> None:
 
 def test_caesura_on_fail_stops_the_run_without_retrying() -> None:
     program = score(gated({"regex": r"\d"}, on_fail="caesura", retries=3))
-    provider = Scripted({"a": "no digits"})
-    events: list[Event] = []
-    result = run(program, provider, events)
+    provider, events, result = Scripted.perform(program, {"a": "no digits"})
     assert result.status == "caesura"
     assert len(provider.of("a")) == 1
     a = result.agents["a"]

@@ -7,103 +7,18 @@ agents the test may hold in flight, so every assertion is about order and state,
 from __future__ import annotations
 
 import asyncio
-import importlib
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from engine.fakes import index_of, seen
-from hct_cli.compile import Program, compile_score
-from hct_cli.engine import Event, Performer, RunResult
-from hct_cli.engine.gates import Gatekeeper
-from hct_cli.providers.base import CallRequest, CallResult
-from hct_cli.score import load_score_text
+from engine.fakes import Scripted, conduct, eventually, held_gates, index_of, kinds, performer, run, score, seen
+from engine.fakes import gatechecks as gatechecks  # the autouse fixture
+from hct_cli.compile import Program
+from hct_cli.engine import Event, Performer
 
 pytestmark = pytest.mark.timeout(60)
-
-
-# -- helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def gatechecks(resources: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(resources))
-    module = importlib.import_module("gatechecks")
-    module.reset()
-    return module
-
-
-def score(agents: Mapping[str, Any], **sections: Any) -> Program:
-    """Load (schema, lint) and compile a score given as the data its YAML would hold."""
-    text = json.dumps({"hct": 1, "name": "t", **sections, "agents": dict(agents)})
-    return compile_score(load_score_text(text, "<test>"))
-
-
-class Scripted:
-    """Answers agent NAME with the next output of its script (the last repeats), by default
-    ``<NAME@version>``. Calls of a held agent wait until the test releases it."""
-
-    def __init__(self, script: Mapping[str, Any] | None = None, *, cost: float = 0.001) -> None:
-        self.script = {k: list(v) if isinstance(v, list | tuple) else [v] for k, v in (script or {}).items()}
-        self.cost = cost
-        self.requests: list[CallRequest] = []
-        self.finished: list[tuple[str, int]] = []
-        self.cancelled: list[tuple[str, int]] = []
-        self._holds: dict[str, asyncio.Event] = {}
-
-    def hold(self, *names: str) -> None:
-        for name in names:
-            self._holds[name] = asyncio.Event()
-
-    def release(self, *names: str) -> None:
-        for name in names:
-            self._holds[name].set()
-
-    def of(self, name: str) -> list[CallRequest]:
-        return [r for r in self.requests if r.agent.name == name]
-
-    async def call(self, request: CallRequest) -> CallResult:
-        name = request.agent.name
-        n = len(self.of(name))
-        self.requests.append(request)
-        try:
-            held = self._holds.get(name)
-            if held is not None:
-                await held.wait()
-            else:
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            self.cancelled.append((name, request.version))
-            raise
-        self.finished.append((name, request.version))
-        outputs = self.script.get(name)
-        output = outputs[min(n, len(outputs) - 1)] if outputs else f"<{name}@{request.version}>"
-        return CallResult(output, request.model, 3, 5, self.cost, 0.0, request.tier)
-
-
-def performer(program: Program, provider: Any, events: list[Event] | None = None, **options: Any) -> Performer:
-    return Performer(program, lambda spec: provider, observers=[events.append] if events is not None else [], **options)
-
-
-def run(program: Program, provider: Any, events: list[Event] | None = None, **options: Any) -> RunResult:
-    return asyncio.run(performer(program, provider, events, **options).run())
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit_s: float = 20.0) -> None:
-    """Wait until ``condition`` holds (a bound, not a measurement: nothing asserts durations)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.001)
-
-
-def kinds(events: list[Event], kind: str, station: str | None = None) -> list[Event]:
-    return [e for e in events if e.kind == kind and (station is None or e.station == station)]
 
 
 # -- vamp ---------------------------------------------------------------------------------------
@@ -162,9 +77,7 @@ def test_a_vamp_stops_at_max_and_commits_its_last_pass() -> None:
             "b": {"prompt": "use {{ cues.a }}", "cues": ["a"]},
         }
     )
-    provider = Scripted()
-    events: list[Event] = []
-    result = run(program, provider, events)
+    provider, events, result = Scripted.perform(program)
     assert result.status == "completed"
     a = result.agents["a"]
     assert (a.status, a.version, a.output, a.calls) == ("done", 3, "<a@3>", 3)
@@ -181,9 +94,9 @@ def test_a_vamp_with_an_async_python_until_stops_when_it_passes(gatechecks: Modu
             "b": {"prompt": "use {{ cues.a }}", "cues": ["a"]},
         }
     )
-    provider = Scripted({"a": ["first", "second", "third DONE", "fourth"]})
-    events: list[Event] = []
-    result = run(program, provider, events, gates=Gatekeeper(tiers=program.tiers, allow_exec=True))
+    provider, events, result = Scripted.perform(
+        program, {"a": ["first", "second", "third DONE", "fourth"]}, allow_exec=True
+    )
     assert gatechecks.seen == ["first", "second", "third DONE"]
     a = result.agents["a"]
     assert (a.status, a.version, a.output) == ("done", 3, "third DONE")
@@ -212,14 +125,14 @@ def tacet_score(check: Mapping[str, Any]) -> Program:
     )
 
 
-@pytest.mark.parametrize(
+TACET_CHECKS = pytest.mark.parametrize(
     "check", [{"contains": "skip"}, {"python": "gatechecks:async_says_skip"}], ids=["contains", "async_python"]
 )
+
+
+@TACET_CHECKS
 def test_a_tacet_agent_does_not_run_and_its_tag_resolves_to_null(check: dict[str, Any]) -> None:
-    program = tacet_score(check)
-    provider = Scripted({"a": "please skip it"})
-    events: list[Event] = []
-    result = run(program, provider, events, gates=Gatekeeper(tiers=program.tiers, allow_exec=True))
+    provider, events, result = Scripted.perform(tacet_score(check), {"a": "please skip it"}, allow_exec=True)
     assert result.status == "completed"
     b = result.agents["b"]
     assert b.status == "tacet"
@@ -234,16 +147,9 @@ def test_a_tacet_agent_does_not_run_and_its_tag_resolves_to_null(check: dict[str
     assert result.state == {"x": "x0"}, "a tacet agent wrote shared state"
 
 
-@pytest.mark.parametrize(
-    "check",
-    [{"contains": "skip"}, {"python": "gatechecks:async_says_skip"}],
-    ids=["contains", "async_python"],
-)
+@TACET_CHECKS
 def test_an_agent_runs_when_its_tacet_check_fails(check: dict[str, Any]) -> None:
-    program = tacet_score(check)
-    provider = Scripted({"a": "go ahead"})
-    events: list[Event] = []
-    result = run(program, provider, events, gates=Gatekeeper(tiers=program.tiers, allow_exec=True))
+    provider, events, result = Scripted.perform(tacet_score(check), {"a": "go ahead"}, allow_exec=True)
     assert result.status == "completed"
     assert not seen(events, "tacet", "b")
     b = result.agents["b"]
@@ -276,24 +182,29 @@ def attacca_score() -> Program:
     )
 
 
-def test_an_attacca_dependent_starts_on_the_held_result_and_commits_after_it(gatechecks: ModuleType) -> None:
-    program = attacca_score()
+def attacca_performer() -> tuple[Scripted, list[Event], Performer]:
     provider = Scripted()
     events: list[Event] = []
-    p = performer(program, provider, events, gates=Gatekeeper(tiers=program.tiers, allow_exec=True))
+    return provider, events, performer(attacca_score(), provider, events, allow_exec=True)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a's gate is pending")
-        await eventually(lambda: p.records["b"].status == "speculative", "b ran on the held result")
+
+async def b_ran_on_the_held_a(gatechecks: ModuleType, p: Performer) -> None:
+    await held_gates(gatechecks, "<a@1>")
+    await eventually(lambda: p.records["b"].status == "speculative", "b ran on the held a@1")
+
+
+def test_an_attacca_dependent_starts_on_the_held_result_and_commits_after_it(gatechecks: ModuleType) -> None:
+    provider, events, p = attacca_performer()
+
+    async def cues() -> None:
+        await b_ran_on_the_held_a(gatechecks, p)
         assert p.records["a"].status == "held"
         assert provider.of("b")[0].context["cues"]["a"] == "<a@1>"
         assert provider.of("c") == [], "c (no attacca) started before the gate"
         assert not seen(events, "cue", "b"), "b committed before the result it used"
         gatechecks.resolve(True)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     assert index_of(events, "issue", "b") < index_of(events, "gate", "a")
     assert index_of(events, "gate", "a") < index_of(events, "issue", "c")
@@ -305,22 +216,16 @@ def test_an_attacca_dependent_starts_on_the_held_result_and_commits_after_it(gat
 
 
 def test_an_attacca_dependent_is_squashed_when_the_gate_fails(gatechecks: ModuleType) -> None:
-    program = attacca_score()
-    provider = Scripted()
-    events: list[Event] = []
-    p = performer(program, provider, events, gates=Gatekeeper(tiers=program.tiers, allow_exec=True))
+    provider, events, p = attacca_performer()
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
-        await eventually(lambda: p.records["b"].status == "speculative", "b ran on a@1")
+    async def cues() -> None:
+        await b_ran_on_the_held_a(gatechecks, p)
         gatechecks.resolve(False, "too vague")
-        await eventually(lambda: gatechecks.pending() == ["<a@2>"], "a@2's gate is pending")
+        await held_gates(gatechecks, "<a@2>")
         await eventually(lambda: len(provider.of("b")) == 2, "b ran again, on a@2")
         gatechecks.resolve(True)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     [squash] = kinds(events, "squash", "b")
     assert squash.data["on"] == "a@1" and squash.version == 1
@@ -355,16 +260,14 @@ def test_a_downbeat_waits_for_every_earlier_agent_and_checkpoints_shared_state()
     events: list[Event] = []
     p = performer(program, provider, events)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: seen(events, "cue", "a") and seen(events, "cue", "c"), "a and c committed")
         await asyncio.sleep(0.01)
         assert provider.of("d") == [], "the downbeat started before b, declared earlier, committed"
         assert not seen(events, "downbeat", "d")
         provider.release("b")
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     [downbeat] = kinds(events, "downbeat", "d")
     assert downbeat.data["checkpoint"] == 1
@@ -416,19 +319,17 @@ def test_a_caesura_restores_exactly_the_last_downbeat_checkpoint_and_squashes_la
     provider = Scripted({"f": "bad"})
     provider.hold("g", "f")
     events: list[Event] = []
-    p = performer(program, provider, events, gates=Gatekeeper(tiers=program.tiers, allow_exec=True))
+    p = performer(program, provider, events, allow_exec=True)
     committed_after_checkpoint: dict[str, Any] = {}
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: seen(events, "cue", "e"), "e committed after the checkpoint")
-        await eventually(lambda: gatechecks.pending() == ["<h@1>"], "h is held at its gate")
+        await held_gates(gatechecks, "<h@1>")  # h is held at its gate
         await eventually(lambda: len(provider.of("g")) == 1, "g is in flight")
         committed_after_checkpoint.update(p.shared.state())
         provider.release("f")  # f fails its gate: caesura
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     checkpoint = {"x": "<a@1>", "y": "y0", "z": "z0", "w": "w0", "log": ["start", "<b@1>"]}
     # The state really moved after the checkpoint before the caesura rolled it back.
     assert committed_after_checkpoint == {**checkpoint, "x": "<e@1>", "y": "<d@1>", "log": ["start", "<b@1>", "<e@1>"]}

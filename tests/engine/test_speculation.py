@@ -10,104 +10,25 @@ version.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import json
-from collections.abc import Callable, Mapping
-from functools import partial
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from engine.fakes import index_of, seen
-from hct_cli.compile import Program, compile_score
+from engine.fakes import Recording, Scripted, conduct, eventually, held_gates, index_of, kinds, performer, score, seen
+from engine.fakes import gatechecks as gatechecks  # the autouse fixture
+from hct_cli.compile import Program
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.home import connect
 from hct_cli.memory import Predictors
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score_text
 
 pytestmark = pytest.mark.timeout(120)
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def gatechecks(resources: Any, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(resources))
-    module = importlib.import_module("gatechecks")
-    module.reset()
-    return module
-
-
-def score(agents: Mapping[str, Any], **sections: Any) -> Program:
-    """Load (schema, lint) and compile a score given as the data its YAML would hold."""
-    text = json.dumps({"hct": 1, "name": "t", **sections, "agents": dict(agents)})
-    return compile_score(load_score_text(text, "<test>"))
-
-
-class Scripted:
-    """Answers ``<NAME@version>`` (or what ``fail`` says to raise); calls of a held agent wait
-    until the test releases it."""
-
-    def __init__(self, *, cost: float = 0.001, fail: Callable[[CallRequest], bool] | None = None) -> None:
-        self.cost = cost
-        self.fail = fail
-        self.requests: list[CallRequest] = []
-        self.finished: list[tuple[str, int]] = []
-        self.cancelled: list[tuple[str, int]] = []
-        self._holds: dict[str, asyncio.Event] = {}
-
-    def hold(self, *names: str) -> None:
-        for name in names:
-            self._holds[name] = asyncio.Event()
-
-    def release(self, *names: str) -> None:
-        for name in names:
-            self._holds[name].set()
-
-    def of(self, name: str) -> list[CallRequest]:
-        return [r for r in self.requests if r.agent.name == name]
-
-    async def call(self, request: CallRequest) -> CallResult:
-        name = request.agent.name
-        self.requests.append(request)
-        try:
-            held = self._holds.get(name)
-            if held is not None:
-                await held.wait()
-            else:
-                await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            self.cancelled.append((name, request.version))
-            raise
-        self.finished.append((name, request.version))
-        if self.fail is not None and self.fail(request):
-            raise ProviderError(f"{name}@{request.version} could not make sense of its input")
-        return CallResult(f"<{name}@{request.version}>", request.model, 3, 5, self.cost, 0.0, request.tier)
-
-
-def performer(program: Program, provider: Any, events: list[Event] | None = None, **options: Any) -> Performer:
-    options.setdefault("gates", Gatekeeper(tiers=program.tiers, allow_exec=True))
-    return Performer(program, lambda spec: provider, observers=[events.append] if events is not None else [], **options)
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit_s: float = 20.0) -> None:
-    """Wait until ``condition`` holds (a bound, not a measurement: nothing asserts durations)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.001)
-
-
-def kinds(events: list[Event], kind: str, station: str | None = None) -> list[Event]:
-    return [e for e in events if e.kind == kind and (station is None or e.station == station)]
 
 
 def chain(speculate: bool | str, retries: int = 2) -> Program:
@@ -125,6 +46,19 @@ def chain(speculate: bool | str, retries: int = 2) -> Program:
     )
 
 
+def perform_chain(
+    provider: Scripted, speculate: bool | str = True, retries: int = 2, **options: Any
+) -> tuple[list[Event], Performer]:
+    """The events and a performer of ``chain(speculate, retries)`` on ``provider``, running python checks."""
+    events: list[Event] = []
+    return events, performer(chain(speculate, retries), provider, events, allow_exec=True, **options)
+
+
+async def b_issued_on_the_held_a(gatechecks: ModuleType, provider: Scripted) -> None:
+    await held_gates(gatechecks, "<a@1>")
+    await eventually(lambda: len(provider.of("b")) == 1, "b issued on the held a@1")
+
+
 # -- hits -----------------------------------------------------------------------------------------
 
 
@@ -132,16 +66,12 @@ def chain(speculate: bool | str, retries: int = 2) -> Program:
 def test_dependents_issue_before_the_gate_and_commit_after_the_producer(
     gatechecks: ModuleType, b_finishes_first: bool
 ) -> None:
-    program = chain(True)
     provider = Scripted()
     provider.hold("b")
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    events, p = perform_chain(provider)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
-        await eventually(lambda: len(provider.of("b")) == 1, "b issued on the held a@1")
+    async def cues() -> None:
+        await b_issued_on_the_held_a(gatechecks, provider)
         assert p.records["a"].status == "held"
         assert provider.of("b")[0].context["cues"]["a"] == "<a@1>"
         if b_finishes_first:
@@ -155,9 +85,8 @@ def test_dependents_issue_before_the_gate_and_commit_after_the_producer(
             gatechecks.resolve(True)
             await eventually(lambda: seen(events, "cue", "a"), "a committed")
             provider.release("b")
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     assert index_of(events, "issue", "b") < index_of(events, "gate", "a")
     assert index_of(events, "cue", "a") < index_of(events, "cue", "b") < index_of(events, "issue", "c")
@@ -174,23 +103,19 @@ def test_dependents_issue_before_the_gate_and_commit_after_the_producer(
 
 
 def test_a_failed_gate_squashes_buffered_dependents_and_they_refire_on_the_retry(gatechecks: ModuleType) -> None:
-    program = chain(True)
     provider = Scripted(cost=0.25)
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    events, p = perform_chain(provider)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
+    async def cues() -> None:
+        await held_gates(gatechecks, "<a@1>")
         await eventually(lambda: p.records["b"].status == "speculative", "b's result on a@1 is buffered")
         gatechecks.resolve(False, "misses the point")
-        await eventually(lambda: gatechecks.pending() == ["<a@2>"], "a@2's gate is pending")
+        await held_gates(gatechecks, "<a@2>")
         await eventually(lambda: p.records["b"].status == "speculative", "b ran again, on a@2")
         assert [r.context["cues"]["a"] for r in provider.of("b")] == ["<a@1>", "<a@2>"]
         gatechecks.resolve(True)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     [squash] = kinds(events, "squash")
     assert (squash.station, squash.version, squash.data["on"]) == ("b", 1, "a@1")
@@ -214,25 +139,20 @@ def test_a_failed_gate_squashes_buffered_dependents_and_they_refire_on_the_retry
 
 
 def test_a_failed_gate_cancels_a_dependent_still_in_flight(gatechecks: ModuleType) -> None:
-    program = chain(True)
     provider = Scripted()
     provider.hold("b")
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    events, p = perform_chain(provider)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
-        await eventually(lambda: len(provider.of("b")) == 1, "b is in flight on a@1")
+    async def cues() -> None:
+        await b_issued_on_the_held_a(gatechecks, provider)  # and held in flight
         gatechecks.resolve(False)
         await eventually(lambda: ("b", 1) in provider.cancelled, "b@1 was cancelled")
-        await eventually(lambda: gatechecks.pending() == ["<a@2>"], "a@2's gate is pending")
+        await held_gates(gatechecks, "<a@2>")
         provider.release("b")
         await eventually(lambda: len(provider.of("b")) == 2, "b ran again")
         gatechecks.resolve(True)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     assert ("b", 1) not in provider.finished
     [squash] = kinds(events, "squash", "b")
@@ -254,22 +174,20 @@ def test_a_dependent_of_two_held_producers_keeps_the_one_that_commits(gatechecks
     )
     provider = Scripted()
     events: list[Event] = []
-    p = performer(program, provider, events)
+    p = performer(program, provider, events, allow_exec=True)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: sorted(gatechecks.pending()) == ["<a@1>", "<b@1>"], "both gates are pending")
+    async def cues() -> None:
+        await held_gates(gatechecks, "<a@1>", "<b@1>")
         await eventually(lambda: p.records["d"].status == "speculative", "d ran on both held results")
         gatechecks.resolve(True, output="<a@1>")
         await eventually(lambda: seen(events, "cue", "a"), "a@1 committed")
         assert p.records["d"].status == "speculative", "d committed while b@1 was still held"
         gatechecks.resolve(False, output="<b@1>")
-        await eventually(lambda: gatechecks.pending() == ["<b@2>"], "b@2's gate is pending")
+        await held_gates(gatechecks, "<b@2>")
         await eventually(lambda: len(provider.of("d")) == 2, "d ran again")
         gatechecks.resolve(True, output="<b@2>")
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     d = result.agents["d"]
     assert [dict(r.context["cues"]) for r in provider.of("d")] == [
@@ -300,15 +218,13 @@ def test_speculation_past_a_person_squashes_on_reject_and_hits_on_approve() -> N
     events: list[Event] = []
     p = performer(program, provider, events, gates=Gatekeeper(tiers=program.tiers, desk=desk))
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting and p.records["b"].status == "speculative", "b ran on a@1")
         desk.decide("a", "reject", "not this one")
         await eventually(lambda: "a" in desk.waiting and len(provider.of("b")) == 2, "b ran on a@2")
         desk.decide("a", "approve")
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     assert (result.squashes, result.speculated) == (1, 1)
     assert [r.context["cues"]["a"] for r in provider.of("b")] == ["<a@1>", "<a@2>"]
@@ -317,18 +233,14 @@ def test_speculation_past_a_person_squashes_on_reject_and_hits_on_approve() -> N
 
 
 def test_a_gate_that_finally_fails_squashes_dependents_and_skips_them(gatechecks: ModuleType) -> None:
-    program = chain(True, retries=0)
     provider = Scripted()
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    _, p = perform_chain(provider, retries=0)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: p.records["b"].status == "speculative", "b's result on a@1 is buffered")
         gatechecks.resolve(False)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "failed"
     assert result.squashes == 1
     assert [result.agents[n].status for n in "abc"] == ["failed", "skipped", "skipped"]
@@ -339,14 +251,12 @@ def test_a_gate_that_finally_fails_squashes_dependents_and_skips_them(gatechecks
 def test_a_dependent_that_fails_on_a_squashed_version_is_squashed_not_failed(gatechecks: ModuleType) -> None:
     """A failure computed from a result that never commits is squashed with it (it is
     speculative work like any other) and the dependent re-fires on the retry."""
-    program = chain(True)
     provider = Scripted(fail=lambda r: r.agent.name == "b" and r.context["cues"]["a"] == "<a@1>")
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    _, p = perform_chain(provider)
 
     async def scenario() -> RunResult:
         task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
+        await held_gates(gatechecks, "<a@1>")
         await eventually(lambda: ("b", 1) in provider.finished, "b failed on the held a@1")
         await asyncio.sleep(0.01)
         gatechecks.resolve(False)
@@ -367,21 +277,17 @@ def test_a_dependent_that_fails_on_a_squashed_version_is_squashed_not_failed(gat
 
 def test_a_speculative_failure_counts_once_the_result_it_used_commits(gatechecks: ModuleType) -> None:
     """The other side: when the held result does commit, the dependent's failure is real."""
-    program = chain(True)
     provider = Scripted(fail=lambda r: r.agent.name == "b")
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    events, p = perform_chain(provider)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
+    async def cues() -> None:
+        await held_gates(gatechecks, "<a@1>")
         await eventually(lambda: ("b", 1) in provider.finished, "b failed on the held a@1")
         await asyncio.sleep(0.01)
         assert not seen(events, "fail", "b"), "b's failure was final before a@1 committed"
         gatechecks.resolve(True)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "failed"
     assert [result.agents[n].status for n in "abc"] == ["done", "failed", "skipped"]
     assert result.agents["b"].error == "b@1 could not make sense of its input"
@@ -390,24 +296,20 @@ def test_a_speculative_failure_counts_once_the_result_it_used_commits(gatechecks
 
 
 def test_without_speculation_dependents_wait_for_the_gate(gatechecks: ModuleType) -> None:
-    program = chain(False)
     provider = Scripted()
-    events: list[Event] = []
-    p = performer(program, provider, events)
+    events, p = perform_chain(provider, False)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
-        await eventually(lambda: gatechecks.pending() == ["<a@1>"], "a@1's gate is pending")
+    async def cues() -> None:
+        await held_gates(gatechecks, "<a@1>")
         await asyncio.sleep(0.02)
         assert provider.of("b") == [], "b fired on a held result without speculate"
         gatechecks.resolve(False)
-        await eventually(lambda: gatechecks.pending() == ["<a@2>"], "a@2's gate is pending")
+        await held_gates(gatechecks, "<a@2>")
         await asyncio.sleep(0.02)
         assert provider.of("b") == []
         gatechecks.resolve(True)
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "completed"
     assert not kinds(events, "speculate") and not kinds(events, "squash")
     assert (result.speculated, result.squashes) == (0, 0)
@@ -433,15 +335,13 @@ def test_a_caesura_squashes_speculative_work_and_cancels_the_held_gate(gatecheck
     provider = Scripted()
     provider.hold("f")
     events: list[Event] = []
-    p = performer(program, provider, events)
+    p = performer(program, provider, events, allow_exec=True)
 
-    async def scenario() -> RunResult:
-        task = asyncio.create_task(p.run())
+    async def cues() -> None:
         await eventually(lambda: p.records["b"].status == "speculative", "b's result on a@1 is buffered")
         provider.release("f")
-        return await task
 
-    result = asyncio.run(scenario())
+    result = conduct(p, cues)
     assert result.status == "caesura"
     assert gatechecks.pending() == []
     assert result.state == {"x": "x0", "y": "y0"}
@@ -455,30 +355,27 @@ def test_a_caesura_squashes_speculative_work_and_cancels_the_held_gate(gatecheck
 # -- speculate: auto ------------------------------------------------------------------------------
 
 
-def pending_is(gatechecks: ModuleType, expected: list[str]) -> bool:
-    return bool(gatechecks.pending() == expected)
-
-
-async def decide_gates(p: Performer, provider: Scripted, verdicts: list[bool], gatechecks: ModuleType) -> list[int]:
+def decide_gates(p: Performer, provider: Scripted, verdicts: list[bool], gatechecks: ModuleType) -> list[int]:
     """Run ``p``, deciding a's gates in turn; how many calls b had had when each gate was decided."""
-    task = asyncio.create_task(p.run())
     b_calls: list[int] = []
-    for version, passed in enumerate(verdicts, start=1):
-        await eventually(partial(pending_is, gatechecks, [f"<a@{version}>"]), f"a@{version}'s gate is pending")
-        await asyncio.sleep(0.01)  # time for b to fire, if it is going to
-        b_calls.append(len(provider.of("b")))
-        gatechecks.resolve(passed)
-    await task
+
+    async def cues() -> None:
+        for version, passed in enumerate(verdicts, start=1):
+            await held_gates(gatechecks, f"<a@{version}>")
+            await asyncio.sleep(0.01)  # time for b to fire, if it is going to
+            b_calls.append(len(provider.of("b")))
+            gatechecks.resolve(passed)
+
+    conduct(p, cues)
     return b_calls
 
 
 def test_speculate_auto_stops_speculating_once_the_counter_falls_below_two(gatechecks: ModuleType) -> None:
     predictors = Predictors()
     assert predictors.predict("t/a")  # a new gate is speculated on
-    events: list[Event] = []
     provider = Scripted()
-    p = performer(chain("auto"), provider, events, predictors=predictors)
-    b_calls = asyncio.run(decide_gates(p, provider, [False, False, True], gatechecks))
+    events, p = perform_chain(provider, "auto", predictors=predictors)
+    b_calls = decide_gates(p, provider, [False, False, True], gatechecks)
     result = p.result()
     assert result.status == "completed"
     # Only a@1 was speculated on (counter 2); after its failure (1) and the next (0) b waited.
@@ -497,20 +394,18 @@ def test_speculate_auto_counters_persist_across_runs_in_the_database(gatechecks:
     db = connect()
     try:
         # Run 1: a new gate is speculated on; two failures take its counter from 2 to 0, a pass to 1.
-        first: list[Event] = []
         p1s = Scripted()
-        p1 = performer(chain("auto"), p1s, first, predictors=Predictors(db))
-        assert asyncio.run(decide_gates(p1, p1s, [False, False, True], gatechecks)) == [1, 1, 1]
+        first, p1 = perform_chain(p1s, "auto", predictors=Predictors(db))
+        assert decide_gates(p1, p1s, [False, False, True], gatechecks) == [1, 1, 1]
         assert [e.data["on"] for e in kinds(first, "speculate")] == ["a@1"]
         assert dict(db.execute("SELECT gate, counter FROM predictors")) == {"t/a": 1}
 
         # Run 2, new predictors on a new connection: the counter (1) says wait, from the first version.
         gatechecks.reset()
-        second: list[Event] = []
         again = connect()
         p2s = Scripted()
-        p2 = performer(chain("auto"), p2s, second, predictors=Predictors(again))
-        assert asyncio.run(decide_gates(p2, p2s, [True], gatechecks)) == [0]
+        second, p2 = perform_chain(p2s, "auto", predictors=Predictors(again))
+        assert decide_gates(p2, p2s, [True], gatechecks) == [0]
         again.close()
         assert not kinds(second, "speculate")
         assert index_of(second, "gate", "a") < index_of(second, "issue", "b")
@@ -518,19 +413,17 @@ def test_speculate_auto_counters_persist_across_runs_in_the_database(gatechecks:
 
         # Run 3: back at 2, it speculates again.
         gatechecks.reset()
-        third: list[Event] = []
         p3s = Scripted()
-        p3 = performer(chain("auto"), p3s, third, predictors=Predictors(db))
-        assert asyncio.run(decide_gates(p3, p3s, [True], gatechecks)) == [1]
+        third, p3 = perform_chain(p3s, "auto", predictors=Predictors(db))
+        assert decide_gates(p3, p3s, [True], gatechecks) == [1]
         assert [e.data["on"] for e in kinds(third, "speculate")] == ["a@1"]
         assert index_of(third, "issue", "b") < index_of(third, "gate", "a")
 
         # Without a database nothing carries over: a fresh counter speculates on a@1.
         gatechecks.reset()
-        fresh: list[Event] = []
         p4s = Scripted()
-        p4 = performer(chain("auto"), p4s, fresh, predictors=Predictors())
-        assert asyncio.run(decide_gates(p4, p4s, [False, True], gatechecks)) == [1, 1]
+        fresh, p4 = perform_chain(p4s, "auto", predictors=Predictors())
+        assert decide_gates(p4, p4s, [False, True], gatechecks) == [1, 1]
         assert [e.data["on"] for e in kinds(fresh, "speculate")] == ["a@1"]
     finally:
         db.close()
@@ -539,17 +432,9 @@ def test_speculate_auto_counters_persist_across_runs_in_the_database(gatechecks:
 # -- the invariant --------------------------------------------------------------------------------
 
 
-class Recording:
-    """The simulated provider, keeping every request by (agent, version, purpose)."""
-
-    def __init__(self, seed: int) -> None:
-        self.inner = SimulatedProvider(seed, time_scale=0.02)
-        self.requests: dict[tuple[str, int, str], CallRequest] = {}
-
-    async def call(self, request: CallRequest) -> CallResult:
-        self.requests[(request.agent.name, request.version, request.purpose)] = request
-        result: CallResult = await self.inner.call(request)
-        return result
+def simulated(seed: int) -> Recording:
+    """The simulated provider, keeping every request."""
+    return Recording(SimulatedProvider(seed, time_scale=0.02))
 
 
 def judged(pass_rate: float, **more: Any) -> dict[str, Any]:
@@ -584,7 +469,7 @@ def check_invariant(program: Program, result: RunResult, provider: Recording, ev
             continue
         tags = program.stations[name].tags
         assert set(record.operands) == set(tags), name
-        request = provider.requests[(name, record.version, "call")]
+        request = provider.request(name, record.version)
         for tag in tags:
             producer = result.agents[tag]
             assert producer.status == "done", (name, tag)
@@ -610,9 +495,9 @@ def test_no_committed_result_was_computed_from_a_squashed_version() -> None:
     program = lattice()
     totals = {"squashes": 0, "speculated": 0, "squashed_cost": 0.0, "failed": 0}
     for seed in range(24):
-        provider = Recording(seed)
+        provider = simulated(seed)
         events: list[Event] = []
-        result = asyncio.run(performer(program, provider, events, predictors=Predictors()).run())
+        result = asyncio.run(performer(program, provider, events, allow_exec=True, predictors=Predictors()).run())
         assert result.status in ("completed", "failed"), (seed, result.status)
         check_invariant(program, result, provider, events)
         totals["squashes"] += result.squashes
@@ -628,9 +513,10 @@ def test_the_invariant_holds_under_every_dispatch_policy(dispatch: str) -> None:
     program = lattice()
     squashes = 0
     for seed in range(8):
-        provider = Recording(seed)
+        provider = simulated(seed)
         events: list[Event] = []
-        result = asyncio.run(performer(program, provider, events, predictors=Predictors(), dispatch=dispatch).run())
+        p = performer(program, provider, events, allow_exec=True, predictors=Predictors(), dispatch=dispatch)
+        result = asyncio.run(p.run())
         assert result.status in ("completed", "failed"), (seed, result.status)
         check_invariant(program, result, provider, events)
         squashes += result.squashes
@@ -675,9 +561,9 @@ def test_a_caesura_amid_speculation_leaves_exactly_the_last_checkpoint() -> None
     seen_checkpoints: set[int] = set()
     outcomes: set[str] = set()
     for seed in range(40):
-        provider = Recording(seed)
+        provider = simulated(seed)
         events: list[Event] = []
-        p = performer(program, provider, events, predictors=Predictors())
+        p = performer(program, provider, events, allow_exec=True, predictors=Predictors())
         result = asyncio.run(p.run())
         outcomes.add(result.status)
         if result.status != "caesura":
