@@ -69,6 +69,25 @@ def digest(request: CallRequest) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
+def _broadcast(station: str, request: CallRequest, result: CallResult) -> Broadcast:
+    """A call's result as it goes on the bus under the request's tag version."""
+    return Broadcast(
+        station,
+        request.version,
+        True,
+        result.output,
+        None,
+        result.model,
+        result.tier or request.tier,
+        result.prompt_tokens,
+        result.completion_tokens,
+        result.cost_usd,
+        result.latency_s,
+        None,
+        result.cached,
+    )
+
+
 def _frame_text(frame: Mapping[str, Any]) -> str:
     if not frame:
         return ""
@@ -384,21 +403,7 @@ class Performer:
     async def _execute(self, station: Station, request: CallRequest) -> None:
         try:
             result: CallResult = await station.provider.call(request)
-            message = Broadcast(
-                station.name,
-                request.version,
-                True,
-                result.output,
-                None,
-                result.model,
-                result.tier or request.tier,
-                result.prompt_tokens,
-                result.completion_tokens,
-                result.cost_usd,
-                result.latency_s,
-                None,
-                result.cached,
-            )
+            message = _broadcast(station.name, request, result)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a provider's failure fails the station, not the engine
@@ -533,21 +538,7 @@ class Performer:
         else:
             provider = self._judge_provider or self._first_model_provider()
             result = await provider.call(request)
-        message = Broadcast(
-            station.name,
-            request.version,
-            True,
-            result.output,
-            None,
-            result.model,
-            result.tier or request.tier,
-            result.prompt_tokens,
-            result.completion_tokens,
-            result.cost_usd,
-            result.latency_s,
-            None,
-            result.cached,
-        )
+        message = _broadcast(station.name, request, result)
         station.record.checks.append(message)
         self.governor.settle(0.0, result.cost_usd)
         if found is None and self.observers:
