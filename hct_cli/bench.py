@@ -19,17 +19,17 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hct_cli.compile import Program, StationSpec
-from hct_cli.engine.events import Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
-from hct_cli.home import connect
-from hct_cli.journal import Journal, RunConfig
 from hct_cli.providers.base import Provider
 from hct_cli.providers.simulated import SimulatedProvider
+
+if TYPE_CHECKING:
+    from hct_cli.journal import Journal
 
 __all__ = ["COHERENCE", "BenchReport", "PolicyFigures", "Variant", "ideal_makespan", "run_bench"]
 
@@ -179,6 +179,10 @@ def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float 
 
 
 def _scratch_journal(stack: ExitStack, program: Program, trial: int) -> Journal:
+    """A journal in a scratch database, so benchmarks stay out of the run history."""
+    from hct_cli.home import connect
+    from hct_cli.journal import Journal, RunConfig
+
     scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hct-bench-")))
     db = connect(home=scratch)
     stack.callback(db.close)
@@ -219,23 +223,20 @@ def run_bench(
                 return chosen
 
             with ExitStack() as stack:
-                observers: list[Observer] = []
-                if journal:
-                    observers.append(_scratch_journal(stack, program, trial))
+                journaled = _scratch_journal(stack, program, trial) if journal else None
                 performer = Performer(
                     program,
                     provider_for,
                     inputs=inputs,
                     dispatch=policy,
                     coherence=variant.coherence,
-                    observers=observers,
+                    observers=[journaled] if journaled is not None else (),
                     digests=journal,
                 )
                 gc.collect()  # start every trial from the same heap; collections during the run count
                 result = asyncio.run(performer.run())
-                for observer in observers:
-                    if isinstance(observer, Journal):
-                        observer.finish(result.status, result.cost_usd, {})
+                if journaled is not None:
+                    journaled.finish(result.status, result.cost_usd, {})
             if result.status != "completed":
                 raise BenchError(
                     f"{variant.name} run ended {result.status}",

@@ -50,14 +50,15 @@ class Checkpoint:
 
     def values(self) -> dict[str, Any]:
         """What a reader would see after a restore."""
-        out: dict[str, Any] = {}
-        for key, (value, _) in self.lines.items():
-            items = self.appended[key]
-            if items:
-                base = list(value) if isinstance(value, list) else []
-                value = base + [item for _, _, item in sorted(items, key=lambda entry: (entry[0], entry[1]))]
-            out[key] = value
-        return out
+        return {key: _merged(value, self.appended[key]) for key, (value, _) in self.lines.items()}
+
+
+def _merged(value: Any, items: list[tuple[int, int, Any]]) -> Any:
+    """A key's value with its appended items, in the appending agents' declaration order."""
+    if not items:
+        return value
+    base = list(value) if isinstance(value, list) else []
+    return base + [item for _, _, item in sorted(items, key=lambda entry: (entry[0], entry[1]))]
 
 
 @dataclass
@@ -92,12 +93,7 @@ class Directory:
 
     def value(self, key: str) -> Any:
         """The committed value; a list key includes its appended items in declaration order."""
-        line = self.lines[key]
-        items = self.appended[key]
-        if not items:
-            return line.value
-        base = list(line.value) if isinstance(line.value, list) else []
-        return base + [item for _, _, item in sorted(items, key=lambda entry: (entry[0], entry[1]))]
+        return _merged(self.lines[key].value, self.appended[key])
 
     def version(self, key: str) -> int:
         return self.lines[key].version

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hct_cli.errors import RunError
 
-__all__ = ["DB_NAME", "connect", "home_dir"]
+__all__ = ["DB_NAME", "connect", "home_dir", "set_durability"]
 
 DB_NAME = "hct.db"
 
@@ -80,6 +80,11 @@ def home_dir() -> Path:
     return base / "hct"
 
 
+def set_durability(db: sqlite3.Connection, durable: str) -> None:
+    """``normal``: commits survive a killed process; ``full``: a power cut too (an fsync each)."""
+    db.execute(f"PRAGMA synchronous={'FULL' if durable == 'full' else 'NORMAL'}")
+
+
 def connect(*, durable: str = "normal", home: Path | None = None) -> sqlite3.Connection:
     """Open (creating if needed) the database under ``home``; autocommit, WAL, schema applied."""
     where = home if home is not None else home_dir()
@@ -87,7 +92,7 @@ def connect(*, durable: str = "normal", home: Path | None = None) -> sqlite3.Con
         where.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(where / DB_NAME, isolation_level=None, timeout=10.0)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute(f"PRAGMA synchronous={'FULL' if durable == 'full' else 'NORMAL'}")
+        set_durability(db, durable)
         db.executescript(_SCHEMA)
     except (OSError, sqlite3.Error) as exc:
         raise RunError(

@@ -25,17 +25,20 @@ import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.engine.events import Event
 from hct_cli.errors import RunError, RunNotFoundError
+
+if TYPE_CHECKING:
+    from hct_cli.engine.events import Event
 
 __all__ = [
     "Journal",
     "RecalledCall",
     "RunConfig",
     "RunRow",
+    "call_counts",
     "calls_of",
     "events_of",
     "find_run",
@@ -286,8 +289,11 @@ def _with_spend(db: sqlite3.Connection, run: RunRow) -> RunRow:
     """An unfinished run's cost, summed from its journaled results."""
     if run.ended_at is not None:
         return run
-    total = sum(call["cost_usd"] for call in calls_of(db, run.run_id))
-    return RunRow(**{**run.__dict__, "cost_usd": total})
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE run_id = ? AND kind = 'result'",
+        (run.run_id,),
+    ).fetchone()
+    return RunRow(**{**run.__dict__, "cost_usd": float(total)})
 
 
 def find_run(db: sqlite3.Connection, run_id: str) -> RunRow:
@@ -352,21 +358,24 @@ def calls_of(db: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def lost_calls(db: sqlite3.Connection, run_id: str) -> int:
-    """Calls issued to a provider whose result no segment journaled before it ended."""
-    row = db.execute(
+def call_counts(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
+    """``paid_calls``: successful results not served by the cache; ``lost_calls``: calls issued
+    to a provider whose result no segment journaled before it ended."""
+    paid, lost = db.execute(
         """
-        SELECT COUNT(*) FROM events AS i
-        WHERE i.run_id = ? AND i.kind = 'issue' AND COALESCE(json_extract(i.data, '$.restored'), 0) = 0
-          AND NOT EXISTS (
-            SELECT 1 FROM events AS r
-            WHERE r.run_id = i.run_id AND r.segment = i.segment AND r.kind = 'result'
-              AND r.station = i.station AND r.version = i.version
-              AND COALESCE(json_extract(r.data, '$.purpose'), 'call') = 'call')
+        SELECT
+          (SELECT COUNT(*) FROM events WHERE run_id = :run AND kind = 'result'
+             AND COALESCE(json_extract(data, '$.ok'), 1) AND NOT COALESCE(json_extract(data, '$.cached'), 0)),
+          (SELECT COUNT(*) FROM (
+             SELECT segment, station, version FROM events
+             WHERE run_id = :run AND kind = 'issue' AND NOT COALESCE(json_extract(data, '$.restored'), 0)
+             EXCEPT
+             SELECT segment, station, version FROM events
+             WHERE run_id = :run AND kind = 'result' AND COALESCE(json_extract(data, '$.purpose'), 'call') = 'call'))
         """,
-        (run_id,),
+        {"run": run_id},
     ).fetchone()
-    return int(row[0])
+    return {"paid_calls": int(paid), "lost_calls": int(lost)}
 
 
 def squashed_versions(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
@@ -392,21 +401,7 @@ def recall(db: sqlite3.Connection, run_id: str) -> dict[tuple[str, int, str], Re
             continue
         purpose = data.get("purpose", "call")
         request = issued.get((segment, station, version), {}) if purpose == "call" else data
-        message = Broadcast(
-            station,
-            version,
-            True,
-            data.get("output"),
-            None,
-            data.get("model"),
-            data.get("tier"),
-            int(data.get("prompt_tokens", 0)),
-            int(data.get("completion_tokens", 0)),
-            float(data.get("cost_usd", 0.0)),
-            float(data.get("latency_s", 0.0)),
-            data.get("worker"),
-            bool(data.get("cached", False)),
-        )
+        message = Broadcast.from_data(station, version, data)
         found[(station, version, purpose)] = RecalledCall(
             request.get("model"), request.get("tier"), request.get("digest"), message
         )

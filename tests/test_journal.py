@@ -19,11 +19,11 @@ from hct_cli.home import DB_NAME, connect, home_dir
 from hct_cli.journal import (
     Journal,
     RunConfig,
+    call_counts,
     calls_of,
     events_of,
     find_run,
     list_runs,
-    lost_calls,
     next_verdict,
     recall,
     record_verdict,
@@ -344,15 +344,15 @@ def test_lost_calls_are_issues_without_a_result_in_their_segment() -> None:
     first(_issue("b"))  # lost: segment 1 ends without b's result
     first(_issue("c"))
     first(Event("result", 1.0, "c", 1, {"purpose": "judge", "ok": True}))  # a judge does not answer the call
-    assert lost_calls(db, first.run_id) == 2
+    assert call_counts(db, first.run_id)["lost_calls"] == 2
     second = Journal.resume(db, find_run(db, first.run_id))
     second(_issue("a", restored=True))  # answered from the journal: no call was made
     second(_issue("b"))
     second(_result("b"))  # answers segment 2's issue, not segment 1's
     second(_issue("d", 2))
-    assert lost_calls(db, first.run_id) == 3  # b and c of segment 1, d@2 of segment 2
+    assert call_counts(db, first.run_id)["lost_calls"] == 3  # b and c of segment 1, d@2 of segment 2
     second(_result("d", 2, ok=False, output=None, error="failed"))  # a failed result still answers the issue
-    assert lost_calls(db, first.run_id) == 2
+    assert call_counts(db, first.run_id)["lost_calls"] == 2
 
 
 def test_recall_keys_by_agent_version_and_purpose() -> None:

@@ -7,7 +7,7 @@ interchangeable under it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,45 @@ class Broadcast:
     @property
     def tag(self) -> str:
         return f"{self.station}@{self.version}"
+
+    def to_data(self) -> dict[str, Any]:
+        """The result's fields as JSON data (the journal's ``result`` rows); defaults left out."""
+        data: dict[str, Any] = {
+            "output": self.output,
+            "model": self.model,
+            "tier": self.tier,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": self.cost_usd,
+            "latency_s": self.latency_s,
+        }
+        if not self.ok:
+            data["ok"] = False
+            data["error"] = self.error
+        if self.cached:
+            data["cached"] = True
+        if self.worker is not None:
+            data["worker"] = self.worker
+        return data
+
+    @classmethod
+    def from_data(cls, station: str, version: int, data: Mapping[str, Any]) -> Broadcast:
+        """The inverse of :meth:`to_data`."""
+        return cls(
+            station,
+            version,
+            bool(data.get("ok", True)),
+            data.get("output"),
+            data.get("error"),
+            data.get("model"),
+            data.get("tier"),
+            int(data.get("prompt_tokens", 0)),
+            int(data.get("completion_tokens", 0)),
+            float(data.get("cost_usd", 0.0)),
+            float(data.get("latency_s", 0.0)),
+            data.get("worker"),
+            bool(data.get("cached", False)),
+        )
 
 
 Handler = Callable[[Broadcast], None]

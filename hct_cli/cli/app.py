@@ -104,8 +104,13 @@ def perform(
         bool, typer.Option("--no-cache", help="Call every model even when an identical call was answered before.")
     ] = False,
     durable: Annotated[
-        str, typer.Option("--durable", help="normal (survives a killed process) or full (a power cut too; slower).")
-    ] = "normal",
+        str | None,
+        typer.Option(
+            "--durable",
+            help="normal (survives a killed process; the default) or full (a power cut too; slower). "
+            "A resume keeps the run's own unless given.",
+        ),
+    ] = None,
     no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress view even on a terminal.")] = True,
     as_json: JsonOption = False,
 ) -> None:
@@ -162,30 +167,25 @@ def show(
     run_command(lambda: show_command(run, as_json=as_json, trace=trace), as_json=as_json)
 
 
-@app.command()
-def approve(
-    run: Annotated[str, typer.Argument(help="The run id.", show_default=False)],
-    agent: Annotated[str, typer.Argument(help="The agent whose result waits for approval.", show_default=False)],
-    note: Annotated[str, typer.Option("--note", help="Why (journaled with the decision).")] = "",
-    as_json: JsonOption = False,
-) -> None:
-    """Approve an agent's result held at a human fermata (from any shell)."""
-    from hct_cli.cli.approve import decide_command
+def _decision(verdict: str, summary: str) -> None:
+    """Register ``hct approve`` or ``hct reject``: the same command with another verdict."""
 
-    run_command(lambda: decide_command(run, agent, "approve", note=note, as_json=as_json), as_json=as_json)
+    def decide(
+        run: Annotated[str, typer.Argument(help="The run id.", show_default=False)],
+        agent: Annotated[str, typer.Argument(help="The agent whose result waits for a person.", show_default=False)],
+        note: Annotated[str, typer.Option("--note", help="Why (journaled with the decision).")] = "",
+        as_json: JsonOption = False,
+    ) -> None:
+        from hct_cli.cli.approve import decide_command
+
+        run_command(lambda: decide_command(run, agent, verdict, note=note, as_json=as_json), as_json=as_json)
+
+    decide.__doc__ = summary
+    app.command(name=verdict)(decide)
 
 
-@app.command()
-def reject(
-    run: Annotated[str, typer.Argument(help="The run id.", show_default=False)],
-    agent: Annotated[str, typer.Argument(help="The agent whose result waits for approval.", show_default=False)],
-    note: Annotated[str, typer.Option("--note", help="Why (journaled with the decision).")] = "",
-    as_json: JsonOption = False,
-) -> None:
-    """Reject an agent's result held at a human fermata: its on_fail applies (retry, escalate, caesura)."""
-    from hct_cli.cli.approve import decide_command
-
-    run_command(lambda: decide_command(run, agent, "reject", note=note, as_json=as_json), as_json=as_json)
+_decision("approve", "Approve an agent's result held at a human fermata (from any shell).")
+_decision("reject", "Reject an agent's result held at a human fermata: its on_fail applies (retry, escalate, caesura).")
 
 
 @app.command()

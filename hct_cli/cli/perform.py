@@ -74,20 +74,13 @@ def _check_credentials(program: Program, provider: LiteLLMProvider) -> None:
 
 def _needs_exec(score: Score) -> list[str]:
     """Agents that run code on this machine: python and shell agents, python checks."""
-    names = []
-    for agent in score.agents.values():
-        checks = [
-            c
-            for c in (
-                agent.fermata.check if agent.fermata else None,
-                agent.vamp.until if agent.vamp else None,
-                agent.tacet_if.check if agent.tacet_if else None,
-            )
-            if c is not None
-        ]
-        if agent.kind in ("python", "shell") or any(c.python for c in checks):
-            names.append(agent.name)
-    return names
+    from hct_cli.score.model import checks_of
+
+    return [
+        agent.name
+        for agent in score.agents.values()
+        if agent.kind in ("python", "shell") or any(check.python for _, check in checks_of(agent))
+    ]
 
 
 def perform_command(
@@ -105,9 +98,9 @@ def perform_command(
     time_scale: float = 1.0,
     resume: str | None = None,
     cache: bool = True,
-    durable: str = "normal",
+    durable: str | None = None,
 ) -> int:
-    if durable not in ("normal", "full"):
+    if durable not in (None, "normal", "full"):
         raise UsageError(f"unknown --durable value {durable!r}", hint="Use normal (survives a killed process) or full.")
     if resume is not None:
         if path is not None or inputs:
@@ -145,19 +138,24 @@ def perform_command(
         dispatch=dispatch,
         budget_usd=budget,
         cache=cache,
-        durable=durable,
+        durable=durable or "normal",
     )
     return _perform((score, path, config), resume=None, as_json=as_json, allow_exec=allow_exec, durable=durable)
 
 
 def _perform(
-    fresh: tuple[Score, Path, RunConfig] | None, *, resume: str | None, as_json: bool, allow_exec: bool, durable: str
+    fresh: tuple[Score, Path, RunConfig] | None,
+    *,
+    resume: str | None,
+    as_json: bool,
+    allow_exec: bool,
+    durable: str | None,
 ) -> int:
     """Run a new score (``fresh``) or the next segment of a journaled run (``resume``)."""
-    from hct_cli.home import connect
+    from hct_cli.home import connect, set_durability
     from hct_cli.journal import Journal, find_run, recall, squashed_versions
 
-    db = connect(durable=durable)
+    db = connect(durable=durable or "normal")
     recalled = None
     start_versions: dict[str, int] = {}
     if fresh is not None:
@@ -169,6 +167,8 @@ def _perform(
         run_row = find_run(db, resume)
         run_id = run_row.run_id
         config = run_row.config
+        if durable is None and config.durable != "normal":
+            set_durability(db, config.durable)  # as journaled, unless --durable says otherwise
         base = Path(run_row.score_path) if run_row.score_path else None
         score = load_score_text(run_row.score_text, run_row.score_path or run_row.score, base)
         recalled = recall(db, run_id)
@@ -263,11 +263,9 @@ def _perform(
             result = performer.interrupted()
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
-    from hct_cli.journal import calls_of, lost_calls
+    from hct_cli.journal import call_counts
 
-    calls = calls_of(db, run_id)
-    data["paid_calls"] = sum(1 for c in calls if c["ok"] and not c["cached"])
-    data["lost_calls"] = lost_calls(db, run_id)
+    data.update(call_counts(db, run_id))
     data["segment"] = journal.segment
     if result.caesura is not None:
         sys.stderr.write(

@@ -10,7 +10,7 @@ from typing import Any
 
 from hct_cli.errors import UsageError
 
-__all__ = ["runs_command", "show_command", "show_data"]
+__all__ = ["runs_command", "show_command"]
 
 
 def runs_command(*, as_json: bool, limit: int | None) -> int:
@@ -37,10 +37,10 @@ def runs_command(*, as_json: bool, limit: int | None) -> int:
     return 0
 
 
-def show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+def _show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """The object ``hct show --json`` prints, the run's events, and its score's name."""
     from hct_cli.home import connect
-    from hct_cli.journal import calls_of, events_of, find_run, lost_calls
+    from hct_cli.journal import call_counts, calls_of, events_of, find_run
 
     db = connect()
     run = find_run(db, run_id)
@@ -53,8 +53,7 @@ def show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
         | ({"purpose": call["purpose"]} if call["purpose"] != "call" else {})
         for call in calls
     ]
-    data["paid_calls"] = sum(1 for call in calls if call["ok"] and not call["cached"])
-    data["lost_calls"] = lost_calls(db, run.run_id)
+    data.update(call_counts(db, run.run_id))
     data["segments"] = run.segments
     return data, events, run.score
 
@@ -82,7 +81,7 @@ def _from_events(run_id: str, status: str, events: list[dict[str, Any]]) -> dict
 
 
 def show_command(run_id: str, *, as_json: bool, trace: Path | None) -> int:
-    data, events, score = show_data(run_id)
+    data, events, score = _show_data(run_id)
     if trace is not None:
         from hct_cli.trace import chrome_trace
 

@@ -9,24 +9,23 @@ simulated call that passes with the agent's ``pass_rate``.
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from hct_cli.bus.base import Broadcast
 from hct_cli.checks import Verdict, evaluate, needs_gate
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest, ProviderError
+from hct_cli.providers.exec import call_function, load_callable
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import draw
 from hct_cli.score.model import Agent, Check, Fermata, Judge, TierSpec
 
-__all__ = ["Gatekeeper", "JudgeCall", "judge_prompt", "judge_score"]
+__all__ = ["Gatekeeper", "JudgeCall"]
 
-#: Makes one judge call for the engine, which journals and prices it.
-JudgeCall = Callable[[CallRequest], Awaitable[CallResult]]
+#: Makes one judge call for the engine, which journals and prices it; its result as broadcast.
+JudgeCall = Callable[[CallRequest], Awaitable[Broadcast]]
 
 _NUMBER = re.compile(r"(?<![\w.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+)(?![\w.])")
 
@@ -61,6 +60,10 @@ def judge_score(answer: Any) -> tuple[float | None, str]:
     return None, text.strip()[:200]
 
 
+def _needs_person(check: Check, fermata: Fermata | None) -> bool:
+    return check.human or (fermata is not None and fermata.hold == "approval")
+
+
 class Gatekeeper:
     """Decides the checks of one run."""
 
@@ -80,16 +83,20 @@ class Gatekeeper:
     @staticmethod
     def waits(check: Check, fermata: Fermata | None = None) -> bool:
         """Whether deciding ``check`` may take time."""
-        return needs_gate(check) or (fermata is not None and fermata.hold == "approval")
+        return needs_gate(check) or _needs_person(check, fermata)
 
     def quick(
         self, agent: Agent, check: Check, output: Any, version: int, fermata: Fermata | None = None
     ) -> Verdict | None:
         """The verdict when it needs no waiting; None when :meth:`decide` must be awaited."""
-        human = check.human or (fermata is not None and fermata.hold == "approval")
         rate = agent.simulate.pass_rate
-        drawn = not (human or check.judge or check.python)  # a judge or a predicate runs for real
-        if fermata is not None and self.simulate_seed is not None and rate is not None and drawn:
+        # Only deterministic checks are drawn: a judge, a predicate or a person decides for real.
+        if (
+            fermata is not None
+            and self.simulate_seed is not None
+            and rate is not None
+            and not self.waits(check, fermata)
+        ):
             u = draw(self.simulate_seed, agent.name, "gate", version)[0]
             return Verdict(u < rate, f"simulated check (pass rate {rate:g})")
         verdict = evaluate(check, output)
@@ -119,7 +126,7 @@ class Gatekeeper:
             verdict = await self._judge(agent, check.judge, output, version, judge_call)
             if not verdict.passed:
                 return verdict
-        if check.human or (fermata is not None and fermata.hold == "approval"):
+        if _needs_person(check, fermata):
             if self.desk is None:
                 return Verdict(False, "needs a person's approval, and this run has no way to ask one")
             default = fermata.default if fermata is not None else "reject"
@@ -130,16 +137,10 @@ class Gatekeeper:
     async def _python(self, target: str, output: Any, timeout_s: float | None) -> Verdict:
         if not self.allow_exec:
             return Verdict(False, f"python check {target} needs --allow-exec")
-        module_name, _, function_name = target.partition(":")
         try:
-            function = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError) as exc:
-            return Verdict(False, f"cannot import {target}: {exc}")
-        try:
-            if inspect.iscoroutinefunction(function):
-                result = await asyncio.wait_for(function(output), timeout_s)
-            else:
-                result = await asyncio.wait_for(asyncio.to_thread(function, output), timeout_s)
+            result = await call_function(load_callable(target, "python check"), output, timeout_s)
+        except ProviderError as exc:
+            return Verdict(False, exc.message)
         except TimeoutError:
             return Verdict(False, f"{target} took longer than {timeout_s:g}s")
         except Exception as exc:  # the predicate's own failure is a failed check, not a crash

@@ -35,6 +35,7 @@ from hct_cli.bus.memory import MemoryBus
 from hct_cli.checks import Verdict
 from hct_cli.coherence import Checkpoint
 from hct_cli.compile import Program, StationSpec
+from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
@@ -46,14 +47,14 @@ from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.memory import Predictors
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
-from hct_cli.routing import TIER_ORDER, Route, fallbacks_of
+from hct_cli.routing import Route, fallbacks_of
 from hct_cli.score.model import Check, Fermata
 from hct_cli.score.template import compile_template
 
 if TYPE_CHECKING:
     from hct_cli.journal import RecalledCall
 
-__all__ = ["Performer", "digest", "perform"]
+__all__ = ["Performer", "perform"]
 
 ProviderFor = Callable[[StationSpec], Provider]
 _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
@@ -63,7 +64,7 @@ _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 _VAMP_CAP = 16
 
 
-def digest(request: CallRequest) -> str:
+def _digest(request: CallRequest) -> str:
     """The identity of a call's request, journaled so that a resume can tell it is the same call."""
     text = f"{request.model}\x1f{request.system}\x1e{request.prompt}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
@@ -337,7 +338,7 @@ class Performer:
         if self.observers:
             if self._digests:
                 self._emit(
-                    "issue", station.name, version, model=request.model, tier=request.tier, digest=digest(request)
+                    "issue", station.name, version, model=request.model, tier=request.tier, digest=_digest(request)
                 )
             else:
                 self._emit("issue", station.name, version, model=request.model, tier=request.tier)
@@ -352,7 +353,7 @@ class Performer:
             request = self._request(station, station.version + 1)
         except Exception:
             request = None
-        if request is None or (found.digest is not None and digest(request) != found.digest):
+        if request is None or (found.digest is not None and _digest(request) != found.digest):
             station.route = saved
             return False
         version = self._start(station)
@@ -451,28 +452,10 @@ class Performer:
             self._drain()
 
     def _emit_result(self, message: Broadcast, purpose: str) -> None:
-        """Journal a call's result (what a resume answers from, what ``hct show`` lists).
-
-        Fields at their defaults are left out: the journal writes one of these per call.
-        """
-        data: dict[str, Any] = {
-            "output": message.output,
-            "model": message.model,
-            "tier": message.tier,
-            "prompt_tokens": message.prompt_tokens,
-            "completion_tokens": message.completion_tokens,
-            "cost_usd": message.cost_usd,
-            "latency_s": message.latency_s,
-        }
+        """Journal a call's result (what a resume answers from, what ``hct show`` lists)."""
+        data = message.to_data()
         if purpose != "call":
             data["purpose"] = purpose
-        if not message.ok:
-            data["ok"] = False
-            data["error"] = message.error
-        if message.cached:
-            data["cached"] = True
-        if message.worker is not None:
-            data["worker"] = message.worker
         self._emit("result", message.station, message.version, **data)
 
     def _land(self, station: Station, message: Broadcast) -> None:
@@ -489,61 +472,80 @@ class Performer:
                 record.status = "held"
                 if self.observers:
                     self._emit("fermata", station.name, message.version, hold=fermata.hold)
-                station.gate_task = self._loop.create_task(self._await_gate(station, message, fermata))
+                self._decide_later(
+                    station,
+                    fermata.check,
+                    message.output,
+                    message.version,
+                    lambda verdict: self._gate_resolved(station, message, fermata, verdict),
+                    fermata,
+                )
                 self._speculate(station, message)
                 return
             if not self._gated(station, message, fermata, verdict):
                 return
         self._commit(station, message)
 
-    async def _await_gate(self, station: Station, message: Broadcast, fermata: Fermata) -> None:
+    def _decide_later(
+        self,
+        station: Station,
+        check: Check,
+        value: Any,
+        version: int,
+        on_verdict: Callable[[Verdict], None],
+        fermata: Fermata | None = None,
+    ) -> None:
+        """Decide a check that takes time in a task of its own; ``on_verdict`` runs with the
+        verdict unless a caesura moved the station on meanwhile."""
+        expected = (station.record.status, station.version)
+        station.gate_task = self._loop.create_task(
+            self._decide(station, check, value, version, expected, on_verdict, fermata)
+        )
+
+    async def _decide(
+        self,
+        station: Station,
+        check: Check,
+        value: Any,
+        version: int,
+        expected: tuple[str, int],
+        on_verdict: Callable[[Verdict], None],
+        fermata: Fermata | None,
+    ) -> None:
         try:
             verdict = await self.gates.decide(
-                station.agent,
-                fermata.check,
-                message.output,
-                message.version,
-                lambda request: self._judge_call(station, request),
-                fermata,
+                station.agent, check, value, version, lambda request: self._judge_call(station, request), fermata
             )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a gate that breaks fails its check, not the run
-            verdict = Verdict(False, f"the gate failed: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # a check that breaks fails, it does not end the run
+            verdict = Verdict(False, f"the check failed: {type(exc).__name__}: {exc}")
         station.gate_task = None
-        if station.record.status != "held" or station.version != message.version:
-            return  # a caesura squashed it meanwhile
+        if (station.record.status, station.version) != expected:
+            return  # squashed by a caesura meanwhile
+        on_verdict(verdict)
+        if self._queue:
+            self._drain()
+
+    def _gate_resolved(self, station: Station, message: Broadcast, fermata: Fermata, verdict: Verdict) -> None:
         if not verdict.passed:
             self._squash_speculation(station)
         if self._gated(station, message, fermata, verdict):
             self._commit(station, message)
-        if self._queue:
-            self._drain()
 
-    async def _judge_call(self, station: Station, request: CallRequest) -> CallResult:
+    async def _judge_call(self, station: Station, request: CallRequest) -> Broadcast:
         """One judge call for a gate of ``station``: answered from the journal on a resume, priced, journaled."""
         found = self._recall.get((station.name, request.version, "judge")) if self._recall is not None else None
         if found is not None:
-            saved = found.result
-            result = CallResult(
-                saved.output,
-                saved.model or request.model,
-                saved.prompt_tokens,
-                saved.completion_tokens,
-                saved.cost_usd,
-                saved.latency_s,
-                saved.tier,
-                saved.cached,
-            )
+            message = found.result
         else:
             provider = self._judge_provider or self._first_model_provider()
-            result = await provider.call(request)
-        message = _broadcast(station.name, request, result)
+            message = _broadcast(station.name, request, await provider.call(request))
+            if self.observers:
+                self._emit_result(message, "judge")
         station.record.checks.append(message)
-        self.governor.settle(0.0, result.cost_usd)
-        if found is None and self.observers:
-            self._emit_result(message, "judge")
-        return result
+        self.governor.settle(0.0, message.cost_usd)
+        return message
 
     def _first_model_provider(self) -> Provider:
         for spec in self.program.stations.values():
@@ -608,6 +610,17 @@ class Performer:
                 self._emit("ready", dependent.name)
             self.policy.ready(dependent.name)
 
+    def _cancel_call(self, station: Station) -> None:
+        """Cancel ``station``'s call in flight, if any: its unit is free and its reservation gone."""
+        if station.task is None:
+            return
+        station.task.cancel()
+        station.task = None
+        station.unit.in_flight -= 1
+        self.governor.settle(station.reserved, 0.0)
+        station.reserved = 0.0
+        station.restored = False
+
     def _squash_speculation(self, producer: Station) -> None:
         """``producer``'s held result will not commit: squash what fired on it."""
         for dependent in producer.spec_out:
@@ -617,13 +630,7 @@ class Performer:
             dependent.operands.pop(producer.name, None)
             dependent.waiting += 1
             cost = 0.0
-            if dependent.task is not None:
-                dependent.task.cancel()
-                dependent.task = None
-                dependent.unit.in_flight -= 1
-                self.governor.settle(dependent.reserved, 0.0)
-                dependent.reserved = 0.0
-                dependent.restored = False
+            self._cancel_call(dependent)
             if dependent.buffered is not None:
                 cost = dependent.buffered.cost_usd
                 dependent.record.squashed.append(dependent.buffered)
@@ -655,33 +662,22 @@ class Performer:
             verdict = self.gates.quick(station.agent, vamp.until, message.output, message.version)
             if verdict is None:
                 station.record.status = "held"
-                station.gate_task = self._loop.create_task(self._await_vamp(station, message, vamp.until, cued))
+                self._decide_later(
+                    station,
+                    vamp.until,
+                    message.output,
+                    message.version,
+                    lambda verdict: (
+                        self._cue(station, message, cued)
+                        if verdict.passed
+                        else self._vamp_again(station, message, verdict.reason, cued)
+                    ),
+                )
                 return
             if not verdict.passed:
                 self._vamp_again(station, message, verdict.reason, cued)
                 return
         self._cue(station, message, cued)
-
-    async def _await_vamp(
-        self, station: Station, message: Broadcast, until: Check, cued: dict[str, list[str]] | None
-    ) -> None:
-        try:
-            verdict = await self.gates.decide(
-                station.agent, until, message.output, message.version, lambda r: self._judge_call(station, r)
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            verdict = Verdict(False, f"the check failed: {type(exc).__name__}: {exc}")
-        station.gate_task = None
-        if station.record.status != "held" or station.version != message.version:
-            return
-        if verdict.passed:
-            self._cue(station, message, cued)
-        else:
-            self._vamp_again(station, message, verdict.reason, cued)
-        if self._queue:
-            self._drain()
 
     def _vamp_again(self, station: Station, message: Broadcast, reason: str, cued: dict[str, list[str]] | None) -> None:
         if self.observers:
@@ -713,7 +709,7 @@ class Performer:
         confirmed = station.spec_out
         ready: list[Station] = []
         for dependent in station.dependents:
-            if confirmed and dependent in confirmed and name in dependent.unconfirmed:
+            if confirmed and name in dependent.unconfirmed:
                 dependent.unconfirmed.discard(name)  # it fired on this very result: a hit
                 dependent.operands[name] = message
                 self._speculated += 1
@@ -798,31 +794,18 @@ class Performer:
         value = cue.output if cue is not None else None
         verdict = self.gates.quick(station.agent, tacet.check, value, station.version + 1)
         if verdict is None:
-            station.gate_task = self._loop.create_task(self._await_tacet(station, tacet.check, value))
+            self._decide_later(
+                station,
+                tacet.check,
+                value,
+                station.version + 1,
+                lambda verdict: self._tacet(station, verdict.reason) if verdict.passed else self._release(station.name),
+            )
             return True
         if verdict.passed:
             self._tacet(station, verdict.reason)
             return True
         return False
-
-    async def _await_tacet(self, station: Station, check: Check, value: Any) -> None:
-        try:
-            verdict = await self.gates.decide(
-                station.agent, check, value, station.version + 1, lambda r: self._judge_call(station, r)
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            verdict = Verdict(False, f"the check failed: {type(exc).__name__}: {exc}")
-        station.gate_task = None
-        if station.record.status != "waiting":
-            return
-        if verdict.passed:
-            self._tacet(station, verdict.reason)
-        else:
-            self._release(station.name)
-        if self._queue:
-            self._drain()
 
     def _tacet(self, station: Station, reason: str) -> None:
         """``tacet``: the agent rests; its tag resolves to null and dependents proceed."""
@@ -850,14 +833,10 @@ class Performer:
         squashed: dict[str, int] = {}
         for station in self._stations.values():
             record = station.record
-            for task in (station.task, station.gate_task):
-                if task is not None and task is not asyncio.current_task():
-                    task.cancel()
-            if station.task is not None:
-                station.unit.in_flight -= 1
-                self.governor.settle(station.reserved, 0.0)
-                station.reserved = 0.0
-            station.task = station.gate_task = None
+            self._cancel_call(station)
+            if station.gate_task is not None and station.gate_task is not asyncio.current_task():
+                station.gate_task.cancel()
+            station.gate_task = None
             station.queued = False
             late = record.status in ("done", "tacet") and station.commit_seq > after
             if station is culprit or late or record.status in ("running", "held", "speculative", "parked"):
@@ -969,39 +948,6 @@ class Performer:
             self._emit("run_end", None, status=result.status, cost_usd=result.cost_usd)
         return result
 
-    def _critical_path(self) -> float:
-        finish: dict[str, float] = {}
-        for name in self.program.order:
-            spec = self.program.stations[name]
-            start = max((finish.get(tag, 0.0) for tag in spec.tags), default=0.0)
-            finish[name] = start + self.records[name].latency_s
-        return max(finish.values(), default=0.0)
-
-    def _frontier_cost(self) -> float:
-        """What the same token counts would have cost on the frontier tier, per agent and in total."""
-        frontier_tier = next((t for t in reversed(TIER_ORDER) if t in self.program.tiers), None)
-        price = model_info(self.program.tiers[frontier_tier].model) if frontier_tier else None
-        total = 0.0
-        for station in self._stations.values():
-            record = station.record
-            if station.agent.kind != "llm" or not record.calls:
-                continue
-            cost = price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
-            record.frontier_cost_usd = cost
-            total += cost
-        return total
-
-    def _price_worst_cases(self) -> None:
-        """Unbudgeted runs price each call's worst case afterwards, off the hot path."""
-        for station in self._stations.values():
-            record = station.record
-            if station.agent.kind == "llm" and record.calls and not record.worst_case_usd:
-                last = record.result if record.result is not None else record.all_calls()[-1]
-                tokens = max(last.prompt_tokens, self._prompt_tokens(station))
-                record.worst_case_usd = worst_case_usd(
-                    record.model or station.route.model, tokens, station.agent.max_tokens
-                )
-
     def interrupted(self) -> RunResult:
         """The run as it stood when it was interrupted: everything committed so far."""
         self._status = "interrupted"
@@ -1009,16 +955,16 @@ class Performer:
 
     def result(self) -> RunResult:
         """The run as it stands (after an interruption too: the status says so)."""
-        self._price_worst_cases()
+        price_worst_cases(self._stations.values(), self._prompt_tokens)
         shared = self.shared
         return RunResult(
             run_id=self.run_id,
             status=self._status,
             dispatch=self.dispatch,
             makespan_s=self._last_commit,
-            critical_path_s=self._critical_path(),
+            critical_path_s=critical_path(self.program, self.records),
             cost_usd=sum(r.cost_usd for r in self.records.values()),
-            frontier_cost_usd=self._frontier_cost(),
+            frontier_cost_usd=frontier_cost(self.program, self._stations.values()),
             stale_reads=shared.stale_reads,
             replays=shared.replays,
             holds=shared.holds,

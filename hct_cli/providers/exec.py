@@ -11,14 +11,41 @@ import asyncio
 import importlib
 import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.score.template import render
 
-__all__ = ["ExecProvider"]
+__all__ = ["ExecProvider", "call_function", "load_callable"]
 
 _MAX_OUTPUT = 1 << 20
+
+
+def load_callable(target: str, who: str) -> Callable[..., Any]:
+    """The function a ``module:function`` target names; ``who`` wants it (for the message)."""
+    module_name, _, function_name = target.partition(":")
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        raise ProviderError(
+            f"{who}: cannot import {target}: {exc}",
+            hint="Check that the module is importable from the working directory (PYTHONPATH).",
+        ) from exc
+    if not callable(function):
+        raise ProviderError(f"{who}: {target} is not a function", hint="Name a function as module:function.")
+    return function  # type: ignore[no-any-return]
+
+
+async def call_function(function: Callable[..., Any], argument: Any, timeout_s: float | None) -> Any:
+    """Call ``function(argument)``: a coroutine function on the loop, any other in a thread (so
+    a slow one never stalls the run); raises TimeoutError past ``timeout_s``."""
+    if inspect.iscoroutinefunction(function):
+        return await asyncio.wait_for(function(argument), timeout_s)
+    result = await asyncio.wait_for(asyncio.to_thread(function, argument), timeout_s)
+    if inspect.isawaitable(result):
+        result = await asyncio.wait_for(result, timeout_s)
+    return result
 
 
 class ExecProvider:
@@ -39,21 +66,13 @@ class ExecProvider:
     async def _python(request: CallRequest) -> Any:
         agent = request.agent
         assert agent.call is not None
-        module_name, _, function_name = agent.call.partition(":")
+        function = load_callable(agent.call, f"agent {agent.name!r}")
         try:
-            function = getattr(importlib.import_module(module_name), function_name)
-        except (ImportError, AttributeError) as exc:
-            raise ProviderError(
-                f"agent {agent.name!r}: cannot import {agent.call}: {exc}",
-                hint="Check that the module is importable from the working directory (PYTHONPATH).",
-            ) from exc
-        try:
-            result = function(dict(request.context))
-            if inspect.isawaitable(result):
-                result = await result
+            return await call_function(function, dict(request.context), agent.timeout_s)
+        except TimeoutError as exc:
+            raise ProviderError(f"agent {agent.name!r}: {agent.call} timed out after {agent.timeout_s}s") from exc
         except Exception as exc:
             raise ProviderError(f"agent {agent.name!r}: {agent.call} raised {type(exc).__name__}: {exc}") from exc
-        return result
 
     @staticmethod
     async def _shell(request: CallRequest) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from hct_cli.errors import ScoreError
 from hct_cli.score.findings import Finding, Severity
 from hct_cli.score.load import Document, JsonPath, load_document, load_text
-from hct_cli.score.model import Agent, Check, Score, build_score
+from hct_cli.score.model import Agent, Check, Score, build_score, checks_of
 from hct_cli.score.template import check_template
 from hct_cli.score.validate import validate
 
@@ -334,13 +334,8 @@ class _Checks:
 
     @staticmethod
     def _checks(agent: Agent) -> Iterator[tuple[JsonPath, Check]]:
-        base: JsonPath = ("agents", agent.name)
-        if agent.fermata is not None:
-            yield (*base, "fermata", "check"), agent.fermata.check
-        if agent.vamp is not None:
-            yield (*base, "vamp", "until"), agent.vamp.until
-        if agent.tacet_if is not None:
-            yield (*base, "tacet_if"), agent.tacet_if.check
+        for where, check in checks_of(agent):
+            yield ("agents", agent.name, *where), check
 
     # -- concurrency -----------------------------------------------------------------------
 

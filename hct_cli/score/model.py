@@ -6,7 +6,7 @@ applies defaults; semantic checks live in :mod:`hct_cli.score.lint`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -30,6 +30,7 @@ __all__ = [
     "TierSpec",
     "Vamp",
     "build_score",
+    "checks_of",
 ]
 
 Tempo = Literal["largo", "andante", "moderato", "allegro", "presto"]
@@ -162,6 +163,17 @@ class Agent:
     speculate: bool | Literal["auto"] = False
     timeout_s: float | None = None
     simulate: Simulate = field(default_factory=Simulate)
+
+
+def checks_of(agent: Agent) -> Iterator[tuple[tuple[str, ...], Check]]:
+    """Every check an agent declares, with where it sits under the agent: its fermata's, its
+    vamp's ``until``, its ``tacet_if``."""
+    if agent.fermata is not None:
+        yield ("fermata", "check"), agent.fermata.check
+    if agent.vamp is not None:
+        yield ("vamp", "until"), agent.vamp.until
+    if agent.tacet_if is not None:
+        yield ("tacet_if",), agent.tacet_if.check
 
 
 @dataclass(frozen=True)

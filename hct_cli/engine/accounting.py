@@ -1,0 +1,52 @@
+"""The figures of a run that are worked out once it ends, off the hot path: the critical path
+the calls' own latencies allow, the all-frontier counterfactual cost, each call's worst case."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from hct_cli.compile import Program
+from hct_cli.engine.result import AgentRecord
+from hct_cli.engine.station import Station
+from hct_cli.governor import worst_case_usd
+from hct_cli.models import model_info
+from hct_cli.routing import TIER_ORDER
+
+__all__ = ["critical_path", "frontier_cost", "price_worst_cases"]
+
+
+def critical_path(program: Program, records: Mapping[str, AgentRecord]) -> float:
+    """The longest chain of the tag graph, timed with each agent's calls as they happened."""
+    finish: dict[str, float] = {}
+    for name in program.order:
+        start = max((finish.get(tag, 0.0) for tag in program.stations[name].tags), default=0.0)
+        finish[name] = start + records[name].latency_s
+    return max(finish.values(), default=0.0)
+
+
+def frontier_cost(program: Program, stations: Iterable[Station]) -> float:
+    """What the same token counts would have cost on the frontier tier; sets it per agent too."""
+    frontier_tier = next((t for t in reversed(TIER_ORDER) if t in program.tiers), None)
+    price = model_info(program.tiers[frontier_tier].model) if frontier_tier else None
+    total = 0.0
+    for station in stations:
+        record = station.record
+        if station.agent.kind != "llm" or not record.calls:
+            continue
+        cost = price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
+        record.frontier_cost_usd = cost
+        total += cost
+    return total
+
+
+def price_worst_cases(stations: Iterable[Station], prompt_tokens: Callable[[Station], int]) -> None:
+    """Unbudgeted runs price each agent's worst case afterwards (a budget prices it at issue)."""
+    for station in stations:
+        record = station.record
+        if station.agent.kind == "llm" and record.calls and not record.worst_case_usd:
+            # The last call of its own (not a judge's, not squashed work), when there is one.
+            last = record.result or (record.earlier[-1] if record.earlier else record.all_calls()[-1])
+            tokens = max(last.prompt_tokens, prompt_tokens(station))
+            record.worst_case_usd = worst_case_usd(
+                record.model or station.route.model, tokens, station.agent.max_tokens
+            )
