@@ -41,6 +41,7 @@ from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.engine.shared import SharedState
+from hct_cli.engine.speculation import Speculation
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.governor import Decision, Governor, worst_case_usd
@@ -153,13 +154,10 @@ class Performer:
         self.gates = gates if gates is not None else Gatekeeper(tiers=program.tiers)
         self._judge_provider = judge_provider
         self._provider_for = provider_for
-        self.predictors = predictors if predictors is not None else Predictors()
+        self.speculation = Speculation(program.score.name, predictors if predictors is not None else Predictors())
         self._recall = dict(recall) if recall else None
         self._digests = digests or self._recall is not None
         self._commits = 0
-        self._speculated = 0
-        self._squashes = 0
-        self._squashed_cost = 0.0
         self._caesura: dict[str, Any] | None = None
         self.coherence = coherence or program.score.coherence
         self.shared = SharedState(
@@ -559,8 +557,7 @@ class Performer:
         run (caesura)."""
         if self.observers:
             self._emit("gate", station.name, message.version, passed=verdict.passed, reason=verdict.reason)
-        if station.agent.speculate == "auto":
-            self.predictors.update(self._gate_key(station), verdict.passed)
+        self.speculation.verdict(station, verdict.passed)
         if verdict.passed:
             station.feedback = None
             return True
@@ -578,33 +575,14 @@ class Performer:
         self._again(station)
         return False
 
-    def _gate_key(self, station: Station) -> str:
-        return f"{self.program.score.name}/{station.name}"
-
     # -- speculation -----------------------------------------------------------------------
 
     def _speculate(self, producer: Station, message: Broadcast) -> None:
         """Release dependents on a held result (``speculate``, or their ``attacca`` edge)."""
-        agent = producer.agent
-        if agent.vamp is not None:
-            return  # the result dependents need is the vamp's last pass, not this one
-        mode = agent.speculate
-        predicted = mode is True or (mode == "auto" and self.predictors.predict(self._gate_key(producer)))
-        ready: list[Station] = []
-        for dependent in producer.dependents:
-            if not (predicted or dependent.agent.attacca) or dependent.agent.downbeat or dependent.agent.tacet_if:
-                continue  # a downbeat checkpoints, and a tacet_if decides, on committed results only
-            if dependent.record.status != "waiting" or producer.name in dependent.operands:
-                continue
-            dependent.operands[producer.name] = message
-            dependent.waiting -= 1
-            dependent.unconfirmed.add(producer.name)
-            producer.spec_out.append(dependent)
-            if self.observers:
+        captured, ready = self.speculation.capture(producer, message)
+        if self.observers:
+            for dependent in captured:
                 self._emit("speculate", dependent.name, dependent.version + 1, on=message.tag)
-            if dependent.waiting == 0:
-                ready.append(dependent)
-        ready.sort(key=by_priority)
         for dependent in ready:
             if self.observers:
                 self._emit("ready", dependent.name)
@@ -623,29 +601,15 @@ class Performer:
 
     def _squash_speculation(self, producer: Station) -> None:
         """``producer``'s held result will not commit: squash what fired on it."""
-        for dependent in producer.spec_out:
-            if producer.name not in dependent.unconfirmed:
-                continue
-            dependent.unconfirmed.discard(producer.name)
-            dependent.operands.pop(producer.name, None)
-            dependent.waiting += 1
-            cost = 0.0
+        on = f"{producer.name}@{producer.version}"
+        for dependent, cost in self.speculation.squash(producer):
             self._cancel_call(dependent)
-            if dependent.buffered is not None:
-                cost = dependent.buffered.cost_usd
-                dependent.record.squashed.append(dependent.buffered)
-                dependent.buffered = None
             dependent.queued = False
             self._let_go(dependent)
             self.policy.withdraw(dependent.name)
             dependent.record.status = "waiting"
-            self._squashes += 1
-            self._squashed_cost += cost
             if self.observers:
-                self._emit(
-                    "squash", dependent.name, dependent.version, on=f"{producer.name}@{producer.version}", cost_usd=cost
-                )
-        producer.spec_out = []
+                self._emit("squash", dependent.name, dependent.version, on=on, cost_usd=cost)
 
     # -- commit ----------------------------------------------------------------------------
 
@@ -709,11 +673,8 @@ class Performer:
         confirmed = station.spec_out
         ready: list[Station] = []
         for dependent in station.dependents:
-            if confirmed and name in dependent.unconfirmed:
-                dependent.unconfirmed.discard(name)  # it fired on this very result: a hit
-                dependent.operands[name] = message
-                self._speculated += 1
-                continue
+            if confirmed and self.speculation.confirm(dependent, name):
+                continue  # it fired on this very result: a hit
             dependent.operands[name] = message
             dependent.waiting -= 1
             if dependent.waiting == 0:
@@ -970,9 +931,9 @@ class Performer:
             holds=shared.holds,
             hold_s=shared.hold_s,
             coherence=self.coherence,
-            speculated=self._speculated,
-            squashes=self._squashes,
-            squashed_cost_usd=self._squashed_cost,
+            speculated=self.speculation.hits,
+            squashes=self.speculation.squashes,
+            squashed_cost_usd=self.speculation.squashed_cost,
             caesura=self._caesura,
             agents=self.records,
             state=shared.state(),
