@@ -111,10 +111,18 @@ def perform(
             "A resume keeps the run's own unless given.",
         ),
     ] = None,
-    no_tui: Annotated[bool, typer.Option("--no-tui", help="Plain progress view even on a terminal.")] = True,
+    no_tui: Annotated[
+        bool, typer.Option("--no-tui", help="The plain progress view even on a terminal (no conductor).")
+    ] = False,
+    exit_on_finish: Annotated[
+        bool, typer.Option("--exit-on-finish", help="Close the conductor when the run ends; print the summary.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Run a score: every agent fires the moment its cues have been broadcast.
+
+    On a terminal the conductor shows the run live (space pauses, a/r decide a human fermata,
+    c calls a caesura, / filters the signals, q quits); --no-tui or --json print plainly.
 
     Every run is journaled under $HCT_HOME; `--resume RUN` continues one without paying again for
     any call whose result was journaled. Exits 0 only when the run completes.
@@ -137,6 +145,8 @@ def perform(
             resume=resume,
             cache=not no_cache,
             durable=durable,
+            tui=not no_tui,
+            exit_on_finish=exit_on_finish,
         ),
         as_json=as_json,
     )
@@ -165,6 +175,27 @@ def show(
     from hct_cli.cli.runs import show_command
 
     run_command(lambda: show_command(run, as_json=as_json, trace=trace), as_json=as_json)
+
+
+@app.command()
+def replay(
+    run: Annotated[str, typer.Argument(help="A run id (or a unique prefix of one).", show_default=False)],
+    speed: Annotated[
+        float, typer.Option("--speed", help="Playback speed: 1 is the run's own pace, 10 ten times faster.")
+    ] = 1.0,
+    exit_on_finish: Annotated[
+        bool, typer.Option("--exit-on-finish", help="Close the conductor when the replay ends.")
+    ] = False,
+    no_tui: Annotated[bool, typer.Option("--no-tui", help="Print the signals as lines instead.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Play a journaled run again in the conductor (its signals as lines off a terminal)."""
+    from hct_cli.cli.replay import replay_command
+
+    run_command(
+        lambda: replay_command(run, speed=speed, exit_on_finish=exit_on_finish, as_json=as_json, tui=not no_tui),
+        as_json=as_json,
+    )
 
 
 def _decision(verdict: str, summary: str) -> None:

@@ -10,7 +10,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -28,7 +28,9 @@ from hct_cli.routing import tiers_of
 from hct_cli.score import Score, load_score, load_score_text
 
 if TYPE_CHECKING:
+    from hct_cli.providers.human import HumanDesk
     from hct_cli.providers.litellm_provider import LiteLLMProvider
+    from hct_cli.tui.ensemble import Ensemble
 
 __all__ = ["perform_command"]
 
@@ -99,7 +101,10 @@ def perform_command(
     resume: str | None = None,
     cache: bool = True,
     durable: str | None = None,
+    tui: bool = True,
+    exit_on_finish: bool = False,
 ) -> int:
+    view = _View(tui and not as_json and sys.stdout.isatty() and sys.stdin.isatty(), exit_on_finish)
     if durable not in (None, "normal", "full"):
         raise UsageError(f"unknown --durable value {durable!r}", hint="Use normal (survives a killed process) or full.")
     if resume is not None:
@@ -108,7 +113,7 @@ def perform_command(
                 "--resume takes the score and inputs from the journal",
                 hint=f"Run `hct perform --resume {resume}` without a score or --input.",
             )
-        return _perform(None, resume=resume, as_json=as_json, allow_exec=allow_exec, durable=durable)
+        return _perform(None, resume=resume, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view)
     if path is None:
         raise UsageError("perform needs a score", hint="Run `hct perform SCORE --simulate`, or --resume RUN.")
     if dispatch not in POLICIES:
@@ -140,7 +145,9 @@ def perform_command(
         cache=cache,
         durable=durable or "normal",
     )
-    return _perform((score, path, config), resume=None, as_json=as_json, allow_exec=allow_exec, durable=durable)
+    return _perform(
+        (score, path, config), resume=None, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view
+    )
 
 
 def _perform(
@@ -150,6 +157,7 @@ def _perform(
     as_json: bool,
     allow_exec: bool,
     durable: str | None,
+    view: _View,
 ) -> int:
     """Run a new score (``fresh``) or the next segment of a journaled run (``resume``)."""
     from hct_cli.home import connect, set_durability
@@ -223,9 +231,16 @@ def _perform(
         )
         verb = f"resuming run {run_id} (segment {journal.segment})" if run_row is not None else f"run {run_id}"
         sys.stderr.write(f"{verb}: journaled; resume with `hct perform --resume {run_id}` after a crash\n")
-        plain = not as_json or sys.stderr.isatty()
+        plain = not view.tui and (not as_json or sys.stderr.isatty())
         observers: list[Observer] = [journal]
-        if plain:
+        ensemble = None
+        if view.tui:
+            from hct_cli.tui.ensemble import Ensemble
+
+            budget_usd = config.budget_usd if config.budget_usd is not None else score.routing.budget_usd
+            ensemble = Ensemble(program, budget_usd=budget_usd, run_id=run_id)
+            observers.append(ensemble)
+        elif plain:
             from hct_cli.cli.plain import PlainLog
 
             observers.append(PlainLog(len(program.stations)))
@@ -256,11 +271,14 @@ def _perform(
             start_versions=start_versions,
             digests=True,
         )
-        try:
-            result = asyncio.run(_until_stopped(performer))
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            sys.stderr.write("interrupted\n")
-            result = performer.interrupted()
+        if ensemble is not None:
+            result = _conduct(performer, desk, ensemble, view.exit_on_finish)
+        else:
+            try:
+                result = asyncio.run(_until_stopped(performer))
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                sys.stderr.write("interrupted\n")
+                result = performer.interrupted()
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
     from hct_cli.journal import call_counts
@@ -269,7 +287,7 @@ def _perform(
     data["segment"] = journal.segment
     if result.caesura is not None:
         sys.stderr.write(
-            f"caesura: {result.caesura['agent']} stopped the run; shared state is back at checkpoint "
+            f"caesura: {result.caesura['agent'] or 'the conductor'} stopped the run; shared state is back at checkpoint "
             f"{result.caesura['checkpoint']}. Continue with `hct perform --resume {run_id}`.\n"
         )
     if as_json:
@@ -283,6 +301,30 @@ def _perform(
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "completed" else 1
+
+
+@dataclass(frozen=True)
+class _View:
+    """How the run is shown: the conductor (``tui``) or the plain log."""
+
+    tui: bool
+    exit_on_finish: bool = False
+
+
+def _conduct(performer: Performer, desk: HumanDesk, ensemble: Ensemble, exit_on_finish: bool) -> RunResult:
+    """Run under the conductor; the run's own fault, if any, is raised once the screen is back."""
+    from hct_cli.tui.app import Conductor
+    from hct_cli.tui.stage import LiveStage
+
+    stage = LiveStage(performer, desk)
+    app = Conductor(ensemble, stage, exit_on_finish=exit_on_finish)
+    app.run()
+    if app.error is not None:
+        raise app.error
+    if stage.result is None or stage.result.status == "interrupted":
+        sys.stderr.write("interrupted\n")
+        return stage.result or performer.interrupted()
+    return stage.result
 
 
 def _approval_notice(run_id: str) -> Observer:

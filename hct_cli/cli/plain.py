@@ -134,6 +134,8 @@ def summary_table(data: Mapping[str, Any]) -> Any:
         extras.append(f"paid calls {data['paid_calls']}, lost in crashes {data.get('lost_calls', 0)}")
     caesura = data.get("caesura")
     if caesura:
-        extras.append(f"caesura at {caesura['agent']}: rolled back to checkpoint {caesura['checkpoint']}")
+        extras.append(
+            f"caesura at {caesura['agent'] or 'the conductor'}: rolled back to checkpoint {caesura['checkpoint']}"
+        )
     table.caption = caption + ("\n" + "  ".join(extras) if extras else "")
     return table

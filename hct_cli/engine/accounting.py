@@ -9,10 +9,10 @@ from hct_cli.compile import Program
 from hct_cli.engine.result import AgentRecord
 from hct_cli.engine.station import Station
 from hct_cli.governor import worst_case_usd
-from hct_cli.models import model_info
+from hct_cli.models import ModelInfo, model_info
 from hct_cli.routing import TIER_ORDER
 
-__all__ = ["critical_path", "frontier_cost", "price_worst_cases"]
+__all__ = ["critical_path", "frontier_cost", "frontier_price", "price_worst_cases"]
 
 
 def critical_path(program: Program, records: Mapping[str, AgentRecord]) -> float:
@@ -24,10 +24,15 @@ def critical_path(program: Program, records: Mapping[str, AgentRecord]) -> float
     return max(finish.values(), default=0.0)
 
 
+def frontier_price(program: Program) -> ModelInfo | None:
+    """The price of the program's highest tier: what the all-frontier counterfactual pays."""
+    frontier_tier = next((t for t in reversed(TIER_ORDER) if t in program.tiers), None)
+    return model_info(program.tiers[frontier_tier].model) if frontier_tier else None
+
+
 def frontier_cost(program: Program, stations: Iterable[Station]) -> float:
     """What the same token counts would have cost on the frontier tier; sets it per agent too."""
-    frontier_tier = next((t for t in reversed(TIER_ORDER) if t in program.tiers), None)
-    price = model_info(program.tiers[frontier_tier].model) if frontier_tier else None
+    price = frontier_price(program)
     total = 0.0
     for station in stations:
         record = station.record

@@ -9,9 +9,10 @@ Kinds, by what they tell:
   broadcast), ``fail``, ``skip`` (never runs: an upstream station failed, or the run stopped);
 * signals: ``fermata`` (a result held for a gate that takes time; the directory's read for
   ownership uses the same kind, with a ``key``), ``gate`` (its verdict), ``vamp`` (another pass),
-  ``tacet``, ``downbeat`` (a checkpoint), ``caesura``, ``speculate`` (a dependent fired on a held
-  result), ``squash`` (that result did not commit);
+  ``tacet``, ``downbeat`` (a checkpoint), ``caesura`` (no station when the conductor called it),
+  ``speculate`` (a dependent fired on a held result), ``squash`` (that result did not commit);
 * coherence: ``mesi``, ``stale_read``, ``replay``, ``hold``;
+* the conductor's hands: ``pause``, ``resume`` (issuing stops and starts again);
 * routing: ``step_down``, ``boost``, ``budget_stop``, and a provider's ``retry``, ``fallback``,
   ``fallback_skipped``.
 """

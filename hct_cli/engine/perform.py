@@ -175,6 +175,7 @@ class Performer:
         self._settled = 0
         self._status = "completed"
         self._stop_issuing = False
+        self._paused = False
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
@@ -215,13 +216,15 @@ class Performer:
             return
         if station.hold and not self.shared.lock(station):
             return  # granted later, in FIFO order, when a holder commits
-        if not self._queue and self._try_issue(station):
+        if not self._queue and not self._paused and self._try_issue(station):
             return
         station.queued = True
         heapq.heappush(self._queue, (station.spec.priority, name))
 
     def _drain(self) -> None:
         """Issue queued stations, highest priority first, while units allow."""
+        if self._paused:
+            return
         blocked: list[tuple[tuple[int, float, int], str]] = []
         while self._queue:
             item = heapq.heappop(self._queue)
@@ -785,11 +788,13 @@ class Performer:
         if self.observers:
             self._emit("downbeat", station.name, station.version + 1, checkpoint=number, state=checkpoint.values())
 
-    def _stop(self, culprit: Station, reason: str) -> None:
+    def _stop(self, culprit: Station | None, reason: str) -> None:
         """``caesura``: stop issuing, squash work in flight and work committed after the last
-        checkpoint, restore that checkpoint; the run ends ``caesura``."""
+        checkpoint, restore that checkpoint; the run ends ``caesura``. ``culprit`` is the agent
+        whose gate called it, or None when the conductor (a person) did."""
         self._status = "caesura"
         self._stop_issuing = True
+        self._paused = False
         after, number, checkpoint = self._checkpoint
         squashed: dict[str, int] = {}
         for station in self._stations.values():
@@ -812,9 +817,11 @@ class Performer:
                 record.status = "skipped"
                 record.error = "the run stopped at a caesura"
         self.shared.directory.restore(checkpoint)
-        self._caesura = {"agent": culprit.name, "reason": reason, "checkpoint": number, "squashed": squashed}
+        who = culprit.name if culprit is not None else None
+        self._caesura = {"agent": who, "reason": reason, "checkpoint": number, "squashed": squashed}
         if self.observers:
-            self._emit("caesura", culprit.name, culprit.version, reason=reason, checkpoint=number, squashed=squashed)
+            version = culprit.version if culprit is not None else 0
+            self._emit("caesura", who, version, reason=reason, checkpoint=number, squashed=squashed)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
@@ -868,6 +875,37 @@ class Performer:
         if self._settled >= self._n and self._done is not None and not self._done.done():
             self._done.set_result(None)
 
+    # -- the conductor's hands (the TUI's keys) ----------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pause(self) -> None:
+        """Stop issuing: calls in flight finish and commit, ready stations queue until :meth:`resume`.
+        Before the run starts, it starts paused."""
+        if self._paused or self._stop_issuing or (self._done is not None and self._done.done()):
+            return
+        self._paused = True
+        if self.observers:
+            self._emit("pause")
+
+    def resume(self) -> None:
+        """Issue again, queued stations first (highest priority first)."""
+        if not self._paused:
+            return
+        self._paused = False
+        if self.observers:
+            self._emit("resume")
+        self._drain()
+
+    def caesura(self, reason: str = "called by the conductor") -> bool:
+        """Stop the run now, as a gate's ``on_fail: caesura`` would; False once the run has ended."""
+        if self._done is None or self._done.done():
+            return False
+        self._stop(None, reason)
+        return True
+
     # -- the run ---------------------------------------------------------------------------
 
     async def run(self) -> RunResult:
@@ -906,7 +944,13 @@ class Performer:
                 self._timer.cancel()
         result = self.result()
         if self.observers:
-            self._emit("run_end", None, status=result.status, cost_usd=result.cost_usd)
+            self._emit(
+                "run_end",
+                None,
+                status=result.status,
+                cost_usd=result.cost_usd,
+                frontier_cost_usd=result.frontier_cost_usd,
+            )
         return result
 
     def interrupted(self) -> RunResult:

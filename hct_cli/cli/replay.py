@@ -1,0 +1,59 @@
+"""``hct replay RUN``: play a journaled run again in the conductor, at its own pace or faster."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+
+from hct_cli.errors import UsageError
+
+__all__ = ["replay_command"]
+
+
+def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: bool, tui: bool = True) -> int:
+    if not math.isfinite(speed) or speed <= 0:
+        raise UsageError("--speed must be above zero", hint="1 plays the run at its own pace, 10 ten times faster.")
+    from hct_cli.home import connect
+    from hct_cli.journal import events_of, find_run
+    from hct_cli.tui.stage import journal_events
+
+    db = connect()
+    row = find_run(db, run)
+    events = journal_events(events_of(db, row.run_id))
+    if as_json:
+        rows = [
+            {"at": round(e.time_s, 6), "kind": e.kind, "station": e.station, "version": e.version, "data": e.data}
+            for e in events
+        ]
+        sys.stdout.write(json.dumps({"run_id": row.run_id, "score": row.score, "events": rows}, indent=2) + "\n")
+        return 0
+    if not (tui and sys.stdout.isatty() and sys.stdin.isatty()):
+        from hct_cli.cli.plain import PlainLog
+
+        log = PlainLog(0, stream=sys.stdout)
+        log.live = False
+        for event in events:
+            log(event)
+        return 0
+    from hct_cli.compile import compile_score
+    from hct_cli.score import load_score_text
+    from hct_cli.tui.app import Conductor
+    from hct_cli.tui.ensemble import Ensemble
+    from hct_cli.tui.stage import ReplayStage
+
+    score = load_score_text(row.score_text, row.score_path or row.score)
+    config = row.config
+    ensemble = Ensemble(
+        compile_score(score),
+        budget_usd=config.budget_usd if config.budget_usd is not None else score.routing.budget_usd,
+        run_id=row.run_id,
+    )
+    Conductor(ensemble, ReplayStage(events, ensemble, speed), exit_on_finish=exit_on_finish).run()
+    if row.result is not None:
+        from rich.console import Console
+
+        from hct_cli.cli.plain import summary_table
+
+        Console().print(summary_table(row.result))
+    return 0
