@@ -104,7 +104,9 @@ def perform_command(
     tui: bool = True,
     exit_on_finish: bool = False,
 ) -> int:
-    view = _View(tui and not as_json and sys.stdout.isatty() and sys.stdin.isatty(), exit_on_finish)
+    from hct_cli.tui import on_a_terminal
+
+    view = _View(tui and not as_json and on_a_terminal(), exit_on_finish)
     if durable not in (None, "normal", "full"):
         raise UsageError(f"unknown --durable value {durable!r}", hint="Use normal (survives a killed process) or full.")
     if resume is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from pathlib import Path
 
 from hct_cli.errors import UsageError
 
@@ -28,7 +29,9 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
         ]
         sys.stdout.write(json.dumps({"run_id": row.run_id, "score": row.score, "events": rows}, indent=2) + "\n")
         return 0
-    if not (tui and sys.stdout.isatty() and sys.stdin.isatty()):
+    from hct_cli.tui import on_a_terminal
+
+    if not (tui and on_a_terminal()):
         from hct_cli.cli.plain import PlainLog
 
         log = PlainLog(0, stream=sys.stdout)
@@ -42,7 +45,9 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
     from hct_cli.tui.ensemble import Ensemble
     from hct_cli.tui.stage import ReplayStage
 
-    score = load_score_text(row.score_text, row.score_path or row.score)
+    # Files the score names (an input's default_file) resolve beside the score, as on a resume.
+    base = Path(row.score_path) if row.score_path else None
+    score = load_score_text(row.score_text, row.score_path or row.score, base)
     config = row.config
     ensemble = Ensemble(
         compile_score(score),
