@@ -91,6 +91,9 @@ class Conductor(App[None]):
         self.frames = 0
         self._drawn = -1
         self._play: asyncio.Task[None] | None = None
+        self._panels: list[Panel] = []
+        self._cost: CostView | None = None
+        self._status: Static | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -110,6 +113,10 @@ class Conductor(App[None]):
 
     def on_mount(self) -> None:
         self.theme = "ansi-dark"  # the terminal's own colours
+        # Found once: a frame draws them without querying the DOM.
+        self._panels = list(self.query(Panel))
+        self._cost = self.query_one(CostView)
+        self._status = self.query_one("#status", Static)
         self._fit_agents()
         self._frame()
         self.set_interval(1 / FPS, self._frame)
@@ -161,16 +168,17 @@ class Conductor(App[None]):
     def _frame(self) -> None:
         """Redraw from the ensemble: every panel once, whatever number of events came since."""
         ensemble = self.ensemble
+        if self._cost is None or self._status is None:
+            return  # not mounted yet
         if ensemble.revision == self._drawn and ensemble.finished:
             return  # nothing moved, not even the clock
         self._drawn = ensemble.revision
         self.frames += 1
-        for panel in self.query(Panel):
+        for panel in self._panels:
             panel.sync()
-        self.query_one(CostView).sync()
-        status = self.query_one("#status", Static)
-        status.update(self.status_line())
-        status.set_class(ensemble.finished, "finished")
+        self._cost.sync()
+        self._status.update(self.status_line())
+        self._status.set_class(ensemble.finished, "finished")
 
     def status_line(self) -> str:
         ensemble = self.ensemble

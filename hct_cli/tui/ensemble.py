@@ -242,9 +242,10 @@ class Ensemble:
         row = self._row(event)
         if row is None:
             return
-        if row.spans and row.spans[-1].end is None:
+        if row.spans and row.spans[-1].end is None:  # an earlier pass (a retry, a replay, a vamp)
             row.spans[-1].end = event.time_s
-            row.spans[-1].state = "squashed"
+            if row.spans[-1].state == "running":
+                row.spans[-1].state = "done"
         row.state = "running"
         row.version = event.version
         row.hold = ""
@@ -267,7 +268,7 @@ class Ensemble:
             return
         row.tokens += prompt + completion
         row.cost_usd += cost
-        if row.kind == "llm" and data.get("purpose") is None:
+        if row.kind == "llm":  # judges too: the run's own figure prices every call of an LLM agent
             self.frontier_usd += self._frontier.cost(prompt, completion) if self._frontier is not None else cost
 
     def _close(self, row: AgentRow, at: float, state: str) -> None:
@@ -289,7 +290,7 @@ class Ensemble:
             return
         if row.state not in _OVER:
             self.done += 1
-        self._close(row, event.time_s, "done")
+        self._close(row, event.time_s, "tacet" if row.state == "tacet" else "done")  # a tacet's null is cued
         for key, former in (event.data.get("keys") or {}).items():
             self.key_versions[key] = self.key_versions.get(key, 0) + 1
             for agent in former:
@@ -352,6 +353,7 @@ class Ensemble:
                     self.done -= 1
                 self._close(row, event.time_s, "squashed")
             elif row.state in ("waiting", "ready"):
+                self.done += 1  # settled, as a skip is
                 self._close(row, event.time_s, "skipped")
         for (key, agent), (_, version) in list(self.cells.items()):
             self.cells[(key, agent)] = ("I", version)
@@ -433,8 +435,7 @@ def describe(event: Event) -> str:
         passed = data.get("passed")
         verdict = "" if passed is None else "passed: " if passed else "failed: "
         extra = f" (back to checkpoint {data.get('checkpoint')})" if kind == "caesura" else ""
-        who = "" if event.station or kind != "caesura" else "called by the conductor: "
-        return f"{who}{verdict}{data.get('reason', '')}{extra}".strip()
+        return f"{verdict}{data.get('reason', '')}{extra}".strip()
     if kind == "squash":
         return f"fired on {data.get('on')}, which did not commit (${float(data.get('cost_usd') or 0.0):.4f} lost)"
     if kind == "speculate":
