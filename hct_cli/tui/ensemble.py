@@ -97,6 +97,7 @@ class AgentRow:
     started: float | None = None
     finished: float | None = None
     hold: str = ""  # what a held agent waits for: a gate's check, a person, a lock
+    restored: bool = False  # its call is answered from the journal (a resume): no result event comes
     spans: list[Span] = field(default_factory=list)
 
     def elapsed(self, now: float) -> float | None:
@@ -252,6 +253,7 @@ class Ensemble:
         data = event.data
         row.model = str(data.get("model") or row.model)
         row.tier = data.get("tier") or row.tier
+        row.restored = bool(data.get("restored"))
         if row.started is None:
             row.started = event.time_s
         row.finished = None
@@ -290,6 +292,11 @@ class Ensemble:
             return
         if row.state not in _OVER:
             self.done += 1
+        if row.restored:  # a journaled result: its cost counts in the resumed run's spend
+            row.restored = False
+            cost = float(event.data.get("cost_usd") or 0.0)
+            row.cost_usd += cost
+            self.spend_usd += cost
         self._close(row, event.time_s, "tacet" if row.state == "tacet" else "done")  # a tacet's null is cued
         for key, former in (event.data.get("keys") or {}).items():
             self.key_versions[key] = self.key_versions.get(key, 0) + 1

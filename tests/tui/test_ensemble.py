@@ -605,3 +605,19 @@ async def test_a_paused_performer_leaves_roots_ready_until_resumed() -> None:
     assert result.status == "completed" and not ensemble.paused
     assert [s.kind for s in ensemble.signals()][:2] == ["pause", "resume"]
     assert states(ensemble) == {name: "done" for name in "abcd"}
+
+
+def test_a_call_answered_from_the_journal_counts_its_cost_when_cued() -> None:
+    """On a resume a restored call sends no result event: its cue carries the cost."""
+    ensemble = Ensemble(program())
+    feed(
+        ensemble,
+        ev("issue", 0.0, "a", 1, model="gpt-4o-mini", tier="mid", restored=True),
+        ev("cue", 0.0, "a", 1, cost_usd=0.003, keys={}),
+        ev("issue", 0.1, "b", 1, model="gpt-4o-mini", tier="mid"),
+        ev("result", 0.2, "b", 1, prompt_tokens=3, completion_tokens=5, cost_usd=0.001),
+        ev("cue", 0.2, "b", 1, cost_usd=0.001, keys={}),
+    )
+    assert ensemble.spend_usd == pytest.approx(0.004)
+    assert ensemble.agents["a"].cost_usd == pytest.approx(0.003)
+    assert ensemble.agents["b"].cost_usd == pytest.approx(0.001)
