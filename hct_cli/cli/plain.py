@@ -131,7 +131,9 @@ def summary_table(data: Mapping[str, Any]) -> Any:
     if data.get("cached_calls"):
         extras.append(f"{data['cached_calls']} calls from the cache")
     if "paid_calls" in data:
-        extras.append(f"paid calls {data['paid_calls']}, lost to a crash or an interruption {data.get('lost_calls', 0)}")
+        extras.append(
+            f"paid calls {data['paid_calls']}, lost to a crash or an interruption {data.get('lost_calls', 0)}"
+        )
     caesura = data.get("caesura")
     if caesura:
         extras.append(

@@ -54,7 +54,10 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
         budget_usd=config.budget_usd if config.budget_usd is not None else score.routing.budget_usd,
         run_id=row.run_id,
     )
-    Conductor(ensemble, ReplayStage(events, ensemble, speed), exit_on_finish=exit_on_finish).run()
+    app = Conductor(ensemble, ReplayStage(events, ensemble, speed, row.status), exit_on_finish=exit_on_finish)
+    app.run()
+    if app.error is not None:
+        raise app.error
     if row.result is not None:
         from rich.console import Console
 

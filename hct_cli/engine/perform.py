@@ -176,6 +176,7 @@ class Performer:
         self._status = "completed"
         self._stop_issuing = False
         self._paused = False
+        self._held_back: list[str] = []  # released while paused, in release order
         self._t0: float | None = None
         self._last_commit = 0.0
         self._done: asyncio.Future[None] | None = None
@@ -212,11 +213,14 @@ class Performer:
         if self._stop_issuing:
             self._skip(name, "the run stopped issuing")
             return
+        if self._paused:  # released in full (tacet check, locks) when the run resumes
+            self._held_back.append(name)
+            return
         if station.agent.tacet_if is not None and not station.tacet_checked and self._tacet_holds(station):
             return
         if station.hold and not self.shared.lock(station):
             return  # granted later, in FIFO order, when a holder commits
-        if not self._queue and not self._paused and self._try_issue(station):
+        if not self._queue and self._try_issue(station):
             return
         station.queued = True
         heapq.heappush(self._queue, (station.spec.priority, name))
@@ -882,8 +886,9 @@ class Performer:
         return self._paused
 
     def pause(self) -> None:
-        """Stop issuing: calls in flight finish and commit, ready stations queue until :meth:`resume`.
-        Before the run starts, it starts paused."""
+        """Stop issuing: calls in flight finish and commit, stations released meanwhile wait for
+        :meth:`resume` (nothing is evaluated for them, not even a ``tacet_if`` judge). Before the
+        run starts, it starts paused."""
         if self._paused or self._stop_issuing or (self._done is not None and self._done.done()):
             return
         self._paused = True
@@ -897,6 +902,9 @@ class Performer:
         self._paused = False
         if self.observers:
             self._emit("resume")
+        held, self._held_back = self._held_back, []
+        for name in sorted(held, key=lambda n: self._stations[n].spec.priority):
+            self._release(name)
         self._drain()
 
     def caesura(self, reason: str = "called by the conductor") -> bool:

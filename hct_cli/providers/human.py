@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["HumanDesk"]
+__all__ = ["Asked", "HumanDesk"]
 
 _EXCERPT = 600
 
@@ -27,6 +28,15 @@ def _parse(answer: str) -> str | None:
     if word in ("n", "no", "r", "reject"):
         return "reject"
     return None
+
+
+@dataclass(frozen=True)
+class Asked:
+    """A question the desk is asking a person now."""
+
+    version: int
+    output: Any
+    deadline: float | None  # the event loop's clock; None waits for ever
 
 
 class HumanDesk:
@@ -46,17 +56,17 @@ class HumanDesk:
         self.terminal = terminal
         self.poll_s = poll_s
         self.stream = stream or sys.stderr
-        self._decisions: dict[str, tuple[str, str]] = {}
+        self._decisions: dict[tuple[str, int], tuple[str, str]] = {}
         self._seen: dict[str, int] = {}
-        self.waiting: dict[str, Any] = {}  # agent -> the output held for a decision (the TUI shows it)
+        self.waiting: dict[str, Asked] = {}  # agent -> what it is asked about now (the TUI shows it)
 
-    def decide(self, agent: str, verdict: str, note: str = "") -> None:
-        """Record a decision made in this process (the TUI)."""
-        self._decisions[agent] = (verdict, note or "decided in the conductor")
+    def decide(self, agent: str, version: int, verdict: str, note: str = "") -> None:
+        """Record a decision made in this process (the TUI) on ``agent@version``'s result."""
+        self._decisions[(agent, version)] = (verdict, note or "decided in the conductor")
 
-    def _recorded(self, agent: str) -> tuple[str, str] | None:
-        if agent in self._decisions:
-            return self._decisions.pop(agent)
+    def _recorded(self, agent: str, version: int) -> tuple[str, str] | None:
+        if (agent, version) in self._decisions:
+            return self._decisions.pop((agent, version))
         if self.db is None:
             return None
         from hct_cli.journal import next_verdict
@@ -73,11 +83,11 @@ class HumanDesk:
         """Wait for a decision on ``agent``'s result: (approved, why)."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout_s is None else loop.time() + timeout_s
-        self.waiting[agent] = output
+        self.waiting[agent] = Asked(version, output, deadline)
         typed: asyncio.Future[str] | None = self._prompt(agent, version, output) if self.terminal else None
         try:
             while True:
-                decision = self._recorded(agent)
+                decision = self._recorded(agent, version)
                 if decision is None and typed is not None and typed.done():
                     verdict = _parse(typed.result())
                     if verdict is not None:
@@ -93,6 +103,7 @@ class HumanDesk:
                 await asyncio.sleep(self.poll_s)
         finally:
             self.waiting.pop(agent, None)
+            self._decisions.pop((agent, version), None)  # one made as the question timed out
             if typed is not None and not typed.done():
                 typed.cancel()
                 loop.remove_reader(sys.stdin.fileno())

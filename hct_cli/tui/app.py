@@ -20,7 +20,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
 from hct_cli.tui.ensemble import Ensemble
-from hct_cli.tui.stage import Stage
+from hct_cli.tui.stage import Question, Stage
 from hct_cli.tui.views import AgentsView, CoherenceView, CostView, Panel, SignalsView, TimelineView, money
 
 __all__ = ["Conductor", "Confirm"]
@@ -80,6 +80,7 @@ class Conductor(App[None]):
         Binding("slash", "filter", "filter log"),
         Binding("q", "quit_run", "quit"),
         Binding("ctrl+c", "interrupt", "interrupt", show=False, priority=True),
+        Binding("ctrl+q", "quit_run", "quit", show=False, priority=True),
     ]
 
     def __init__(self, ensemble: Ensemble, stage: Stage, *, exit_on_finish: bool = False) -> None:
@@ -92,6 +93,8 @@ class Conductor(App[None]):
         self._drawn = -1
         self._play: asyncio.Task[None] | None = None
         self._panels: list[Panel] = []
+        self._asked: set[tuple[str, int]] = set()  # questions already announced
+        self._decided: set[tuple[str, int]] = set()  # and those this conductor answered
         self._cost: CostView | None = None
         self._status: Static | None = None
 
@@ -179,6 +182,27 @@ class Conductor(App[None]):
         self._cost.sync()
         self._status.update(self.status_line())
         self._status.set_class(ensemble.finished, "finished")
+        self._announce()
+
+    def _questions(self) -> list[Question]:
+        """What a person is asked now and has not answered here yet, oldest first."""
+        return [q for q in self.stage.waiting() if (q.agent, q.version) not in self._decided]
+
+    def _announce(self) -> None:
+        """Say once, with an excerpt of the result, that a person is needed."""
+        if not self.stage.live:
+            return
+        for question in self._questions():
+            if (question.agent, question.version) in self._asked:
+                continue
+            self._asked.add((question.agent, question.version))
+            text = str(question.output)
+            excerpt = text if len(text) <= 300 else text[:300] + " …"
+            self.notify(
+                f"{excerpt}\n\na approves, r rejects",
+                title=f"{question.agent}@{question.version} waits for you",
+                timeout=60,
+            )
 
     def status_line(self) -> str:
         ensemble = self.ensemble
@@ -194,8 +218,11 @@ class Conductor(App[None]):
             parts.append("finished — q to quit")
         else:
             parts.append(f"{ensemble.running} running")
-            if ensemble.pending:
-                parts.append(f"{len(ensemble.pending)} waiting for you (a / r)")
+            asked = self._questions()
+            if asked:
+                parts.append(f"{asked[0].agent}@{asked[0].version} waits for you (a / r)")
+                if len(asked) > 1:
+                    parts.append(f"{len(asked) - 1} more")
             if self.stage.paused:
                 parts.append("PAUSED — space resumes")
         return " · ".join(parts)
@@ -211,21 +238,26 @@ class Conductor(App[None]):
             self.notify("issuing again")
         else:
             self.stage.pause()
-            self.notify("paused: calls in flight finish, nothing new is issued")
+            if self.stage.paused:
+                self.notify("paused: calls in flight finish, nothing new is issued")
+            else:
+                self.notify("issuing has already stopped (the budget or a caesura)", severity="warning")
         self._frame()
 
     def action_decide(self, verdict: str) -> None:
-        pending = self.ensemble.pending
-        if not pending:
-            self.notify("no fermata is waiting for a person", severity="warning")
+        asked = self._questions()
+        if not asked:
+            self.notify("no result is waiting for a person", severity="warning")
             return
-        agent = next(iter(pending))
-        problem = self.stage.decide(agent, verdict)
+        question = asked[0]
+        problem = self.stage.decide(question.agent, question.version, verdict)
         if problem is not None:
             self.notify(problem, severity="warning")
             return
-        more = f"; {len(pending) - 1} more waiting" if len(pending) > 1 else ""
-        self.notify(f"{agent}: {verdict}d{more}")
+        self._decided.add((question.agent, question.version))  # the next key goes to the next one
+        more = f"; {len(asked) - 1} more waiting" if len(asked) > 1 else ""
+        self.notify(f"{question.agent}@{question.version}: {'approved' if verdict == 'approve' else 'rejected'}{more}")
+        self._frame()
 
     def action_caesura(self) -> None:
         if not self.stage.live or self.ensemble.finished:

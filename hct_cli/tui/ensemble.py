@@ -89,7 +89,7 @@ class AgentRow:
     tier: str | None
     model: str
     cues: tuple[str, ...]
-    missing: list[str]  # cues not yet arrived, in declaration order
+    missing: dict[str, None]  # cues not yet arrived, in declaration order (a dict: O(1) removal)
     state: str = "waiting"
     version: int = 0
     tokens: int = 0
@@ -110,7 +110,7 @@ class AgentRow:
         """What a waiting or held agent still lacks, in words."""
         if self.state == "waiting" and self.missing:
             more = len(self.missing) - 1
-            return self.missing[0] + (f" +{more}" if more else "")
+            return next(iter(self.missing)) + (f" +{more}" if more else "")
         if self.state in ("held", "parked"):
             return self.hold
         return ""
@@ -149,14 +149,15 @@ class Ensemble:
                 spec.route.tier,
                 spec.route.model if agent.kind == "llm" else agent.kind,
                 spec.tags,
-                list(spec.tags),
+                dict.fromkeys(spec.tags),
             )
         self.dependents = {name: program.stations[name].dependents for name in program.order}
         for name in program.roots:
             self.agents[name].state = "ready"
         self.keys = list(program.score.state)
         self.key_versions = dict.fromkeys(self.keys, 0)
-        self.sharers: list[str] = []  # agents that touched shared state, in the order they did
+        self.sharers: dict[str, None] = {}  # agents that touched shared state, in the order they did
+        self.sharer_list: list[str] = []  # the same, indexable (the coherence panel draws by row)
         self.cells: dict[tuple[str, str], tuple[str, int]] = {}  # (key, agent) -> (M/E/S/I, version)
         self.log: deque[Signal] = deque(maxlen=LOG_LIMIT)
         self.logged = 0  # signals ever logged (the log's index of its newest entry, plus one)
@@ -168,6 +169,8 @@ class Ensemble:
         self.paused = False
         self.done = 0
         self.revision = 0  # bumped by every event: the screen redraws when it moved
+        self.faults = 0  # events the view could not take (a bug; the run goes on)
+        self._segments = 0
         self.end_time: float | None = None
         self.last_time = 0.0
         self._wall0: float | None = None
@@ -192,6 +195,8 @@ class Ensemble:
             "boost": self._route,
             "fallback": self._route,
             "pause": self._pause,
+            "vamp": self._again_later,
+            "replay": self._again_later,
             "resume": self._pause,
         }
 
@@ -214,18 +219,41 @@ class Ensemble:
         self.revision += 1
         if event.time_s > self.last_time:
             self.last_time = event.time_s
-        handler = self._on.get(event.kind)
-        if handler is not None:
-            handler(event)
-        if event.kind in _LOGGED and not (event.kind == "fermata" and "key" in event.data):
-            self._log(event)
+        try:
+            handler = self._on.get(event.kind)
+            if handler is not None:
+                handler(event)
+            if event.kind in _LOGGED and not (event.kind == "fermata" and "key" in event.data):
+                self._log(event)
+        except Exception as exc:  # a fault in the view must never end the run it shows
+            self.faults += 1
+            if self.faults == 1:
+                self.log.append(Signal(event.time_s, "conductor", "", f"cannot show {event.kind}: {exc!r}"))
+                self.logged += 1
 
     def _run_start(self, event: Event) -> None:
+        self._segments += 1
+        if self._segments > 1:
+            self._again(event.time_s)
         self.run_id = str(event.data.get("run_id", self.run_id))
         if self._wall0 is None:
             self._wall0 = time.perf_counter() - event.time_s
         self.status = "running"
         self.end_time = None
+
+    def _again(self, at: float) -> None:
+        """A resume performs the score again (journaled calls answered at once): start over,
+        keeping each agent's bars."""
+        self.done = 0
+        self.spend_usd = self.frontier_usd = 0.0
+        self.pending.clear()
+        for row in self.agents.values():
+            if row.spans and row.spans[-1].end is None:
+                row.spans[-1].end = at
+            row.state = "waiting" if row.cues else "ready"
+            row.missing = dict.fromkeys(row.cues)
+            row.tokens, row.cost_usd, row.hold, row.restored = 0, 0.0, "", False
+            row.started = row.finished = None
 
     def _run_end(self, event: Event) -> None:
         self.status = str(event.data.get("status", "completed"))
@@ -279,7 +307,8 @@ class Ensemble:
         row.hold = ""
         if row.spans and row.spans[-1].end is None:
             row.spans[-1].end = at
-            row.spans[-1].state = state
+            if row.spans[-1].state == "running":  # a wait at a gate stays drawn as one
+                row.spans[-1].state = state
         self.pending.pop(row.name, None)
         for key in self.keys:
             cell = self.cells.get((key, row.name))
@@ -298,19 +327,37 @@ class Ensemble:
             row.cost_usd += cost
             self.spend_usd += cost
         self._close(row, event.time_s, "tacet" if row.state == "tacet" else "done")  # a tacet's null is cued
+        self._written(event)
+        name = row.name
+        for dependent in self.dependents.get(name, ()):
+            waiting = self.agents[dependent]
+            if waiting.missing.pop(name, 0) is None and not waiting.missing and waiting.state == "waiting":
+                waiting.state = "ready"
+
+    def _written(self, event: Event) -> None:
+        """A commit wrote shared keys (a cue, or a vamp's pass): new versions, former sharers stale."""
         for key, former in (event.data.get("keys") or {}).items():
             self.key_versions[key] = self.key_versions.get(key, 0) + 1
             for agent in former:
                 cell = self.cells.get((key, agent))
                 if cell is not None:
                     self.cells[(key, agent)] = ("I", cell[1])
-        name = row.name
-        for dependent in self.dependents.get(name, ()):
-            waiting = self.agents[dependent]
-            if name in waiting.missing:
-                waiting.missing.remove(name)
-                if not waiting.missing and waiting.state == "waiting":
-                    waiting.state = "ready"
+
+    def _again_later(self, event: Event) -> None:
+        """A vamp pass, a stale read's replay: the agent is released again for another call."""
+        row = self._row(event)
+        if event.kind == "vamp":
+            self._written(event)
+        if row is not None and row.state not in _OVER:
+            self._reissue(row, event.time_s)
+
+    def _reissue(self, row: AgentRow, at: float) -> None:
+        row.state = "ready"
+        row.hold = ""
+        if row.spans and row.spans[-1].end is None:
+            row.spans[-1].end = at
+            if row.spans[-1].state == "running":
+                row.spans[-1].state = "done"
 
     def _over(self, event: Event) -> None:
         row = self._row(event)
@@ -327,9 +374,9 @@ class Ensemble:
             if row is not None:  # a read for ownership: the writer holds E on the key
                 self._cell(str(event.data["key"]), row.name, "E", int(event.data.get("key_version", 0)))
             return
-        hold = str(event.data.get("hold", "a gate"))
+        hold = str(event.data.get("hold", "gate"))
         row.state = "held"
-        row.hold = "a person: a / r" if hold == "approval" else f"gate: {hold}"
+        row.hold = "a person: a / r" if hold == "approval" else "its gate"
         if row.spans and row.spans[-1].end is None:
             row.spans[-1].end = event.time_s
             row.spans[-1].state = "done"
@@ -342,9 +389,8 @@ class Ensemble:
         if row is None:
             return
         self.pending.pop(row.name, None)
-        if row.state == "held":
-            row.state = "running"
-            row.hold = ""
+        if not event.data.get("passed", True):  # released again: a retry, one tier up
+            self._reissue(row, event.time_s)
 
     def _squash(self, event: Event) -> None:
         row = self._row(event)
@@ -359,8 +405,8 @@ class Ensemble:
                 if row.state in _OVER and row.state != "squashed":
                     self.done -= 1
                 self._close(row, event.time_s, "squashed")
-            elif row.state in ("waiting", "ready"):
-                self.done += 1  # settled, as a skip is
+            elif row.state not in _OVER:  # never ran, or waited for a lock: settled, as a skip is
+                self.done += 1
                 self._close(row, event.time_s, "skipped")
         for (key, agent), (_, version) in list(self.cells.items()):
             self.cells[(key, agent)] = ("I", version)
@@ -387,7 +433,8 @@ class Ensemble:
             self.keys.append(key)
             self.key_versions[key] = version
         if agent not in self.sharers:
-            self.sharers.append(agent)
+            self.sharers[agent] = None
+            self.sharer_list.append(agent)
         self.cells[(key, agent)] = (state, version)
 
     def _route(self, event: Event) -> None:

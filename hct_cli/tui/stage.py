@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hct_cli.engine.events import Event
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from hct_cli.tui.ensemble import Ensemble
 
 __all__ = ["LiveStage", "ReplayStage", "Stage", "journal_events"]
+
+
+@dataclass(frozen=True)
+class Question:
+    """A result held for a person's decision."""
+
+    agent: str
+    version: int
+    output: Any = None
 
 
 class Stage(Protocol):
@@ -33,8 +43,11 @@ class Stage(Protocol):
 
     def resume(self) -> None: ...
 
-    def decide(self, agent: str, verdict: str) -> str | None:
-        """Record a person's verdict; a reason when it cannot be taken."""
+    def waiting(self) -> list[Question]:
+        """The results a person is being asked about now, oldest first."""
+
+    def decide(self, agent: str, version: int, verdict: str) -> str | None:
+        """Record a person's verdict on ``agent@version``; a reason when it cannot be taken."""
 
     def caesura(self) -> str | None:
         """Stop the run at its last checkpoint; a reason when it cannot."""
@@ -67,10 +80,15 @@ class LiveStage:
     def resume(self) -> None:
         self.performer.resume()
 
-    def decide(self, agent: str, verdict: str) -> str | None:
+    def waiting(self) -> list[Question]:
+        if self.desk is None:
+            return []
+        return [Question(agent, asked.version, asked.output) for agent, asked in list(self.desk.waiting.items())]
+
+    def decide(self, agent: str, version: int, verdict: str) -> str | None:
         if self.desk is None:
             return "this run takes no decisions"
-        self.desk.decide(agent, verdict)
+        self.desk.decide(agent, version, verdict)
         return None
 
     def caesura(self) -> str | None:
@@ -99,8 +117,11 @@ class ReplayStage:
 
     live = False
 
-    def __init__(self, events: list[Event], ensemble: Ensemble, speed: float = 1.0) -> None:
+    def __init__(
+        self, events: list[Event], ensemble: Ensemble, speed: float = 1.0, final_status: str | None = None
+    ) -> None:
         self.events = events
+        self.final_status = final_status  # the journal's word when no run_end was journaled (a crash)
         self.ensemble = ensemble
         self.speed = speed
         self._position = 0.0  # run time reached, in the run's own seconds
@@ -120,7 +141,11 @@ class ReplayStage:
     async def play(self) -> None:
         loop = asyncio.get_running_loop()
         base = loop.time()  # wall time at which run time 0 would have played
+        turn = loop.time()
         for event in self.events:
+            if loop.time() - turn > 0.01:  # behind schedule: let the screen and the keys in
+                await asyncio.sleep(0)
+                turn = loop.time()
             while True:
                 if not self._resumed.is_set():
                     paused_at = loop.time()
@@ -132,9 +157,12 @@ class ReplayStage:
                     break
                 self._position = (loop.time() - base) * self.speed
                 await asyncio.sleep(min(delay, 0.05))  # wakes often enough to move the clock
+                turn = loop.time()
             self._position = max(self._position, event.time_s)
             self.ensemble(event)
         self._position = self.events[-1].time_s if self.events else 0.0
+        if not self.ensemble.finished:  # the journal ends without a run_end: a crash or a kill
+            self.ensemble(Event("run_end", self._position, data={"status": self.final_status or "crashed"}))
 
     def pause(self) -> None:
         if self._resumed.is_set():
@@ -146,7 +174,10 @@ class ReplayStage:
             self._resumed.set()
             self.ensemble.paused = False
 
-    def decide(self, agent: str, verdict: str) -> str | None:
+    def waiting(self) -> list[Question]:
+        return [Question(agent, version) for agent, version in self.ensemble.pending.items()]
+
+    def decide(self, agent: str, version: int, verdict: str) -> str | None:
         return "a replay cannot decide: the run is over"
 
     def caesura(self) -> str | None:

@@ -314,7 +314,7 @@ class CoherenceView(Panel):
 
     def line(self, index: int) -> list[Segment]:
         ensemble = self.ensemble
-        agent = ensemble.sharers[index]
+        agent = ensemble.sharer_list[index]
         segments = [Segment(fit(agent, self.name_w) + " ")]
         for key in ensemble.keys:
             cell = ensemble.cells.get((key, agent))
@@ -341,8 +341,8 @@ class CostView(Static):
         ensemble = self.ensemble
         lines = [f"spend    {money(ensemble.spend_usd)}"]
         budget = ensemble.budget_usd
-        if budget:
-            used = min(1.0, ensemble.spend_usd / budget)
+        if budget is not None:
+            used = min(1.0, ensemble.spend_usd / budget) if budget > 0 else 1.0
             filled = round(used * 12)
             lines.append(f"budget   {money(budget)} {used:.0%}")
             lines.append(f"         {'█' * filled}{'░' * (12 - filled)}")

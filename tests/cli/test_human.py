@@ -47,7 +47,7 @@ def _read_until(fd: int, pattern: str, seconds: float = 60.0) -> str:
 def test_a_person_decides_at_the_terminal(resources: Path, answer: str, status: str, code: int) -> None:
     master, slave = pty.openpty()
     process = subprocess.Popen(
-        [*HCT, "perform", _score(resources), "--simulate"],
+        [*HCT, "perform", _score(resources), "--simulate", "--no-tui"],
         stdin=slave,
         stdout=slave,
         stderr=slave,

@@ -304,11 +304,11 @@ def test_a_person_decides_through_the_desk_while_the_result_is_held(
 
     async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")
-        assert desk.waiting["a"] == "please approve me"
+        assert desk.waiting["a"].output == "please approve me" and desk.waiting["a"].version == 1
         assert p.records["a"].status == "held"
         assert provider.of("b") == [], "b started before the person decided"
         assert not seen(events, "gate", "a")
-        desk.decide("a", verdict, note)
+        desk.decide("a", 1, verdict, note)
 
     result = conduct(p, cues)
     assert "a" not in desk.waiting
@@ -382,7 +382,7 @@ def test_hold_approval_asks_a_person_after_the_deterministic_check_passes() -> N
     async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")
         assert provider.of("b") == []
-        desk.decide("a", "approve")
+        desk.decide("a", 1, "approve")
 
     result = conduct(p, cues)
     assert result.agents["a"].status == "done" and result.agents["b"].status == "done"

@@ -220,9 +220,9 @@ def test_speculation_past_a_person_squashes_on_reject_and_hits_on_approve() -> N
 
     async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting and p.records["b"].status == "speculative", "b ran on a@1")
-        desk.decide("a", "reject", "not this one")
+        desk.decide("a", 1, "reject", "not this one")
         await eventually(lambda: "a" in desk.waiting and len(provider.of("b")) == 2, "b ran on a@2")
-        desk.decide("a", "approve")
+        desk.decide("a", 2, "approve")
 
     result = conduct(p, cues)
     assert result.status == "completed"

@@ -82,9 +82,8 @@ async def test_space_pauses_issuing_and_resumes_it(code_review: Path) -> None:
 async def test_a_human_fermata_is_approved_by_key(resources: Path) -> None:
     app, stage = live(resources / "scores" / "human-gate.yaml")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: states(app).get("draft") == "held", "draft is held for a person")
-        await pilot.pause()
-        assert "waiting for you" in screen_text(app).splitlines()[0]
+        await wait_for(pilot, lambda: "draft@1 waits for you" in screen_text(app).splitlines()[0], "a person is asked")
+        assert states(app)["draft"] == "held"
         assert "a person" in next(line for line in app.query_one(AgentsView).lines() if line.startswith("draft"))
         await pilot.press("a")
         await wait_for(pilot, lambda: app.ensemble.finished, "the run ends")
@@ -96,7 +95,7 @@ async def test_a_human_fermata_is_approved_by_key(resources: Path) -> None:
 async def test_a_human_fermata_is_rejected_by_key(resources: Path) -> None:
     app, stage = live(resources / "scores" / "human-gate.yaml")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: states(app).get("draft") == "held", "draft is held for a person")
+        await wait_for(pilot, lambda: bool(stage.waiting()), "a person is asked about draft")
         await pilot.press("r")
         await wait_for(pilot, lambda: app.ensemble.finished, "the run ends")
         assert states(app)["draft"] == "failed"
@@ -109,7 +108,7 @@ async def test_approving_with_nothing_pending_says_so(code_review: Path) -> None
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a")
         await pilot.pause()
-        assert any("no fermata" in n.message for n in app._notifications)
+        assert any("no result is waiting" in n.message for n in app._notifications)
         await pilot.press("space")
         await wait_for(pilot, lambda: app.ensemble.finished, "the run ends")
 
@@ -219,3 +218,56 @@ def test_no_color_is_honoured(code_review: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("NO_COLOR")
     app, _ = live(code_review)
     assert not app.no_color
+
+
+TWO_PEOPLE = """
+hct: 1
+name: two-people
+agents:
+  one:
+    prompt: "first"
+    simulate: {latency_ms: 10}
+    fermata: {check: {human: true}, timeout_s: 60, default: reject, retries: 0}
+  two:
+    prompt: "second"
+    simulate: {latency_ms: 20}
+    fermata: {check: {human: true}, timeout_s: 60, default: reject, retries: 0}
+"""
+
+
+async def test_two_quick_keys_decide_two_results_in_the_order_they_were_asked(tmp_path: Path) -> None:
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO_PEOPLE)
+    app, stage = live(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: len(stage.waiting()) == 2, "both results wait for a person")
+        first, second = (q.agent for q in stage.waiting())
+        await pilot.press("a", "r")  # faster than the desk looks for decisions
+        await wait_for(pilot, lambda: app.ensemble.finished, "the run ends")
+        assert states(app) == {first: "done", second: "failed"}
+
+
+VAMP_PERSON = """
+hct: 1
+name: vamp-person
+agents:
+  draft:
+    prompt: "draft it"
+    simulate: {latency_ms: 10}
+    vamp: {until: {human: true}, max: 3}
+"""
+
+
+async def test_a_person_decides_a_vamp_from_the_conductor(tmp_path: Path) -> None:
+    """Not only fermatas ask a person: a vamp's ``until`` does too, and the keys answer it."""
+    path = tmp_path / "vamp.yaml"
+    path.write_text(VAMP_PERSON)
+    app, stage = live(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "draft@1 waits for you" in screen_text(app).splitlines()[0], "a person is asked")
+        await pilot.press("r")  # not yet: another pass
+        await wait_for(pilot, lambda: "draft@2 waits for you" in screen_text(app).splitlines()[0], "asked again")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.ensemble.finished, "the run ends")
+    assert stage.result is not None and stage.result.status == "completed"
+    assert stage.result.agents["draft"].version == 2

@@ -78,9 +78,9 @@ def test_roots_are_ready_and_the_others_wait_for_their_cues_in_declaration_order
     assert list(ensemble.agents) == ["a", "b", "c", "d"]
     assert states(ensemble) == {"a": "ready", "b": "ready", "c": "waiting", "d": "waiting"}
     c, d = ensemble.agents["c"], ensemble.agents["d"]
-    assert c.cues == ("b", "a") and c.missing == ["b", "a"]
+    assert c.cues == ("b", "a") and list(c.missing) == ["b", "a"]
     assert c.waits_for() == "b +1"
-    assert d.missing == ["c"] and d.waits_for() == "c"
+    assert list(d.missing) == ["c"] and d.waits_for() == "c"
     assert ensemble.agents["a"].waits_for() == ""  # ready: it lacks nothing
     # The route the compiler chose, before any call.
     assert (ensemble.agents["b"].tier, ensemble.agents["b"].model) == ("frontier", "claude-sonnet-4-5")
@@ -104,9 +104,9 @@ def test_an_agent_missing_three_cues_names_the_first_and_counts_the_others() -> 
         )
     )
     s = ensemble.agents["s"]
-    assert s.missing == ["r", "p", "q"] and s.waits_for() == "r +2"
+    assert list(s.missing) == ["r", "p", "q"] and s.waits_for() == "r +2"
     ran(ensemble, "r")
-    assert s.missing == ["p", "q"] and s.waits_for() == "p +1" and s.state == "waiting"
+    assert list(s.missing) == ["p", "q"] and s.waits_for() == "p +1" and s.state == "waiting"
 
 
 # -- a station's events -------------------------------------------------------------------------
@@ -191,9 +191,9 @@ def test_a_cue_finishes_the_agent_and_readies_dependents_once_every_cue_arrived(
     assert (a.state, a.finished, ensemble.done) == ("done", 1.2, 1)
     assert a.spans == [Span(1.0, 1.2, "done")]
     assert a.elapsed(99.0) == pytest.approx(0.2), "a finished agent's time stops at its end"
-    assert c.missing == ["b"] and c.state == "waiting" and c.waits_for() == "b"
+    assert list(c.missing) == ["b"] and c.state == "waiting" and c.waits_for() == "b"
     ran(ensemble, "b", at=2.0)
-    assert c.missing == [] and c.state == "ready" and c.waits_for() == ""
+    assert list(c.missing) == [] and c.state == "ready" and c.waits_for() == ""
     assert ensemble.agents["d"].state == "waiting"
     assert ensemble.done == 2
     [cue_a, cue_b] = [s for s in ensemble.signals() if s.kind == "cue"]
@@ -208,7 +208,7 @@ def test_a_cue_for_a_dependent_already_running_leaves_it_running() -> None:
     feed(ensemble, ev("speculate", 0.3, "c", 1, on="a@1"), ev("issue", 0.3, "c", 1))
     assert ensemble.agents["c"].state == "running"
     ran(ensemble, "a", at=0.5)
-    assert ensemble.agents["c"].state == "running" and ensemble.agents["c"].missing == []
+    assert ensemble.agents["c"].state == "running" and list(ensemble.agents["c"].missing) == []
 
 
 @pytest.mark.parametrize(("kind", "state"), [("fail", "failed"), ("skip", "skipped"), ("tacet", "tacet")])
@@ -247,7 +247,7 @@ def test_a_tacet_agent_stays_tacet_when_its_null_result_is_cued() -> None:
     ensemble = Ensemble(program())
     feed(ensemble, ev("tacet", 1.0, "a", 1, reason="passed"), ev("cue", 1.0, "a", 1, cost_usd=0.0, keys={}))
     assert ensemble.done == 1
-    assert ensemble.agents["c"].missing == ["b"], "the rest's cue still counts for the dependents"
+    assert list(ensemble.agents["c"].missing) == ["b"], "the rest's cue still counts for the dependents"
     assert ensemble.agents["a"].state == "tacet"
 
 
@@ -281,16 +281,17 @@ def test_a_fermata_for_a_person_holds_the_agent_until_its_gate() -> None:
     assert [s.text for s in ensemble.signals("fermata")] == ["waits for a person (a approves, r rejects)"]
     ensemble(ev("gate", 3.0, "a", 2, passed=True, reason="approved"))
     assert ensemble.pending == {}
-    assert a.state == "running" and a.hold == ""
+    assert a.state == "held", "a passed gate commits at once: the cue ends the hold"
     ensemble(ev("cue", 3.0, "a", 2, cost_usd=0.001, keys={}))
-    assert a.state == "done" and a.spans[-1] == Span(1.0, 3.0, "done")
+    assert a.state == "done" and a.hold == ""
+    assert a.spans[-1] == Span(1.0, 3.0, "held"), "the wait at the gate stays drawn as one"
     assert [s.text for s in ensemble.signals("gate")] == ["passed: approved"]
 
 
 def test_an_automatic_gate_holds_the_agent_but_asks_nobody() -> None:
     ensemble = feed(Ensemble(program()), ev("issue", 0.0, "b", 1), ev("fermata", 0.5, "b", 1, hold="gate"))
     b = ensemble.agents["b"]
-    assert b.state == "held" and b.waits_for() == "gate: gate"
+    assert b.state == "held" and b.waits_for() == "its gate"
     assert ensemble.pending == {}
 
 
@@ -309,7 +310,7 @@ def test_a_rejected_fermata_fails_the_agent_and_leaves_nothing_pending() -> None
 def test_a_read_for_ownership_sets_a_coherence_cell_and_is_not_a_signal() -> None:
     ensemble = feed(Ensemble(program()), ev("issue", 0.0, "a", 1), ev("fermata", 0.2, "a", 1, key="x", key_version=4))
     assert ensemble.cells == {("x", "a"): ("E", 4)}
-    assert ensemble.sharers == ["a"]
+    assert ensemble.sharer_list == ["a"]
     assert ensemble.agents["a"].state == "running", "the key's fermata does not hold the agent"
     assert ensemble.logged == 0 and list(ensemble.signals()) == []
 
@@ -332,7 +333,7 @@ def test_a_squashed_agent_waits_again_with_a_squashed_span() -> None:
     ensemble(ev("squash", 0.8, "c", 1, on="a@1", cost_usd=0.002))
     assert c.state == "waiting"
     assert c.spans == [Span(0.6, 0.8, "squashed")]
-    assert c.missing == ["a"] and c.waits_for() == "a"
+    assert list(c.missing) == ["a"] and c.waits_for() == "a"
     assert ensemble.done == 1  # b only
     [signal] = list(ensemble.signals("squash"))
     assert signal.text == "fired on a@1, which did not commit ($0.0020 lost)"
@@ -355,7 +356,7 @@ def test_a_conductors_caesura_squashes_work_in_flight_and_skips_what_never_ran()
     assert ensemble.pending == {}
     assert {cell for cell, _ in ensemble.cells.values()} == {"I"}
     assert ensemble.cells == {("x", "a"): ("I", 0), ("x", "d"): ("I", 0)}
-    assert ensemble.agents["a"].spans[-1] == Span(1.5, 2.0, "squashed")
+    assert ensemble.agents["a"].spans[-1] == Span(1.5, 2.0, "held"), "squashed while held at its gate"
     assert ensemble.agents["c"].finished == 2.0
     [signal] = list(ensemble.signals("caesura"))
     assert signal.where == ""
@@ -396,7 +397,7 @@ def test_mesi_events_fill_the_cells_and_list_sharers_in_the_order_they_came() ->
         ev("mesi", 0.4, "c", 1, key="y", to="S", key_version=7),
         ev("mesi", 0.5, None, 0, key="x", to="S", key_version=9),  # no station: nothing to show
     )
-    assert ensemble.sharers == ["d", "a", "c"]
+    assert ensemble.sharer_list == ["d", "a", "c"]
     assert ensemble.cells == {("x", "d"): ("S", 0), ("x", "a"): ("M", 0), ("y", "c"): ("S", 7)}
     # A key the score did not declare joins the table at the version it was seen.
     assert ensemble.keys == ["x", "y"] and ensemble.key_versions == {"x": 0, "y": 7}
@@ -435,7 +436,7 @@ def test_a_real_run_with_shared_state_shows_every_agent_that_touched_it() -> Non
     ensemble = Ensemble(shared)
     result = asyncio.run(Performer(shared, lambda spec: Scripted(), observers=[ensemble]).run())
     assert result.status == "completed"
-    assert ensemble.sharers == ["a", "b", "c"]
+    assert ensemble.sharer_list == ["a", "b", "c"]
     assert ensemble.key_versions == {"x": 2}  # a and b wrote it
     assert {cell for cell, _ in ensemble.cells.values()} == {"I"}, "every agent ended: no line is held"
     assert ensemble.done == 3

@@ -17,7 +17,7 @@ from tui.conftest import SIZE, journaled_events, program_of, screen_text, wait_f
 from hct_cli.engine.events import Event
 from hct_cli.tui.app import Conductor
 from hct_cli.tui.ensemble import Ensemble
-from hct_cli.tui.stage import ReplayStage
+from hct_cli.tui.stage import Question, ReplayStage
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 
@@ -43,7 +43,10 @@ class Still:
 
     def resume(self) -> None: ...
 
-    def decide(self, agent: str, verdict: str) -> str | None:
+    def waiting(self) -> list[Question]:
+        return []
+
+    def decide(self, agent: str, version: int, verdict: str) -> str | None:
         return None
 
     def caesura(self) -> str | None:

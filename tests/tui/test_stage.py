@@ -155,7 +155,10 @@ async def test_a_replay_without_run_end_ends_at_its_last_event() -> None:
     ensemble = Recording(program())
     stage = ReplayStage(events, ensemble, speed=FAST)
     await stage.play()
-    assert ensemble.seen == events and not ensemble.finished
+    assert ensemble.seen[:-1] == events, "every journaled event is played"
+    # The journal ends without a run_end (a crash): the replay ends it, at its last event.
+    assert ensemble.seen[-1].kind == "run_end" and ensemble.seen[-1].data == {"status": "crashed"}
+    assert ensemble.finished and ensemble.status == "crashed"
     assert stage.position() == 1.5 and ensemble.now() == 1.5
 
 
@@ -164,7 +167,7 @@ async def test_a_replay_of_nothing_ends_at_zero() -> None:
     ensemble = Recording(program())
     stage = ReplayStage([], ensemble, speed=FAST)
     await stage.play()
-    assert ensemble.seen == [] and stage.position() == 0.0
+    assert [e.kind for e in ensemble.seen] == ["run_end"] and stage.position() == 0.0
 
 
 @pytest.mark.anyio
@@ -217,7 +220,7 @@ async def test_a_replay_paused_before_it_starts_waits_for_resume() -> None:
 
 def test_a_replay_cannot_decide_or_stop_the_run() -> None:
     stage = ReplayStage(replayed_run(), Recording(program()), speed=FAST)
-    decided = stage.decide("a", "approve")
+    decided = stage.decide("a", 1, "approve")
     stopped = stage.caesura()
     assert isinstance(decided, str) and "replay" in decided
     assert isinstance(stopped, str) and "replay" in stopped
@@ -302,7 +305,7 @@ async def test_a_live_caesura_stops_the_run() -> None:
 def test_a_live_stage_without_a_desk_takes_no_decision() -> None:
     stage, _ = live(Scripted())
     assert stage.desk is None
-    assert stage.decide("a", "approve") == "this run takes no decisions"
+    assert stage.decide("a", 1, "approve") == "this run takes no decisions"
 
 
 @pytest.mark.anyio
@@ -319,7 +322,7 @@ async def test_a_live_stage_with_a_desk_passes_a_persons_verdict_to_the_fermata(
     task = asyncio.create_task(stage.play())
     await until(lambda: "draft" in ensemble.pending, "draft waits for a person", rounds=20_000)
     assert ensemble.agents["draft"].state == "held" and ensemble.agents["publish"].state == "waiting"
-    assert stage.decide("draft", "approve") is None
+    assert stage.decide("draft", 1, "approve") is None
     await task
     assert stage.result is not None and stage.result.status == "completed"
     assert ensemble.pending == {}
