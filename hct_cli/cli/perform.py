@@ -297,9 +297,9 @@ def _perform(
     else:
         from rich.console import Console
 
-        from hct_cli.cli.plain import summary_table
+        from hct_cli.cli.plain import SUMMARY_ROWS, summary_table
 
-        Console().print(summary_table(data))
+        Console().print(summary_table(data, SUMMARY_ROWS))
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "completed" else 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -26,6 +27,8 @@ _DECISIONS = frozenset(
         "caesura",
     }
 )
+#: Seconds between two redraws of the live status line.
+_REDRAW_S = 0.04
 _SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp", "run_end"}) | _DECISIONS
 
 
@@ -40,6 +43,7 @@ class PlainLog:
         self.cost = 0.0
         self.live = self.stream.isatty()
         self.run_id = ""
+        self._drawn = 0.0
 
     def __call__(self, event: Event) -> None:
         if event.kind == "run_start":
@@ -87,8 +91,13 @@ class PlainLog:
         return f"{event.time_s:9.3f}s  {event.kind:<9} {where:<28} {detail}".rstrip()
 
     def _status(self, event: Event) -> None:
-        if event.kind in ("fail", "skip") or event.kind in _DECISIONS:
+        news = event.kind in ("fail", "skip") or event.kind in _DECISIONS
+        if news:
             self.stream.write("\r\x1b[K" + self._line(event) + "\n")
+        now = time.monotonic()
+        if not news and event.kind != "run_end" and now - self._drawn < _REDRAW_S:
+            return  # the status line is redrawn a few dozen times a second at most
+        self._drawn = now
         running = ", ".join(sorted(self.running)[:4]) + (" ..." if len(self.running) > 4 else "")
         line = f"{event.time_s:7.2f}s  {self.done}/{self.total} done  ${self.cost:.4f}  running: {running or '-'}"
         self.stream.write("\r\x1b[K" + line[:150])
@@ -97,14 +106,24 @@ class PlainLog:
         self.stream.flush()
 
 
-def summary_table(data: Mapping[str, Any]) -> Any:
-    """A rich table of every agent, and the run's totals in its caption (from ``perform --json``'s object)."""
+#: Rows the summary shows after a run; ``hct show RUN`` lists every agent.
+SUMMARY_ROWS = 50
+
+
+def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
+    """A rich table of the agents (the first ``limit``; every one by default), and the run's totals
+    in its caption (from ``perform --json``'s object)."""
     from rich.table import Table
 
     table = Table(title=f"run {data['run_id']}: {data['status']}", title_justify="left")
     for column in ("agent", "status", "tier", "model", "v", "tokens in/out", "cost", "start", "end"):
         table.add_column(column, justify="right" if column in ("v", "cost", "start", "end") else "left")
-    for name, r in data.get("agents", {}).items():
+    agents = data.get("agents", {})
+    for shown, (name, r) in enumerate(agents.items()):
+        if limit is not None and shown == limit:
+            rest = len(agents) - limit
+            table.add_row(f"… {rest:,} more", "", "", "", "", "", "", "", "", style="dim")
+            break
         started, finished = r.get("started_s"), r.get("finished_s")
         table.add_row(
             name,
@@ -117,7 +136,8 @@ def summary_table(data: Mapping[str, Any]) -> Any:
             "-" if started is None else f"{started:.3f}",
             "-" if finished is None else f"{finished:.3f}",
         )
-    caption = (
+    hidden = f"`hct show {data['run_id']}` lists every agent\n" if limit is not None and len(agents) > limit else ""
+    caption = hidden + (
         f"makespan {float(data.get('makespan_s', 0.0)):.3f} s (critical path {float(data.get('critical_path_s', 0.0)):.3f} s)  "
         f"cost ${float(data.get('cost_usd', 0.0)):.4f} vs ${float(data.get('frontier_cost_usd', 0.0)):.4f} all-frontier "
         f"(saving {float(data.get('savings', 0.0)):.1%})  stale reads {data.get('stale_reads', 0)}"

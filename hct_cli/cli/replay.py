@@ -61,7 +61,7 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
     if row.result is not None:
         from rich.console import Console
 
-        from hct_cli.cli.plain import summary_table
+        from hct_cli.cli.plain import SUMMARY_ROWS, summary_table
 
-        Console().print(summary_table(row.result))
+        Console().print(summary_table(row.result, SUMMARY_ROWS))
     return 0

@@ -26,7 +26,7 @@ from hct_cli.tui.views import AgentsView, CoherenceView, CostView, Panel, Signal
 __all__ = ["Conductor", "Confirm"]
 
 #: Frames a second at most; events between two frames are drawn together.
-FPS = 24
+FPS = 12
 
 
 class Confirm(ModalScreen[bool]):
