@@ -100,6 +100,14 @@ class AgentRow:
     restored: bool = False  # its call is answered from the journal (a resume): no result event comes
     spans: list[Span] = field(default_factory=list)
 
+    def end_span(self, at: float, state: str) -> None:
+        """End the open bar, if any; a call's bar takes ``state``, a wait at a gate stays one."""
+        if self.spans and self.spans[-1].end is None:
+            span = self.spans[-1]
+            span.end = at
+            if span.state == "running":
+                span.state = state
+
     def elapsed(self, now: float) -> float | None:
         """Seconds since its first issue, to its end or to ``now``."""
         if self.started is None:
@@ -248,8 +256,7 @@ class Ensemble:
         self.spend_usd = self.frontier_usd = 0.0
         self.pending.clear()
         for row in self.agents.values():
-            if row.spans and row.spans[-1].end is None:
-                row.spans[-1].end = at
+            row.end_span(at, "done")
             row.state = "waiting" if row.cues else "ready"
             row.missing = dict.fromkeys(row.cues)
             row.tokens, row.cost_usd, row.hold, row.restored = 0, 0.0, "", False
@@ -271,10 +278,7 @@ class Ensemble:
         row = self._row(event)
         if row is None:
             return
-        if row.spans and row.spans[-1].end is None:  # an earlier pass (a retry, a replay, a vamp)
-            row.spans[-1].end = event.time_s
-            if row.spans[-1].state == "running":
-                row.spans[-1].state = "done"
+        row.end_span(event.time_s, "done")  # an earlier pass (a retry, a replay, a vamp)
         row.state = "running"
         row.version = event.version
         row.hold = ""
@@ -305,10 +309,7 @@ class Ensemble:
         row.state = state
         row.finished = at
         row.hold = ""
-        if row.spans and row.spans[-1].end is None:
-            row.spans[-1].end = at
-            if row.spans[-1].state == "running":  # a wait at a gate stays drawn as one
-                row.spans[-1].state = state
+        row.end_span(at, state)
         self.pending.pop(row.name, None)
         for key in self.keys:
             cell = self.cells.get((key, row.name))
@@ -354,10 +355,7 @@ class Ensemble:
     def _reissue(self, row: AgentRow, at: float) -> None:
         row.state = "ready"
         row.hold = ""
-        if row.spans and row.spans[-1].end is None:
-            row.spans[-1].end = at
-            if row.spans[-1].state == "running":
-                row.spans[-1].state = "done"
+        row.end_span(at, "done")
 
     def _over(self, event: Event) -> None:
         row = self._row(event)
@@ -377,9 +375,7 @@ class Ensemble:
         hold = str(event.data.get("hold", "gate"))
         row.state = "held"
         row.hold = "a person: a / r" if hold == "approval" else "its gate"
-        if row.spans and row.spans[-1].end is None:
-            row.spans[-1].end = event.time_s
-            row.spans[-1].state = "done"
+        row.end_span(event.time_s, "done")
         row.spans.append(Span(event.time_s, state="held"))
         if hold == "approval":
             self.pending[row.name] = event.version
