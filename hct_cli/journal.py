@@ -32,6 +32,7 @@ from hct_cli.errors import RunError, RunNotFoundError
 
 if TYPE_CHECKING:
     from hct_cli.engine.events import Event
+    from hct_cli.score import Score
 
 __all__ = [
     "Journal",
@@ -71,6 +72,10 @@ class RunConfig:
     budget_usd: float | None = None
     cache: bool = True
     durable: str = "normal"
+
+    def budget(self, score: Score) -> float | None:
+        """The spend cap in force: ``--budget``, else the score's ``routing.budget_usd``."""
+        return self.budget_usd if self.budget_usd is not None else score.routing.budget_usd
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)

@@ -239,8 +239,7 @@ def _perform(
         if view.tui:
             from hct_cli.tui.ensemble import Ensemble
 
-            budget_usd = config.budget_usd if config.budget_usd is not None else score.routing.budget_usd
-            ensemble = Ensemble(program, budget_usd=budget_usd, run_id=run_id)
+            ensemble = Ensemble(program, budget_usd=config.budget(score), run_id=run_id)
             observers.append(ensemble)
         elif plain:
             from hct_cli.cli.plain import PlainLog
@@ -259,7 +258,7 @@ def _perform(
             inputs=config.inputs,
             dispatch=config.dispatch,
             observers=observers,
-            budget_usd=config.budget_usd if config.budget_usd is not None else score.routing.budget_usd,
+            budget_usd=config.budget(score),
             run_id=run_id,
             gates=Gatekeeper(
                 tiers=program.tiers,

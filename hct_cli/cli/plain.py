@@ -35,13 +35,13 @@ _SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp",
 class PlainLog:
     """Observer: one line per signal when not on a terminal, a live status line when on one."""
 
-    def __init__(self, total: int, stream: IO[str] | None = None) -> None:
+    def __init__(self, total: int, stream: IO[str] | None = None, *, live: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.total = total
         self.done = 0
         self.running: set[str] = set()
         self.cost = 0.0
-        self.live = self.stream.isatty()
+        self.live = self.stream.isatty() if live is None else live  # one status line, redrawn
         self.run_id = ""
         self._drawn = 0.0
 

@@ -34,8 +34,7 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
     if not (tui and on_a_terminal()):
         from hct_cli.cli.plain import PlainLog
 
-        log = PlainLog(0, stream=sys.stdout)
-        log.live = False
+        log = PlainLog(0, stream=sys.stdout, live=False)
         for event in events:
             log(event)
         return 0
@@ -48,10 +47,9 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
     # Files the score names (an input's default_file) resolve beside the score, as on a resume.
     base = Path(row.score_path) if row.score_path else None
     score = load_score_text(row.score_text, row.score_path or row.score, base)
-    config = row.config
     ensemble = Ensemble(
         compile_score(score),
-        budget_usd=config.budget_usd if config.budget_usd is not None else score.routing.budget_usd,
+        budget_usd=row.config.budget(score),
         run_id=row.run_id,
     )
     app = Conductor(ensemble, ReplayStage(events, ensemble, speed, row.status), exit_on_finish=exit_on_finish)

@@ -20,20 +20,6 @@ from hct_cli.engine.events import Event
 
 __all__ = ["AgentRow", "Ensemble", "Signal", "Span"]
 
-#: Agent states as the conductor names them (the engine's, with ``ready`` told apart from waiting).
-STATES = (
-    "waiting",
-    "ready",
-    "running",
-    "held",
-    "speculative",
-    "parked",
-    "done",
-    "failed",
-    "skipped",
-    "squashed",
-    "tacet",
-)
 _OVER = frozenset({"done", "failed", "skipped", "squashed", "tacet"})
 
 #: Events that go to the signals log, and how each reads there.
@@ -316,12 +302,17 @@ class Ensemble:
             if cell is not None and cell[0] != "I":
                 self.cells[(key, row.name)] = ("I", cell[1])
 
-    def _cue(self, event: Event) -> None:
+    def _settled(self, event: Event) -> AgentRow | None:
+        """The event's agent, counted done (once) as it settles: committed, failed, skipped, tacet."""
         row = self._row(event)
+        if row is not None and row.state not in _OVER:
+            self.done += 1
+        return row
+
+    def _cue(self, event: Event) -> None:
+        row = self._settled(event)
         if row is None:
             return
-        if row.state not in _OVER:
-            self.done += 1
         if row.restored:  # a journaled result: its cost counts in the resumed run's spend
             row.restored = False
             cost = float(event.data.get("cost_usd") or 0.0)
@@ -358,11 +349,9 @@ class Ensemble:
         row.end_span(at, "done")
 
     def _over(self, event: Event) -> None:
-        row = self._row(event)
+        row = self._settled(event)
         if row is None:
             return
-        if row.state not in _OVER:
-            self.done += 1
         state = {"fail": "failed", "skip": "skipped", "tacet": "tacet"}[event.kind]
         self._close(row, event.time_s, state)
 

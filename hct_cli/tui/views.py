@@ -14,7 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from hct_cli.tui.ensemble import AgentRow, Ensemble, Signal
+from hct_cli.tui.ensemble import Ensemble, Signal
 
 __all__ = ["AgentsView", "CoherenceView", "CostView", "Panel", "SignalsView", "TimelineView", "money"]
 
@@ -189,9 +189,6 @@ class AgentsView(Panel):
             Segment(rest + " "),
             Segment(row.waits_for(), _DIM),
         ]
-
-    def row_of(self, name: str) -> AgentRow:
-        return self.ensemble.agents[name]
 
 
 class TimelineView(Panel):
