@@ -10,6 +10,7 @@ The tree::
     ├── RunError                  a run could not start or continue
     │   ├── CredentialsError      a routed model has no key, or its server does not answer
     │   ├── LocalModelError       the local model is not installed or its server did not start
+    │   ├── BusError              the distributed bus (Redis) cannot be reached, or was lost mid-run
     │   └── RunNotFoundError      no journaled run has that id
     └── BenchError                a benchmark was asked for something it cannot measure
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BenchError",
+    "BusError",
     "CredentialsError",
     "ExecNotAllowedError",
     "HctError",
@@ -99,3 +101,7 @@ class RunNotFoundError(RunError):
 
 class BenchError(HctError):
     """A benchmark cannot be run as asked."""
+
+
+class BusError(RunError):
+    """The distributed bus (Redis) cannot be reached, or was lost while a run used it."""

@@ -72,6 +72,7 @@ class RunConfig:
     budget_usd: float | None = None
     cache: bool = True
     durable: str = "normal"
+    bus: str | None = None  # a Redis URL in distributed mode; None: in process
 
     def budget(self, score: Score) -> float | None:
         """The spend cap in force: ``--budget``, else the score's ``routing.budget_usd``."""
@@ -365,7 +366,8 @@ def calls_of(db: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
 
 def call_counts(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
     """``paid_calls``: successful results not served by the cache; ``lost_calls``: calls issued
-    to a provider whose result no segment journaled before it ended."""
+    to a provider whose result no segment journaled before it ended, and calls a worker was
+    making when it died or stopped (``reclaim``, ``hand_back``: another worker made them again)."""
     paid, lost = db.execute(
         """
         SELECT
@@ -377,6 +379,7 @@ def call_counts(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
              EXCEPT
              SELECT segment, station, version FROM events
              WHERE run_id = :run AND kind = 'result' AND COALESCE(json_extract(data, '$.purpose'), 'call') = 'call'))
+          + (SELECT COUNT(*) FROM events WHERE run_id = :run AND kind IN ('reclaim', 'hand_back'))
         """,
         {"run": run_id},
     ).fetchone()

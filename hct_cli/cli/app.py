@@ -117,6 +117,14 @@ def perform(
     exit_on_finish: Annotated[
         bool, typer.Option("--exit-on-finish", help="Close the conductor when the run ends; print the summary.")
     ] = False,
+    bus: Annotated[
+        str | None,
+        typer.Option(
+            "--bus",
+            help="Distributed mode: issue model calls on Redis (redis://HOST:PORT/DB) to `hct worker` processes.",
+            metavar="URL",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a score: every agent fires the moment its cues have been broadcast.
@@ -147,6 +155,7 @@ def perform(
             durable=durable,
             tui=not no_tui,
             exit_on_finish=exit_on_finish,
+            bus=bus,
         ),
         as_json=as_json,
     )
@@ -286,6 +295,50 @@ def route(
     from hct_cli.cli.route import route as run
 
     run_command(lambda: run(score, as_json=as_json), as_json=as_json)
+
+
+@app.command()
+def worker(
+    bus: Annotated[
+        str, typer.Option("--bus", help="The Redis URL conductors issue on (redis://HOST:PORT/DB).", metavar="URL")
+    ],
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="Calls in flight at most.")] = 8,
+    tiers: Annotated[
+        list[str] | None, typer.Option("--tiers", help="Serve only these tiers (comma-separated or repeated).")
+    ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="This worker's name (default: HOST-PID).", metavar="NAME")
+    ] = None,
+    claim_after: Annotated[
+        float, typer.Option("--claim-after", help="Take over a worker's calls once it has been silent this long (s).")
+    ] = 5.0,
+    heartbeat: Annotated[float, typer.Option("--heartbeat", help="Seconds between heartbeats.")] = 1.0,
+    drain: Annotated[
+        float,
+        typer.Option("--drain", help="On SIGTERM, seconds calls in flight get to finish before being handed back."),
+    ] = 30.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the model calls that `hct perform --bus URL` issues, for any number of runs.
+
+    Run as many as you like, on any machines that reach the Redis server. A worker needs nothing
+    but the bus: each work item says how to make its call (real models use this machine's keys).
+    """
+    from hct_cli.cli.worker import worker_command
+
+    run_command(
+        lambda: worker_command(
+            bus,
+            concurrency=concurrency,
+            tiers=tiers or [],
+            worker_id=worker_id,
+            claim_after_s=claim_after,
+            heartbeat_s=heartbeat,
+            drain_s=drain,
+            as_json=as_json,
+        ),
+        as_json=as_json,
+    )
 
 
 @app.command()

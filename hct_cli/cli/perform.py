@@ -8,7 +8,7 @@ import math
 import signal
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +28,7 @@ from hct_cli.routing import tiers_of
 from hct_cli.score import Score, load_score, load_score_text
 
 if TYPE_CHECKING:
+    from hct_cli.distributed.session import Session
     from hct_cli.providers.human import HumanDesk
     from hct_cli.providers.litellm_provider import LiteLLMProvider
     from hct_cli.tui.ensemble import Ensemble
@@ -103,19 +104,26 @@ def perform_command(
     durable: str | None = None,
     tui: bool = True,
     exit_on_finish: bool = False,
+    bus: str | None = None,
 ) -> int:
     from hct_cli.tui import on_a_terminal
 
     view = _View(tui and not as_json and on_a_terminal(), exit_on_finish)
     if durable not in (None, "normal", "full"):
         raise UsageError(f"unknown --durable value {durable!r}", hint="Use normal (survives a killed process) or full.")
+    if bus is not None:
+        from hct_cli.distributed.session import check_bus_url
+
+        check_bus_url(bus)
     if resume is not None:
         if path is not None or inputs:
             raise UsageError(
                 "--resume takes the score and inputs from the journal",
                 hint=f"Run `hct perform --resume {resume}` without a score or --input.",
             )
-        return _perform(None, resume=resume, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view)
+        return _perform(
+            None, resume=resume, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view, bus=bus
+        )
     if path is None:
         raise UsageError("perform needs a score", hint="Run `hct perform SCORE --simulate`, or --resume RUN.")
     if dispatch not in POLICIES:
@@ -146,6 +154,7 @@ def perform_command(
         budget_usd=budget,
         cache=cache,
         durable=durable or "normal",
+        bus=bus,
     )
     return _perform(
         (score, path, config), resume=None, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view
@@ -160,8 +169,10 @@ def _perform(
     allow_exec: bool,
     durable: str | None,
     view: _View,
+    bus: str | None = None,
 ) -> int:
-    """Run a new score (``fresh``) or the next segment of a journaled run (``resume``)."""
+    """Run a new score (``fresh``) or the next segment of a journaled run (``resume``); ``bus``
+    overrides the journaled bus of a resumed run."""
     from hct_cli.home import connect, set_durability
     from hct_cli.journal import Journal, find_run, recall, squashed_versions
 
@@ -183,6 +194,8 @@ def _perform(
         score = load_score_text(run_row.score_text, run_row.score_path or run_row.score, base)
         recalled = recall(db, run_id)
         start_versions = squashed_versions(db, run_id)
+        if bus is not None:
+            config = replace(config, bus=bus)
     if config.local is not None:
         score = _route_to_local(score, everything=config.local == "all")
     program = compile_score(score)
@@ -195,6 +208,7 @@ def _perform(
     from hct_cli.providers.exec import ExecProvider
 
     executor = ExecProvider()
+    session = _session(program, config, quiet=as_json and not sys.stderr.isatty())
     with ExitStack() as stack:
         models: Provider
         if config.simulate:
@@ -214,8 +228,12 @@ def _perform(
                 sys.stderr.write("starting the local model server...\n")
                 endpoints[LOCAL_MODEL] = stack.enter_context(LocalServer()).endpoint
             litellm_provider = LiteLLMProvider(endpoints=endpoints)
-            _check_credentials(program, litellm_provider)
+            if session is None:  # in distributed mode the workers' own keys make the calls
+                _check_credentials(program, litellm_provider)
             models = litellm_provider
+        judges = models  # gates are decided in the conductor, in any mode
+        if session is not None:
+            models = session.provider
         if config.cache:
             from hct_cli.memory import ResultCache
             from hct_cli.providers.cached import CachingProvider
@@ -266,20 +284,27 @@ def _perform(
                 allow_exec=allow_exec,
                 desk=desk,
             ),
-            judge_provider=models,
+            judge_provider=judges,
             predictors=Predictors(db),
             recall=recalled,
             start_versions=start_versions,
             digests=True,
         )
+        tiers = list(program.tiers)
+        play = (lambda: session.play(performer, tiers)) if session is not None else performer.run
         if ensemble is not None:
-            result = _conduct(performer, desk, ensemble, view.exit_on_finish)
+            result = _conduct(performer, desk, ensemble, view.exit_on_finish, play, session)
         else:
             try:
-                result = asyncio.run(_until_stopped(performer))
+                result = asyncio.run(_until_stopped(play))
             except (KeyboardInterrupt, asyncio.CancelledError):
                 sys.stderr.write("interrupted\n")
                 result = performer.interrupted()
+        if performer.interruption is not None:
+            sys.stderr.write(
+                f"interrupted: {performer.interruption}. Continue with `hct perform --resume {run_id}` "
+                "once it is back; nothing journaled is paid again.\n"
+            )
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
     from hct_cli.journal import call_counts
@@ -312,13 +337,42 @@ class _View:
     exit_on_finish: bool = False
 
 
-def _conduct(performer: Performer, desk: HumanDesk, ensemble: Ensemble, exit_on_finish: bool) -> RunResult:
+def _session(program: Program, config: RunConfig, *, quiet: bool) -> Session | None:
+    """Distributed mode's session when the run has a bus; Redis must answer before anything runs."""
+    if config.bus is None:
+        return None
+    from hct_cli.distributed.session import Session
+    from hct_cli.distributed.work import Mode
+
+    if config.simulate:
+        mode = Mode("simulated", config.seed, config.time_scale)
+    else:
+        endpoints = {tier.model: tier.api_base for tier in program.tiers.values() if tier.api_base}
+        mode = Mode("models", endpoints=endpoints, local=config.local is not None)
+
+    def say(line: str) -> None:
+        if not quiet:
+            sys.stderr.write(line + "\n")
+
+    session = Session(config.bus, mode, say=say)
+    session.preflight()
+    return session
+
+
+def _conduct(
+    performer: Performer,
+    desk: HumanDesk,
+    ensemble: Ensemble,
+    exit_on_finish: bool,
+    play: Callable[[], Awaitable[RunResult]],
+    session: Session | None,
+) -> RunResult:
     """Run under the conductor; the run's own fault, if any, is raised once the screen is back."""
     from hct_cli.tui.app import Conductor
     from hct_cli.tui.stage import LiveStage
 
-    stage = LiveStage(performer, desk)
-    app = Conductor(ensemble, stage, exit_on_finish=exit_on_finish)
+    stage = LiveStage(performer, desk, play=play)
+    app = Conductor(ensemble, stage, exit_on_finish=exit_on_finish, roster=session.roster if session else None)
     app.run()
     if app.error is not None:
         raise app.error
@@ -342,7 +396,7 @@ def _approval_notice(run_id: str) -> Observer:
     return notice
 
 
-async def _until_stopped(performer: Performer) -> RunResult:
+async def _until_stopped(play: Callable[[], Awaitable[RunResult]]) -> RunResult:
     """Run; SIGTERM cancels the run as Ctrl-C does (asyncio cancels on SIGINT itself).
 
     Cancelling the run's task, rather than raising from a signal handler, never lands an
@@ -354,8 +408,8 @@ async def _until_stopped(performer: Performer) -> RunResult:
     try:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
     except (NotImplementedError, RuntimeError, ValueError):  # no signals here (another thread, Windows)
-        return await performer.run()
+        return await play()
     try:
-        return await performer.run()
+        return await play()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)

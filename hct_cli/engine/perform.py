@@ -44,6 +44,7 @@ from hct_cli.engine.shared import SharedState
 from hct_cli.engine.speculation import Speculation
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
+from hct_cli.errors import BusError
 from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.memory import Predictors
 from hct_cli.models import model_info
@@ -85,7 +86,7 @@ def _broadcast(station: str, request: CallRequest, result: CallResult) -> Broadc
         result.completion_tokens,
         result.cost_usd,
         result.latency_s,
-        None,
+        result.worker,
         result.cached,
     )
 
@@ -175,6 +176,7 @@ class Performer:
         self._settled = 0
         self._status = "completed"
         self._stop_issuing = False
+        self.interruption: str | None = None  # why the run ended interrupted, when it was not asked to
         self._paused = False
         self._held_back: list[str] = []  # released while paused, in release order
         self._t0: float | None = None
@@ -397,9 +399,12 @@ class Performer:
                 f for f in fallbacks if worst_case_usd(f.model, tokens, agent.max_tokens) <= station.reserved
             )
         # Each execution of a station is one attempt: a retry, a replay or a vamp pass draws anew.
-        return CallRequest(
+        request = CallRequest(
             agent, route.model, route.tier, prompt, self._frame, version, version - 1, context, fallbacks, self._report
         )
+        if agent.attacca:  # in distributed mode the hand-off goes to the worker that produced the cue
+            request.affinity = next((m.worker for m in station.operands.values() if m.worker is not None), None)
+        return request
 
     def _report(self, agent: str, version: int, kind: str, data: dict[str, Any]) -> None:
         """A provider's word about a call in flight (a retry, a fallback): an event."""
@@ -412,6 +417,9 @@ class Performer:
             message = _broadcast(station.name, request, result)
         except asyncio.CancelledError:
             raise
+        except BusError as exc:  # the calls' transport is gone: no station is at fault
+            self._interrupt(exc.message)
+            return
         except Exception as exc:  # a provider's failure fails the station, not the engine
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             message = Broadcast(station.name, request.version, False, error=error)
@@ -425,6 +433,18 @@ class Performer:
             await self.bus.publish(message)
         except Exception as exc:
             self._fault(exc)
+
+    def _interrupt(self, reason: str) -> None:
+        """Stop issuing and end the run ``interrupted``: what committed is journaled, what was in
+        flight is lost, and ``--resume`` continues from there."""
+        if self._done is None or self._done.done():
+            return
+        self._status = "interrupted"
+        self._stop_issuing = True
+        self.interruption = reason
+        if self.observers:
+            self._emit("interrupt", reason=reason)
+        self._done.set_result(None)
 
     def _fault(self, exc: Exception) -> None:
         if self._done is not None and not self._done.done():

@@ -36,6 +36,7 @@ class CallRequest:
     fallbacks: tuple[Route, ...] = ()  # next tiers to try, in order, when this one keeps failing
     reporter: Reporter | None = None
     purpose: str = "call"  # "judge" when the call scores another agent's output for a fermata
+    affinity: str | None = None  # in distributed mode, the worker to prefer (an attacca hand-off)
 
     def note(self, kind: str, **data: Any) -> None:
         """Tell the engine about this call (a retry, a fallback); it becomes an event."""
@@ -59,6 +60,7 @@ class CallResult:
     latency_s: float = 0.0
     tier: str | None = None  # the tier that answered, when a fallback moved the call
     cached: bool = False  # served from the L5 result cache at no cost
+    worker: str | None = None  # the ``hct worker`` that made the call (distributed mode)
 
 
 class Provider(Protocol):

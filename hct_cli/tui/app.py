@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
@@ -22,6 +23,9 @@ from textual.widgets import Footer, Input, Static
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import Question, Stage
 from hct_cli.tui.views import AgentsView, CoherenceView, CostView, Panel, SignalsView, TimelineView, money
+
+if TYPE_CHECKING:
+    from hct_cli.bus.redis import WorkerStatus
 
 __all__ = ["Conductor", "Confirm"]
 
@@ -83,10 +87,18 @@ class Conductor(App[None]):
         Binding("ctrl+q", "quit_run", "quit", show=False, priority=True),
     ]
 
-    def __init__(self, ensemble: Ensemble, stage: Stage, *, exit_on_finish: bool = False) -> None:
+    def __init__(
+        self,
+        ensemble: Ensemble,
+        stage: Stage,
+        *,
+        exit_on_finish: bool = False,
+        roster: Callable[[], Sequence[WorkerStatus]] | None = None,
+    ) -> None:
         super().__init__()
         self.ensemble = ensemble
         self.stage = stage
+        self.roster = roster  # distributed mode: the workers as last seen on the bus
         self.exit_on_finish = exit_on_finish
         self.error: BaseException | None = None  # a fault the run ended with, raised again after the app
         self.frames = 0

@@ -7,7 +7,7 @@ fermata and call a caesura. A replay has nothing to decide and nothing to stop: 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -58,9 +58,16 @@ class LiveStage:
 
     live = True
 
-    def __init__(self, performer: Performer, desk: HumanDesk | None = None) -> None:
+    def __init__(
+        self,
+        performer: Performer,
+        desk: HumanDesk | None = None,
+        *,
+        play: Callable[[], Awaitable[RunResult]] | None = None,
+    ) -> None:
         self.performer = performer
         self.desk = desk
+        self._play = play or performer.run  # distributed mode wraps the run in its bus session
         self.result: RunResult | None = None
 
     @property
@@ -69,7 +76,7 @@ class LiveStage:
 
     async def play(self) -> None:
         try:
-            self.result = await self.performer.run()
+            self.result = await self._play()
         except asyncio.CancelledError:
             self.result = self.performer.interrupted()
             raise

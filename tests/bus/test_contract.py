@@ -1,13 +1,15 @@
 """The contract every common data bus keeps, run against each implementation.
 
 Add a backend by adding a parameter to :func:`bus_factory`: a coroutine function that returns
-a fresh, connected bus. Delivery may be asynchronous (a Redis stream), so tests wait for
+a fresh, connected bus. The Redis bus runs against a private ``redis-server`` (the
+``redis_server`` fixture). Delivery may be asynchronous (a Redis stream), so tests wait for
 messages by yielding to the loop, never by measuring time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -28,10 +30,18 @@ async def _memory() -> Bus:
     return MemoryBus()
 
 
-@pytest.fixture(params=[pytest.param(_memory, id="memory")])
+@pytest.fixture(params=["memory", "redis"])
 def bus_factory(request: pytest.FixtureRequest) -> BusFactory:
-    factory: BusFactory = request.param
-    return factory
+    if request.param == "memory":
+        return _memory
+    server = request.getfixturevalue("redis_server")  # a real redis-server of this test's own
+
+    async def _redis() -> Bus:
+        from hct_cli.bus.redis import RedisBus
+
+        return await RedisBus.open(server.url, uuid.uuid4().hex[:12], ["mid"])
+
+    return _redis
 
 
 async def delivered(received: list[Broadcast], count: int, rounds: int = 5000) -> None:

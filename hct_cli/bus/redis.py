@@ -1,0 +1,586 @@
+"""The common data bus on Redis Streams: the only module that imports redis.
+
+Keys, all under ``hct:``::
+
+    hct:runs                      SET of runs in progress (workers discover runs here)
+    hct:run:RUN                   HASH: the run's tiers
+    hct:run:RUN:work:TIER         STREAM of work items for a tier (``-``: no tier), consumer group ``workers``
+    hct:run:RUN:direct:WORKER     STREAM of attacca items for one worker, same group
+    hct:run:RUN:streams           SET of the run's work streams (for reclaiming and trimming)
+    hct:run:RUN:cdb               STREAM of results and notices: the common data bus the conductor reads
+    hct:workers                   HASH worker -> its last status (JSON)
+    hct:worker:WORKER             "alive" while the worker beats (expires ``claim_after`` after the last beat)
+
+:class:`RedisBus` is the conductor's end of one run: it issues work items and reads the CDB
+stream (it is also a :class:`~hct_cli.bus.base.Bus`, so anything that publishes a result reaches
+its subscribers through Redis). :class:`RedisWorkQueue` is a worker's end of every run: it reads
+work through the consumer group, puts results on the run's CDB stream *before* acknowledging
+them, beats, and reclaims the pending entries of workers that stopped beating (``XAUTOCLAIM``).
+
+Commands issued within one event-loop turn go to Redis as one pipeline (:class:`_Batch`), so a
+fan-out of a hundred ready stations is one round trip, not a hundred.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from hct_cli.bus.base import Broadcast, Handler
+from hct_cli.distributed.work import Result, decode_result, encode_notice, encode_result
+from hct_cli.errors import BusError
+
+__all__ = [
+    "GROUP",
+    "Delivery",
+    "RedisBus",
+    "RedisWorkQueue",
+    "WorkerStatus",
+    "connect",
+    "default_worker_id",
+]
+
+GROUP = "workers"
+_RUNS = "hct:runs"
+_WORKERS = "hct:workers"
+_NO_TIER = "-"
+_BLOCK_MS = 1000  # a blocking read returns at least this often, so a silent server is noticed
+_FORGET_S = 600.0  # a worker silent this long leaves the roster
+_HINT = "Start redis-server, or check the URL (redis://HOST:PORT/DB), then run again."
+
+ResultListener = Callable[[Result], None]
+
+
+def _run_key(run: str, *parts: str) -> str:
+    return ":".join(("hct:run", run, *parts))
+
+
+def work_stream(run: str, tier: str | None) -> str:
+    return _run_key(run, "work", tier or _NO_TIER)
+
+
+def _direct_stream(run: str, worker: str) -> str:
+    return _run_key(run, "direct", worker)
+
+
+def _alive_key(worker: str) -> str:
+    return f"hct:worker:{worker}"
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def connect(url: str) -> Any:
+    """A client for ``url``, after a PING: a clear :class:`BusError` before anything runs."""
+    import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=3.0,
+            socket_timeout=_BLOCK_MS / 1000 + 10.0,
+            # A blip is retried for about a second; a server that stays away ends the run.
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 4),
+        )
+    except ValueError as exc:
+        raise BusError(f"{url!r} is not a Redis URL: {exc}", hint="Use redis://HOST:PORT/DB.") from exc
+    try:
+        await client.ping()
+    except Exception as exc:
+        await client.aclose()
+        raise BusError(f"cannot reach Redis at {url}: {exc}", hint=_HINT) from exc
+    return client
+
+
+def _lost(url: str, exc: BaseException) -> BusError:
+    return BusError(
+        f"lost Redis at {url}: {type(exc).__name__}: {exc}",
+        hint="Bring Redis back, then continue with `hct perform --resume RUN`.",
+    )
+
+
+class _Batch:
+    """Commands queued within one loop turn, sent to Redis as one pipeline."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self._client = client
+        self._url = url
+        self._ops: list[Callable[[Any], None]] = []
+        self._done: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, op: Callable[[Any], None]) -> asyncio.Future[None]:
+        """Queue ``op(pipeline)``; the future completes when its pipeline has executed."""
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            self._done.add_done_callback(_retrieve)
+            loop.call_soon(self._send)
+        self._ops.append(op)
+        return self._done
+
+    def _send(self) -> None:
+        ops, done = self._ops, self._done
+        self._ops, self._done = [], None
+        assert done is not None
+        task = asyncio.get_running_loop().create_task(self._execute(ops, done))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, ops: list[Callable[[Any], None]], done: asyncio.Future[None]) -> None:
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for op in ops:
+                op(pipe)
+            await pipe.execute()
+        except asyncio.CancelledError:
+            if not done.done():
+                done.cancel()
+            raise
+        except Exception as exc:
+            if not done.done():
+                done.set_exception(_lost(self._url, exc))
+            return
+        if not done.done():
+            done.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait for what is queued or in flight to reach Redis (errors are the callers')."""
+        if self._done is not None:
+            await asyncio.wait([self._done])
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark a batch's failure as seen: every caller awaits it, but a cancelled caller may not."""
+    if not future.cancelled():
+        future.exception()
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    """A worker as its last beat described it."""
+
+    worker: str
+    alive: bool
+    in_flight: int = 0
+    completed: int = 0
+    failed: int = 0
+    concurrency: int = 0
+    tiers: tuple[str, ...] | None = None
+    runs: tuple[str, ...] = ()
+    beat: float = 0.0
+
+    @classmethod
+    def from_json(cls, worker: str, alive: bool, text: str) -> WorkerStatus:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = {}
+        tiers = data.get("tiers")
+        return cls(
+            worker,
+            alive,
+            int(data.get("in_flight", 0)),
+            int(data.get("completed", 0)),
+            int(data.get("failed", 0)),
+            int(data.get("concurrency", 0)),
+            tuple(tiers) if tiers is not None else None,
+            tuple(data.get("runs", ())),
+            float(data.get("beat", 0.0)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "alive": self.alive,
+            "in_flight": self.in_flight,
+            "completed": self.completed,
+            "failed": self.failed,
+        }
+
+
+async def _roster(client: Any) -> list[WorkerStatus]:
+    statuses = await client.hgetall(_WORKERS)
+    if not statuses:
+        return []
+    names = sorted(statuses)
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.exists(_alive_key(name))
+    alive = await pipe.execute()
+    roster = [WorkerStatus.from_json(name, bool(up), statuses[name]) for name, up in zip(names, alive, strict=True)]
+    gone = [w.worker for w in roster if not w.alive and time.time() - w.beat > _FORGET_S]
+    if gone:
+        await client.hdel(_WORKERS, *gone)
+    return [w for w in roster if w.worker not in gone]
+
+
+class RedisBus:
+    """One run's end of the bus in the conductor: issue work items, hear results.
+
+    Open it with :meth:`open`; :meth:`close` trims the run's streams."""
+
+    def __init__(self, client: Any, url: str, run_id: str) -> None:
+        self.url = url
+        self.run_id = run_id
+        self._client = client
+        self._cdb = _run_key(run_id, "cdb")
+        self._tiers: set[str] = set()
+        self._handlers: list[Handler] = []
+        self._listeners: list[ResultListener] = []
+        self._on_lost: list[Callable[[BusError], None]] = []
+        self._batch = _Batch(client, url)
+        self._reader: asyncio.Task[None] | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._direct: dict[str, str] = {}  # live workers that serve this run -> their attacca stream
+        self._closed = False
+        self.lost: BusError | None = None
+        self.roster: list[WorkerStatus] = []
+        self.published = 0
+        self.issued = 0
+        self.malformed = 0
+
+    @classmethod
+    async def open(cls, url: str, run_id: str, tiers: Iterable[str | None] = (None,)) -> RedisBus:
+        """Connect, start the run's streams afresh (a resume never hears an earlier segment's
+        leftovers), announce the run to workers and start hearing results."""
+        bus = cls(await connect(url), url, run_id)
+        try:
+            await bus._start(tiers)
+        except Exception as exc:
+            await bus._client.aclose()
+            raise BusError(f"cannot start run {run_id} on Redis at {url}: {exc}", hint=_HINT) from exc
+        return bus
+
+    async def _start(self, tiers: Iterable[str | None]) -> None:
+        await self._trim()
+        names = sorted({tier or _NO_TIER for tier in tiers} | {_NO_TIER})
+        self._tiers = set(names)
+        pipe = self._client.pipeline(transaction=True)
+        for tier in names:
+            stream = work_stream(self.run_id, tier)
+            pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            pipe.sadd(_run_key(self.run_id, "streams"), stream)
+        pipe.xgroup_create(self._cdb, "conductor", id="0", mkstream=True)  # creates the CDB stream
+        pipe.hset(_run_key(self.run_id), mapping={"tiers": json.dumps(names), "started": time.time()})
+        pipe.sadd(_RUNS, self.run_id)
+        await pipe.execute()
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read())
+        self.roster = await _roster(self._client)
+        self._poller = loop.create_task(self._poll())
+
+    # -- the Bus protocol --------------------------------------------------------------------
+
+    def subscribe(self, handler: Handler) -> None:
+        self._handlers.append(handler)
+
+    def listen(self, listener: ResultListener) -> None:
+        """Hear everything on the CDB stream: results with their providers' notes, and notices."""
+        self._listeners.append(listener)
+
+    def when_lost(self, callback: Callable[[BusError], None]) -> None:
+        self._on_lost.append(callback)
+
+    def publish(self, message: Broadcast) -> Awaitable[None]:
+        """Put a result on the run's CDB stream (what a worker does)."""
+        if self._closed:
+            return _done()
+        if self.lost is not None:
+            raise self.lost
+        self.published += 1
+        text = encode_result(message)
+        return self._batch.add(lambda pipe: pipe.xadd(self._cdb, {"r": text}, nomkstream=True))
+
+    async def close(self, *, trim: bool = True) -> None:
+        """Stop hearing; with ``trim`` (the run is over) delete its streams and leave the run set."""
+        if self._closed:
+            return
+        self._closed = True
+        self._handlers.clear()
+        self._listeners.clear()
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._reader is not None and self.lost is None:
+            # Wake the blocked read with an empty entry rather than cancelling it: a cancel that
+            # meets the client's own read timeout can be swallowed, leaving the read blocked.
+            with contextlib.suppress(Exception):
+                await self._client.xadd(self._cdb, {"r": ""}, nomkstream=True)
+        for task in (self._reader, self._poller):
+            if task is not None:
+                await asyncio.wait([task], timeout=2.0)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        try:
+            await self._batch.drain()
+            if trim and self.lost is None:
+                await self._trim()
+        except Exception:
+            pass  # Redis is gone: nothing to trim; the next segment starts afresh anyway
+        finally:
+            await self._client.aclose()
+
+    async def _trim(self) -> None:
+        streams = await self._client.smembers(_run_key(self.run_id, "streams"))
+        keys = [*streams, self._cdb, _run_key(self.run_id), _run_key(self.run_id, "streams")]
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.srem(_RUNS, self.run_id)
+        await pipe.execute()
+
+    # -- issuing ------------------------------------------------------------------------------
+
+    def issue(self, payload: str, tier: str | None, affinity: str | None = None) -> Awaitable[None]:
+        """Put a work item on its tier's stream (or on ``affinity``'s own stream while that
+        worker is alive and serves this run); completes once Redis has it."""
+        if self.lost is not None:
+            raise self.lost
+        stream = self._direct.get(affinity) if affinity is not None else None
+        if stream is None:
+            name = tier or _NO_TIER
+            stream = work_stream(self.run_id, name if name in self._tiers else _NO_TIER)
+        self.issued += 1
+        return self._batch.add(lambda pipe: pipe.xadd(stream, {"w": payload}))
+
+    # -- hearing --------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        last = "0-0"
+        while not self._closed:
+            try:
+                reply = await self._client.xread({self._cdb: last}, count=1000, block=_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lose(exc)
+                return
+            for _stream, entries in reply or ():
+                for entry, fields in entries:
+                    last = entry
+                    self._deliver(fields)
+
+    def _deliver(self, fields: dict[str, str]) -> None:
+        text = fields.get("r")
+        if not text:
+            return  # the wake-up of close()
+        try:
+            result = decode_result(text) if text is not None else None
+        except (ValueError, KeyError, TypeError):
+            result = None
+        if result is None:
+            self.malformed += 1
+            return
+        for listener in self._listeners:
+            listener(result)
+        if result.message is not None:
+            for handler in self._handlers:
+                handler(result.message)
+
+    def _lose(self, exc: BaseException) -> None:
+        if self.lost is not None or self._closed:
+            return
+        self.lost = _lost(self.url, exc)
+        for callback in self._on_lost:
+            callback(self.lost)
+
+    async def _poll(self) -> None:
+        """Once a second: who serves, and which live workers take attacca items directly."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.roster = await _roster(self._client)
+                streams = await self._client.smembers(_run_key(self.run_id, "streams"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._lose(exc)
+                return
+            self._direct = {
+                w.worker: _direct_stream(self.run_id, w.worker)
+                for w in self.roster
+                if w.alive and _direct_stream(self.run_id, w.worker) in streams
+            }
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A work item handed to this worker: where it came from, so it can be acknowledged."""
+
+    run: str
+    stream: str
+    entry: str
+    payload: str
+    reclaimed_from: str | None = None  # the silent worker it was taken from
+
+
+@dataclass(frozen=True)
+class _Run:
+    streams: list[str]  # work streams this worker reads, its own attacca stream first
+    direct: str
+
+
+class RedisWorkQueue:
+    """A worker's end of the bus: work from every run in progress, for the tiers it serves."""
+
+    def __init__(self, client: Any, url: str, worker: str, tiers: frozenset[str] | None, claim_after_s: float) -> None:
+        self.url = url
+        self.worker = worker
+        self.tiers = tiers
+        self.claim_after_ms = max(1, round(claim_after_s * 1000))
+        self._client = client
+        self._batch = _Batch(client, url)
+        self._runs: dict[str, _Run] = {}
+
+    @classmethod
+    async def open(
+        cls, url: str, worker: str, *, tiers: Iterable[str] | None = None, claim_after_s: float = 5.0
+    ) -> RedisWorkQueue:
+        return cls(await connect(url), url, worker, frozenset(tiers) if tiers is not None else None, claim_after_s)
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        return tuple(self._runs)
+
+    def _serves(self, tier: str) -> bool:
+        return self.tiers is None or tier in self.tiers
+
+    async def refresh(self) -> None:
+        """Join runs that started, leave runs that ended."""
+        current = await self._client.smembers(_RUNS)
+        for run in [r for r in self._runs if r not in current]:
+            gone = self._runs.pop(run)
+            await self._client.delete(gone.direct)  # created after the conductor trimmed: ours to remove
+        for run in current:
+            if run in self._runs:
+                continue
+            tiers = json.loads(await self._client.hget(_run_key(run), "tiers") or "[]")
+            direct = _direct_stream(run, self.worker)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.xgroup_create(direct, GROUP, id="0", mkstream=True)
+            pipe.sadd(_run_key(run, "streams"), direct)
+            await pipe.execute(raise_on_error=False)  # BUSYGROUP: joined before (a restart)
+            streams = [work_stream(run, tier) for tier in tiers if self._serves(tier)]
+            self._runs[run] = _Run([direct, *streams], direct)
+
+    async def take(self, count: int, block_ms: int) -> list[Delivery]:
+        """Up to ``count`` new work items, waiting up to ``block_ms`` for the first."""
+        read = {stream: ">" for run in self._runs.values() for stream in run.streams}
+        if not read:
+            await asyncio.sleep(block_ms / 1000)
+            return []
+        try:
+            reply = await self._client.xreadgroup(GROUP, self.worker, read, count=count, block=block_ms)
+        except Exception as exc:
+            if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):  # a run ended (its streams were trimmed)
+                await self.refresh()
+                return []
+            raise
+        return [self._delivery(stream, entry, fields) for stream, entries in reply or () for entry, fields in entries]
+
+    def _delivery(self, stream: str, entry: str, fields: dict[str, str], source: str | None = None) -> Delivery:
+        run = stream.split(":", 3)[2]
+        return Delivery(run, stream, entry, fields.get("w", ""), source)
+
+    def finish(
+        self, delivery: Delivery, message: Broadcast, notes: list[tuple[str, dict[str, Any]]]
+    ) -> Awaitable[None]:
+        """Put the result on the run's CDB stream, then acknowledge the item (in that order: a
+        worker that dies between the two leaves a duplicate, which the conductor ignores, never a
+        loss)."""
+        text = encode_result(message, notes)
+        cdb = _run_key(delivery.run, "cdb")
+
+        def ops(pipe: Any) -> None:
+            pipe.xadd(cdb, {"r": text}, nomkstream=True)
+            pipe.xack(delivery.stream, GROUP, delivery.entry)
+
+        return self._batch.add(ops)
+
+    def drop(self, delivery: Delivery) -> Awaitable[None]:
+        """Acknowledge an item that can never run (malformed)."""
+        return self._batch.add(lambda pipe: pipe.xack(delivery.stream, GROUP, delivery.entry))
+
+    def notify(self, run: str, kind: str, station: str, version: int, **data: Any) -> Awaitable[None]:
+        text = encode_notice(kind, station, version, **data)
+        return self._batch.add(lambda pipe: pipe.xadd(_run_key(run, "cdb"), {"r": text}, nomkstream=True))
+
+    async def beat(self, status: dict[str, Any], owned: Iterable[Delivery]) -> None:
+        """Say this worker is alive, and keep its pending entries from looking idle."""
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(_alive_key(self.worker), "1", px=self.claim_after_ms)
+        pipe.hset(_WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
+        by_stream: dict[str, list[str]] = {}
+        for delivery in owned:
+            by_stream.setdefault(delivery.stream, []).append(delivery.entry)
+        for stream, entries in by_stream.items():
+            pipe.xclaim(stream, GROUP, self.worker, 0, entries, justid=True)
+        await pipe.execute(raise_on_error=False)  # a stream trimmed meanwhile: its run is over
+
+    async def reclaim(self, count: int) -> list[Delivery]:
+        """Take over work of workers that stopped beating: their pending entries idle longer
+        than ``claim_after`` (``XAUTOCLAIM``), and what waits on their attacca streams."""
+        taken: list[Delivery] = []
+        for name, run in list(self._runs.items()):
+            streams = await self._client.smembers(_run_key(name, "streams"))
+            served = [s for s in streams if s != run.direct and (":direct:" in s or self._serves(s.rsplit(":", 1)[1]))]
+            for stream in served:
+                pending = await self._client.xpending_range(stream, GROUP, "-", "+", count, idle=self.claim_after_ms)
+                if not pending:
+                    continue
+                owners = {p["message_id"]: p["consumer"] for p in pending}
+                _next, entries, *_ = await self._client.xautoclaim(
+                    stream, GROUP, self.worker, self.claim_after_ms, "0-0", count=count
+                )
+                taken += [
+                    self._delivery(stream, entry, fields, owners.get(entry, "?")) for entry, fields in entries if fields
+                ]
+            for stream in [s for s in served if ":direct:" in s]:
+                owner = stream.rsplit(":", 1)[1]
+                if await self._client.exists(_alive_key(owner)):
+                    continue
+                reply = await self._client.xreadgroup(GROUP, self.worker, {stream: ">"}, count=count)
+                taken += [
+                    self._delivery(s, entry, fields, owner) for s, entries in reply or () for entry, fields in entries
+                ]
+        return taken
+
+    async def hand_back(self, deliveries: Iterable[Delivery], tier_of: Callable[[Delivery], str | None]) -> None:
+        """Return unfinished items to their tier's stream for another worker (a drain that ran out of time)."""
+        pipe = self._client.pipeline(transaction=False)
+        for delivery in deliveries:
+            pipe.xadd(work_stream(delivery.run, tier_of(delivery)), {"w": delivery.payload}, nomkstream=True)
+            pipe.xack(delivery.stream, GROUP, delivery.entry)
+        await pipe.execute(raise_on_error=False)
+
+    async def leave(self, status: dict[str, Any]) -> None:
+        """Stop beating: the roster shows this worker as gone at once."""
+        await self._batch.drain()
+        pipe = self._client.pipeline(transaction=False)
+        pipe.delete(_alive_key(self.worker))
+        pipe.hset(_WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
+        for run in self._runs.values():  # nothing of ours is pending any more: finished or handed back
+            for stream in run.streams:
+                pipe.xgroup_delconsumer(stream, GROUP, self.worker)
+        await pipe.execute(raise_on_error=False)
+
+    async def close(self) -> None:
+        await self._client.aclose()

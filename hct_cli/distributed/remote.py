@@ -1,0 +1,118 @@
+"""The conductor's side of distributed mode: a provider whose calls run on ``hct worker``\\ s.
+
+:class:`RemoteProvider` turns a call into a work item on the bus and waits for its result on
+the CDB stream. Results are matched by tag (station, version): the first one for a call in
+flight answers it; any later one (a call that was redelivered after its worker went silent,
+and answered twice) is counted in ``duplicates`` and otherwise ignored, so a result commits at
+most once. A notice about a call in flight (``reclaim``: another worker took it over) becomes an
+event of the run through the call's reporter, as a provider's retries do.
+
+When the bus is lost, every call in flight, and every call made afterwards, raises
+:class:`~hct_cli.errors.BusError`; the perform loop then stops issuing and ends the run
+``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Protocol
+
+from hct_cli.bus.base import Broadcast
+from hct_cli.distributed.work import Mode, Result, encode_work
+from hct_cli.errors import BusError
+from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+
+__all__ = ["Issuer", "RemoteProvider"]
+
+
+class Issuer(Protocol):
+    """What :class:`RemoteProvider` needs of a bus: issue work, hear results, say when it is lost."""
+
+    run_id: str
+
+    def issue(self, payload: str, tier: str | None, affinity: str | None = None) -> Awaitable[None]: ...
+
+    def listen(self, listener: _Listener) -> None: ...
+
+    def when_lost(self, callback: _LostCallback) -> None: ...
+
+
+class _Listener(Protocol):
+    def __call__(self, result: Result, /) -> None: ...
+
+
+class _LostCallback(Protocol):
+    def __call__(self, error: BusError, /) -> None: ...
+
+
+class RemoteProvider:
+    """Runs model calls on workers; one instance serves every model station of a run."""
+
+    def __init__(self, mode: Mode, bus: Issuer | None = None) -> None:
+        self.mode = mode
+        self.bus: Issuer | None = None
+        self._waiting: dict[tuple[str, int], tuple[asyncio.Future[Result], CallRequest]] = {}
+        self._lost: BusError | None = None
+        self.duplicates = 0  # results heard for no call in flight: redelivered, or of a squashed call
+        if bus is not None:
+            self.attach(bus)
+
+    def attach(self, bus: Issuer) -> None:
+        """Issue on ``bus`` from now on (opened in the run's event loop, so after construction)."""
+        self.bus = bus
+        bus.listen(self._heard)
+        bus.when_lost(self._on_lost)
+
+    async def call(self, request: CallRequest) -> CallResult:
+        if self._lost is not None:
+            raise self._lost
+        if self.bus is None:
+            raise BusError("the distributed bus is not open", hint="Open it before the run (Session.play).")
+        key = (request.agent.name, request.version)
+        answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiting[key] = (answer, request)
+        try:
+            await self.bus.issue(encode_work(self.bus.run_id, request, self.mode), request.tier, request.affinity)
+            result = await answer
+        finally:
+            if self._waiting.get(key, (None,))[0] is answer:
+                del self._waiting[key]
+        for kind, data in result.notes:
+            request.note(kind, **data)
+        message = result.message
+        assert message is not None
+        if not message.ok:
+            raise ProviderError(message.error or "the call failed on its worker")
+        return _call_result(message)
+
+    def _heard(self, result: Result) -> None:
+        waiting = self._waiting.get((result.station, result.version))
+        if result.message is None:  # a notice about a call in flight
+            if waiting is not None:
+                waiting[1].note(result.kind, **result.data)
+            return
+        if waiting is None or waiting[0].done():
+            self.duplicates += 1
+            return
+        waiting[0].set_result(result)
+
+    def _on_lost(self, error: BusError) -> None:
+        self._lost = error
+        for answer, _request in self._waiting.values():
+            if not answer.done():
+                answer.set_exception(error)
+
+
+def _call_result(message: Broadcast) -> CallResult:
+    return CallResult(
+        message.output,
+        message.model or "",
+        message.prompt_tokens,
+        message.completion_tokens,
+        message.cost_usd,
+        message.latency_s,
+        message.tier,
+        message.cached,
+        message.worker,
+    )

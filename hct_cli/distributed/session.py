@@ -1,0 +1,74 @@
+"""A run in distributed mode, from the conductor's side: the bus it opens, the provider it lends.
+
+The CLI builds a :class:`Session` before the run (checking that Redis answers, so a wrong URL
+fails before anything runs), gives :attr:`Session.provider` to the model stations, and runs the
+performer through :meth:`Session.play`, which opens the run's streams in the run's own event
+loop, and trims them when the run ends however it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from hct_cli.distributed.remote import RemoteProvider
+from hct_cli.distributed.work import Mode
+from hct_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from hct_cli.bus.redis import RedisBus, WorkerStatus
+    from hct_cli.engine.perform import Performer
+    from hct_cli.engine.result import RunResult
+
+__all__ = ["Session", "check_bus_url"]
+
+_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_bus_url(url: str) -> None:
+    if not url.startswith(_SCHEMES):
+        raise UsageError(
+            f"--bus takes a Redis URL, not {url!r}",
+            hint="Use --bus redis://HOST:PORT/DB (leave it out to run in process).",
+        )
+
+
+class Session:
+    """The conductor's end of distributed mode for one run."""
+
+    def __init__(self, url: str, mode: Mode, *, say: Callable[[str], None] | None = None) -> None:
+        check_bus_url(url)
+        self.url = url
+        self.provider = RemoteProvider(mode)
+        self.bus: RedisBus | None = None
+        self._say = say or (lambda line: None)
+
+    def preflight(self) -> None:
+        """Raise :class:`~hct_cli.errors.BusError` now if Redis does not answer."""
+        from hct_cli.bus.redis import connect
+
+        async def ping() -> None:
+            client = await connect(self.url)
+            await client.aclose()
+
+        asyncio.run(ping())
+
+    def roster(self) -> list[WorkerStatus]:
+        """The workers as the last poll saw them (for the conductor's panel)."""
+        return list(self.bus.roster) if self.bus is not None else []
+
+    async def play(self, performer: Performer, tiers: Iterable[str | None]) -> RunResult:
+        from hct_cli.bus.redis import RedisBus
+
+        self.bus = await RedisBus.open(self.url, performer.run_id, tiers)
+        self.provider.attach(self.bus)
+        if not any(worker.alive for worker in self.bus.roster):
+            self._say(
+                f"no hct worker serves {self.url} yet: work waits on the stream until one starts "
+                f"(hct worker --bus {self.url})"
+            )
+        try:
+            return await performer.run()
+        finally:
+            await self.bus.close()

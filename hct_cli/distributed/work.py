@@ -1,0 +1,168 @@
+"""The wire format of distributed mode: a work item (one model call) and its result.
+
+A work item carries everything a worker needs to make the call as the conductor would have:
+the rendered messages, the route and its fallbacks, the agent's figures that providers read
+(``max_tokens``, ``tempo``, ``timeout_s``, ``simulate``), the tag version and attempt (so a
+redelivered call draws exactly what the first delivery would have) and the provider mode. A
+worker therefore needs no flag but the bus. Keys never travel: a worker calling real models
+uses its own environment's credentials.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hct_cli.bus.base import Broadcast
+from hct_cli.providers.base import CallRequest
+from hct_cli.routing import Route
+from hct_cli.score.model import Agent, Simulate
+
+__all__ = ["Mode", "Result", "Work", "decode_result", "decode_work", "encode_notice", "encode_result", "encode_work"]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """Which provider answers a run's calls: ``simulated`` (seeded, no keys) or ``models``
+    (real models through litellm; ``endpoints`` maps a model to its OpenAI-compatible server,
+    ``local`` asks the worker to serve the local model itself)."""
+
+    kind: str = "simulated"
+    seed: int = 0
+    time_scale: float = 1.0
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    local: bool = False
+
+    def to_data(self) -> dict[str, Any]:
+        if self.kind == "simulated":
+            return {"kind": "simulated", "seed": self.seed, "time_scale": self.time_scale}
+        return {"kind": self.kind, "endpoints": dict(self.endpoints), "local": self.local}
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> Mode:
+        return cls(
+            str(data.get("kind", "simulated")),
+            int(data.get("seed", 0)),
+            float(data.get("time_scale", 1.0)),
+            dict(data.get("endpoints", {})),
+            bool(data.get("local", False)),
+        )
+
+    @property
+    def key(self) -> str:
+        """Equal for modes that one provider instance can serve."""
+        return json.dumps(self.to_data(), sort_keys=True)
+
+
+@dataclass(slots=True)
+class Work:
+    """One call as a worker receives it."""
+
+    run: str
+    request: CallRequest
+    mode: Mode
+
+    @property
+    def tag(self) -> str:
+        return f"{self.request.agent.name}@{self.request.version}"
+
+
+def _agent_data(agent: Agent) -> dict[str, Any]:
+    sim = agent.simulate
+    data: dict[str, Any] = {"name": agent.name, "max_tokens": agent.max_tokens, "tempo": agent.tempo}
+    if agent.timeout_s is not None:
+        data["timeout_s"] = agent.timeout_s
+    if agent.writes:
+        data["writes"] = list(agent.writes)
+    figures = {
+        "latency_ms": list(sim.latency_ms) if sim.latency_ms is not None else None,
+        "prompt_tokens": sim.prompt_tokens,
+        "output_tokens": sim.output_tokens,
+        "pass_rate": sim.pass_rate,
+        "output": sim.output,
+    }
+    figures = {k: v for k, v in figures.items() if v is not None}
+    if figures:
+        data["simulate"] = figures
+    return data
+
+
+def _agent(data: Mapping[str, Any]) -> Agent:
+    return Agent(
+        name=str(data["name"]),
+        index=0,
+        max_tokens=int(data["max_tokens"]),
+        tempo=data.get("tempo", "moderato"),
+        timeout_s=data.get("timeout_s"),
+        writes=tuple(data.get("writes", ())),
+        simulate=Simulate.from_data(data.get("simulate", {})),
+    )
+
+
+def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
+    """A model call as JSON text (its context stays home: the prompt is already rendered)."""
+    data = {
+        "run": run,
+        "agent": _agent_data(request.agent),
+        "model": request.model,
+        "tier": request.tier,
+        "prompt": request.prompt,
+        "system": request.system,
+        "version": request.version,
+        "attempt": request.attempt,
+        "fallbacks": [[r.tier, r.model, r.reason] for r in request.fallbacks],
+        "mode": mode.to_data(),
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_work(text: str) -> Work:
+    """The inverse of :func:`encode_work`; raises ``ValueError`` (or ``KeyError``) on a malformed item."""
+    data = json.loads(text)
+    request = CallRequest(
+        _agent(data["agent"]),
+        str(data["model"]),
+        data.get("tier"),
+        str(data["prompt"]),
+        str(data.get("system", "")),
+        int(data["version"]),
+        int(data.get("attempt", 0)),
+        fallbacks=tuple(Route(tier, model, reason) for tier, model, reason in data.get("fallbacks", ())),
+    )
+    return Work(str(data["run"]), request, Mode.from_data(data.get("mode", {})))
+
+
+@dataclass(slots=True)
+class Result:
+    """What comes back on the CDB stream: a result, or a notice about a call (``reclaim``)."""
+
+    kind: str  # "result" or a notice's kind
+    station: str
+    version: int
+    message: Broadcast | None = None  # for a result
+    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # a provider's retries, fallbacks
+    data: dict[str, Any] = field(default_factory=dict)  # for a notice
+
+
+def encode_result(message: Broadcast, notes: list[tuple[str, dict[str, Any]]] | None = None) -> str:
+    data: dict[str, Any] = {"kind": "result", "station": message.station, "version": message.version}
+    data["result"] = message.to_data()
+    if notes:
+        data["notes"] = [[kind, note] for kind, note in notes]
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def encode_notice(kind: str, station: str, version: int, **data: Any) -> str:
+    return json.dumps({"kind": kind, "station": station, "version": version, "data": data}, separators=(",", ":"))
+
+
+def decode_result(text: str) -> Result:
+    data = json.loads(text)
+    station, version = str(data["station"]), int(data["version"])
+    if data.get("kind") != "result":
+        return Result(str(data.get("kind")), station, version, data=dict(data.get("data") or {}))
+    message = Broadcast.from_data(station, version, data["result"])
+    notes = [(str(kind), dict(note)) for kind, note in data.get("notes", ())]
+    return Result("result", station, version, message, notes)

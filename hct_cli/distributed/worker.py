@@ -1,0 +1,296 @@
+"""``hct worker``: make the model calls that conductors issue on the bus.
+
+A worker serves every run in progress (or only some tiers, ``--tiers``), up to ``concurrency``
+calls at a time, each with the provider its work item names (simulated, real models, the local
+model). For each call it puts the result on the run's CDB stream and only then acknowledges the
+item. Every ``heartbeat`` it says it is alive, keeps its own pending entries fresh and takes over
+the pending entries of workers silent for longer than ``claim_after``.
+
+Stopping (SIGTERM, Ctrl-C) drains: no new work is taken, calls in flight get ``drain`` seconds to
+finish, and whatever is still unfinished is handed back to its stream for another worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hct_cli.bus.base import Broadcast
+from hct_cli.distributed.work import Mode, Work, decode_work
+from hct_cli.providers.base import Provider
+
+if TYPE_CHECKING:
+    from hct_cli.bus.redis import Delivery, RedisWorkQueue
+    from hct_cli.providers.local import LocalServer
+
+__all__ = ["Worker", "WorkerReport"]
+
+#: How often the set of runs in progress is read again while work keeps arriving.
+_REFRESH_S = 0.5
+_TAKE_BLOCK_MS = 200
+
+
+@dataclass
+class WorkerReport:
+    """What a worker did, for ``--json`` and the log."""
+
+    worker: str
+    completed: int = 0
+    failed: int = 0
+    reclaimed: int = 0
+    handed_back: int = 0
+    malformed: int = 0
+    runs: set[str] = field(default_factory=set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "completed": self.completed,
+            "failed": self.failed,
+            "reclaimed": self.reclaimed,
+            "handed_back": self.handed_back,
+            "malformed": self.malformed,
+            "runs": sorted(self.runs),
+        }
+
+
+Log = Callable[[str], None]
+
+
+class Worker:
+    """Executes work items from a :class:`~hct_cli.bus.redis.RedisWorkQueue` until stopped."""
+
+    def __init__(
+        self,
+        queue: RedisWorkQueue,
+        *,
+        concurrency: int = 8,
+        heartbeat_s: float = 1.0,
+        drain_s: float = 30.0,
+        log: Log | None = None,
+    ) -> None:
+        self.queue = queue
+        self.concurrency = concurrency
+        self.heartbeat_s = heartbeat_s
+        self.drain_s = drain_s
+        self.log = log or (lambda line: None)
+        self.report = WorkerReport(queue.worker)
+        self._in_flight: dict[asyncio.Task[None], Delivery] = {}
+        self._slot = asyncio.Event()
+        self._providers: dict[str, Provider] = {}
+        self._local: LocalServer | None = None
+        self._local_lock = asyncio.Lock()
+
+    @property
+    def worker(self) -> str:
+        return self.queue.worker
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "in_flight": len(self._in_flight),
+            "completed": self.report.completed,
+            "failed": self.report.failed,
+            "concurrency": self.concurrency,
+            "tiers": sorted(self.queue.tiers) if self.queue.tiers is not None else None,
+            "runs": list(self.queue.runs),
+        }
+
+    async def run(self, stop: asyncio.Event) -> WorkerReport:
+        """Serve until ``stop`` is set, then drain."""
+        await self.queue.refresh()
+        await self.queue.beat(self.status(), ())
+        beating = asyncio.get_running_loop().create_task(self._beat(stop))
+        try:
+            await self._serve(stop)
+            await self._drain()
+        finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.queue.leave(self.status())
+            if self._local is not None:
+                await asyncio.to_thread(self._local.stop)
+        return self.report
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        refreshed = time.monotonic()
+        outage = False
+        while not stop.is_set():
+            free = self.concurrency - len(self._in_flight)
+            if free <= 0:
+                self._slot.clear()
+                waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._slot.wait())]
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waiters:
+                    waiter.cancel()
+                continue
+            try:
+                if time.monotonic() - refreshed > _REFRESH_S:
+                    await self.queue.refresh()
+                    refreshed = time.monotonic()
+                deliveries = await self.queue.take(free, _TAKE_BLOCK_MS)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: keep trying; work waits on the streams meanwhile
+                if not outage:
+                    self.log(f"cannot read work: {type(exc).__name__}: {exc}; trying again every second")
+                outage = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                continue
+            if outage:
+                self.log("reading work again")
+                outage = False
+            for delivery in deliveries:
+                self._start(delivery)
+
+    def _start(self, delivery: Delivery) -> None:
+        task = asyncio.get_running_loop().create_task(self._execute(delivery))
+        self._in_flight[task] = delivery
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        self._slot.set()
+        if not task.cancelled() and task.exception() is not None:
+            self.log(f"lost a result to the bus: {task.exception()}")
+
+    async def _execute(self, delivery: Delivery) -> None:
+        try:
+            work = decode_work(delivery.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            self.report.malformed += 1
+            self.log(f"dropped a malformed work item {delivery.entry} on {delivery.stream}: {exc}")
+            await self.queue.drop(delivery)
+            return
+        self.report.runs.add(work.run)
+        if delivery.reclaimed_from is not None:
+            self.report.reclaimed += 1
+            self.log(f"took over {work.tag} of run {work.run} from silent worker {delivery.reclaimed_from}")
+            await self.queue.notify(
+                work.run,
+                "reclaim",
+                work.request.agent.name,
+                work.request.version,
+                by=self.worker,
+                **{"from": delivery.reclaimed_from},
+            )
+        notes: list[tuple[str, dict[str, Any]]] = []
+        work.request.reporter = lambda agent, version, kind, data: notes.append((kind, data))
+        message = await self._call(work)
+        message.worker = self.worker
+        if message.ok:
+            self.report.completed += 1
+        else:
+            self.report.failed += 1
+        await self.queue.finish(delivery, message, notes)
+
+    async def _call(self, work: Work) -> Broadcast:
+        request = work.request
+        try:
+            provider = await self._provider(work.mode)
+            result = await provider.call(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the call fails on the conductor's side, as it would in process
+            error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            return Broadcast(request.agent.name, request.version, False, error=error)
+        return Broadcast(
+            request.agent.name,
+            request.version,
+            True,
+            result.output,
+            None,
+            result.model,
+            result.tier or request.tier,
+            result.prompt_tokens,
+            result.completion_tokens,
+            result.cost_usd,
+            result.latency_s,
+            None,
+            result.cached,
+        )
+
+    async def _provider(self, mode: Mode) -> Provider:
+        """One provider per mode, built on first use (the local model's server too)."""
+        provider = self._providers.get(mode.key)
+        if provider is not None:
+            return provider
+        if mode.kind == "simulated":
+            from hct_cli.providers.simulated import SimulatedProvider
+
+            provider = SimulatedProvider(mode.seed, time_scale=mode.time_scale)
+        else:
+            from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider
+
+            endpoints = {model: Endpoint(base, api_key=None) for model, base in mode.endpoints.items()}
+            if mode.local:
+                from hct_cli.providers.local import LOCAL_MODEL
+
+                endpoints[LOCAL_MODEL] = await self._local_endpoint()
+            provider = LiteLLMProvider(endpoints=endpoints)
+        self._providers[mode.key] = provider
+        return provider
+
+    async def _local_endpoint(self) -> Any:
+        async with self._local_lock:
+            if self._local is None:
+                from hct_cli.providers.local import LocalServer
+
+                self.log("starting the local model server...")
+                server = LocalServer()
+                await asyncio.to_thread(server.start)
+                self._local = server
+            return self._local.endpoint
+
+    async def _beat(self, stop: asyncio.Event) -> None:
+        """Beat, and take over the work of silent workers, until the drain is over."""
+        failing = False
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            try:
+                await self.queue.beat(self.status(), self._in_flight.values())
+                if not stop.is_set():
+                    free = max(0, self.concurrency - len(self._in_flight))
+                    if free:
+                        for delivery in await self.queue.reclaim(free):
+                            self._start(delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away for a moment: the next beat tries again
+                if not failing:
+                    self.log(f"heartbeat failed: {type(exc).__name__}: {exc}")
+                failing = True
+            else:
+                failing = False
+
+    async def _drain(self) -> None:
+        """Let calls in flight finish for ``drain_s``; hand back the rest."""
+        if not self._in_flight:
+            return
+        self.log(f"draining {len(self._in_flight)} calls in flight (up to {self.drain_s:g} s)")
+        _done, pending = await asyncio.wait(list(self._in_flight), timeout=self.drain_s)
+        if not pending:
+            return
+        unfinished = [self._in_flight[task] for task in pending if task in self._in_flight]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for delivery in unfinished:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                work = decode_work(delivery.payload)
+                self.queue.notify(work.run, "hand_back", work.request.agent.name, work.request.version, by=self.worker)
+        await self.queue.hand_back(unfinished, _tier_of)
+        self.report.handed_back += len(unfinished)
+        self.log(f"handed back {len(unfinished)} unfinished calls")
+
+
+def _tier_of(delivery: Delivery) -> str | None:
+    try:
+        return decode_work(delivery.payload).request.tier
+    except (ValueError, KeyError, TypeError):
+        return None
