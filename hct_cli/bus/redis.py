@@ -314,6 +314,8 @@ class RedisBus:
         self._listeners.clear()
         if self._poller is not None:
             self._poller.cancel()
+            with contextlib.suppress(Exception):  # the roster as the run ends, for whoever shows it
+                self.roster = await _roster(self._client)
         if self._reader is not None and self.lost is None:
             # Wake the blocked read with an empty entry rather than cancelling it: a cancel that
             # meets the client's own read timeout can be swallowed, leaving the read blocked.

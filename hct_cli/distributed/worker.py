@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Worker", "WorkerReport"]
 
-#: How often the set of runs in progress is read again while work keeps arriving.
+#: How often the set of runs in progress is read again while work keeps arriving; an idle
+#: worker reads it after every empty wait for work, so a new run is joined within one wait.
 _REFRESH_S = 0.5
-_TAKE_BLOCK_MS = 200
+_TAKE_BLOCK_MS = 50
 
 
 @dataclass
@@ -118,7 +119,7 @@ class Worker:
 
     async def _serve(self, stop: asyncio.Event) -> None:
         refreshed = time.monotonic()
-        outage = False
+        outage = idle = False
         while not stop.is_set():
             free = self.concurrency - len(self._in_flight)
             if free <= 0:
@@ -129,10 +130,11 @@ class Worker:
                     waiter.cancel()
                 continue
             try:
-                if time.monotonic() - refreshed > _REFRESH_S:
-                    await self.queue.refresh()
+                if idle or time.monotonic() - refreshed > _REFRESH_S:
+                    await self.queue.refresh()  # an idle worker looks for new runs at once
                     refreshed = time.monotonic()
                 deliveries = await self.queue.take(free, _TAKE_BLOCK_MS)
+                idle = not deliveries
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away: keep trying; work waits on the streams meanwhile

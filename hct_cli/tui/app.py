@@ -22,7 +22,16 @@ from textual.widgets import Footer, Input, Static
 
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import Question, Stage
-from hct_cli.tui.views import AgentsView, CoherenceView, CostView, Panel, SignalsView, TimelineView, money
+from hct_cli.tui.views import (
+    AgentsView,
+    CoherenceView,
+    CostView,
+    Panel,
+    SignalsView,
+    TimelineView,
+    WorkersView,
+    money,
+)
 
 if TYPE_CHECKING:
     from hct_cli.bus.redis import WorkerStatus
@@ -108,6 +117,7 @@ class Conductor(App[None]):
         self._asked: set[tuple[str, int]] = set()  # questions already announced
         self._decided: set[tuple[str, int]] = set()  # and those this conductor answered
         self._cost: CostView | None = None
+        self._roster_view: WorkersView | None = None
         self._status: Static | None = None
 
     # -- layout ---------------------------------------------------------------------------
@@ -122,6 +132,8 @@ class Conductor(App[None]):
                 with Horizontal(id="gauges"):
                     yield CostView(ensemble)
                     yield CoherenceView(ensemble)
+                    if self.roster is not None:
+                        yield WorkersView(self.roster)
                 yield SignalsView(ensemble)
                 yield Input(placeholder="filter the signals (Enter keeps it, Esc clears it)", id="filter")
         yield Footer()
@@ -131,6 +143,7 @@ class Conductor(App[None]):
         # Found once: a frame draws them without querying the DOM.
         self._panels = list(self.query(Panel))
         self._cost = self.query_one(CostView)
+        self._roster_view = next(iter(self.query(WorkersView)), None)
         self._status = self.query_one("#status", Static)
         self._fit_agents()
         self._frame()
@@ -185,6 +198,8 @@ class Conductor(App[None]):
         ensemble = self.ensemble
         if self._cost is None or self._status is None:
             return  # not mounted yet
+        if self._roster_view is not None:
+            self._roster_view.sync()  # the roster moves on its own (heartbeats), not with the ensemble
         if ensemble.revision == self._drawn and ensemble.finished:
             return  # nothing moved, not even the clock
         self._drawn = ensemble.revision

@@ -3,8 +3,9 @@ when the app's frame timer asks it to (:meth:`Panel.sync`): never once per event
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from itertools import groupby
+from typing import TYPE_CHECKING
 
 from rich.segment import Segment
 from rich.style import Style
@@ -15,6 +16,9 @@ from textual.strip import Strip
 from textual.widgets import Static
 
 from hct_cli.tui.ensemble import Ensemble, Signal
+
+if TYPE_CHECKING:
+    from hct_cli.bus.redis import WorkerStatus
 
 __all__ = ["AgentsView", "CoherenceView", "CostView", "Panel", "SignalsView", "TimelineView", "money"]
 
@@ -349,6 +353,32 @@ class CostView(Static):
         saving = ensemble.saving_usd
         share = f" {saving / ensemble.frontier_usd:.0%}" if ensemble.frontier_usd > 0 else ""
         lines.append(f"saving   {money(saving)}{share}")
+        return "\n".join(lines)
+
+    def sync(self) -> None:
+        self.update(Text(self.text()))
+
+
+class WorkersView(Static):
+    """Distributed mode: every worker on the bus, alive or silent, with its calls in flight and done."""
+
+    DEFAULT_CSS = "WorkersView { border: round $primary; padding: 0 1; width: 34; height: 100%; }"
+
+    def __init__(self, roster: Callable[[], Sequence[WorkerStatus]], id: str | None = "workers") -> None:
+        super().__init__(id=id)
+        self.roster = roster
+        self.border_title = "workers"
+
+    def text(self) -> str:
+        workers = self.roster()
+        if not workers:
+            return "none yet: start one with\nhct worker --bus URL"
+        alive = sum(1 for w in workers if w.alive)
+        lines = [f"{alive} alive of {len(workers)}"]
+        for w in sorted(workers, key=lambda w: (not w.alive, w.worker)):
+            mark = "●" if w.alive else "✕"
+            state = f"{w.in_flight:>3} run {w.completed:>5} done" if w.alive else "silent"
+            lines.append(f"{mark} {w.worker[:14]:<14} {state}")
         return "\n".join(lines)
 
     def sync(self) -> None:

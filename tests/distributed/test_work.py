@@ -1,0 +1,347 @@
+"""The wire format of distributed mode: a work item and its result survive the trip intact.
+
+A work item must carry everything the simulated provider draws from, so a worker (or a second
+worker, after a redelivery) answers exactly as the conductor would have in process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from hct_cli.bus.base import Broadcast
+from hct_cli.distributed.work import (
+    Mode,
+    Result,
+    Work,
+    decode_result,
+    decode_work,
+    encode_notice,
+    encode_result,
+    encode_work,
+)
+from hct_cli.providers.base import CallRequest
+from hct_cli.providers.simulated import SimulatedProvider
+from hct_cli.routing import Route
+from hct_cli.score.model import Agent, Simulate
+
+pytestmark = pytest.mark.timeout(60)
+
+FULL_AGENT = Agent(
+    name="review",
+    index=3,
+    prompt="unused on the wire: the prompt travels rendered",
+    max_tokens=321,
+    tempo="allegro",
+    timeout_s=12.5,
+    writes=("findings", "summary"),
+    simulate=Simulate(
+        latency_ms=(40.0, 90.0),
+        prompt_tokens=150,
+        output_tokens=200,
+        pass_rate=0.25,
+        output={"verdict": "ok", "items": [1, 2, "três"]},
+    ),
+)
+PLAIN_AGENT = Agent(name="plain", index=0)  # every figure derived, nothing optional set
+ONE_WRITE_AGENT = Agent(name="notes", index=1, tempo="presto", writes=("notes",), simulate=Simulate(latency_ms=(5, 5)))
+MULTI_WRITE_AGENT = Agent(name="split", index=2, tempo="largo", writes=("a", "b"), simulate=Simulate(output_tokens=64))
+
+FALLBACKS = (
+    Route("frontier", "claude-sonnet-4-5", "fallback from mid"),
+    Route(None, "ollama/llama3.1", "last resort"),
+)
+
+
+def full_request() -> CallRequest:
+    return CallRequest(
+        FULL_AGENT,
+        "gpt-4o-mini",
+        "mid",
+        "Review this — naïve ✓ unicode\nline two {{ not a template }}",
+        "Reference frame (immutable; applies to every answer):\n- objective: find defects",
+        version=4,
+        attempt=3,
+        context={"cues": {"parse": "stays home"}},
+        fallbacks=FALLBACKS,
+        affinity="w7",
+    )
+
+
+def requests() -> list[CallRequest]:
+    return [
+        full_request(),
+        CallRequest(PLAIN_AGENT, "gpt-4o-mini", None, "p"),
+        CallRequest(ONE_WRITE_AGENT, "claude-sonnet-4-5", "frontier", "write notes", "sys", 2, 1),
+        CallRequest(MULTI_WRITE_AGENT, "ollama/llama3.1", "local", "split it", "", 9, 8, fallbacks=FALLBACKS[:1]),
+    ]
+
+
+MODES = [
+    Mode("simulated", seed=7, time_scale=0.25),
+    Mode(),
+    Mode("models", endpoints={"gpt-4o-mini": "http://127.0.0.1:8000/v1", "ollama/llama3.1": "http://h:1"}, local=True),
+    Mode("models"),
+]
+
+
+def roundtrip(request: CallRequest, mode: Mode, run: str = "run-1") -> Work:
+    text = encode_work(run, request, mode)
+    json.loads(text)  # the wire text is plain JSON
+    return decode_work(text)
+
+
+def test_a_work_item_keeps_every_field_a_worker_needs() -> None:
+    request = full_request()
+    mode = Mode("simulated", seed=7, time_scale=0.25)
+    work = roundtrip(request, mode, run="abc123")
+    got = work.request
+    assert work.run == "abc123"
+    assert work.mode == mode
+    assert work.tag == "review@4"
+    assert got.model == "gpt-4o-mini"
+    assert got.tier == "mid"
+    assert got.prompt == request.prompt
+    assert got.system == request.system
+    assert got.version == 4
+    assert got.attempt == 3
+    assert got.fallbacks == FALLBACKS
+    assert all(isinstance(route, Route) for route in got.fallbacks)
+    agent = got.agent
+    assert agent.name == "review"
+    assert agent.max_tokens == 321
+    assert agent.tempo == "allegro"
+    assert agent.timeout_s == 12.5
+    assert agent.writes == ("findings", "summary")
+    assert agent.simulate == FULL_AGENT.simulate
+    assert agent.simulate.latency_ms == (40.0, 90.0)
+    assert agent.simulate.output == {"verdict": "ok", "items": [1, 2, "três"]}
+
+
+def test_a_work_item_leaves_the_context_home() -> None:
+    text = encode_work("r", full_request(), Mode())
+    assert "stays home" not in text
+    assert decode_work(text).request.context == {}
+
+
+def test_defaults_survive_the_trip() -> None:
+    work = roundtrip(CallRequest(PLAIN_AGENT, "gpt-4o-mini", None, "p"), Mode())
+    got = work.request
+    assert got.tier is None
+    assert got.system == ""
+    assert (got.version, got.attempt) == (1, 0)
+    assert got.fallbacks == ()
+    assert got.agent.timeout_s is None
+    assert got.agent.writes == ()
+    assert got.agent.simulate == Simulate()
+    assert (got.agent.max_tokens, got.agent.tempo) == (PLAIN_AGENT.max_tokens, PLAIN_AGENT.tempo)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=["simulated", "default", "models-endpoints-local", "models"])
+def test_the_mode_survives_the_trip(mode: Mode) -> None:
+    decoded = roundtrip(full_request(), mode).mode
+    assert decoded == mode
+    assert decoded.key == mode.key
+    assert Mode.from_data(json.loads(json.dumps(mode.to_data()))) == mode
+
+
+def test_modes_that_differ_have_different_keys() -> None:
+    keys = {mode.key for mode in MODES}
+    assert len(keys) == len(MODES)
+    assert Mode("simulated", 1).key != Mode("simulated", 2).key
+    assert Mode("simulated", 1, 0.5).key != Mode("simulated", 1, 1.0).key
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+@pytest.mark.parametrize("index", range(4))
+def test_a_decoded_request_draws_exactly_what_the_original_draws(seed: int, index: int) -> None:
+    original = requests()[index]
+    decoded = roundtrip(original, Mode("simulated", seed, 0.0)).request
+    provider = SimulatedProvider(seed)
+    planned = provider.plan(original)
+    assert SimulatedProvider(seed).plan(decoded) == planned  # latency included: a pure draw
+    assert planned.latency_s > 0
+
+    async def both() -> tuple[Any, Any]:
+        fast = SimulatedProvider(seed, time_scale=1e-4)
+        return await fast.call(original), await SimulatedProvider(seed, time_scale=1e-4).call(decoded)
+
+    first, second = asyncio.run(both())
+    assert second == first
+    assert first.output == planned.output
+
+
+def test_the_attempt_on_the_wire_is_the_one_drawn() -> None:
+    """A redelivered call must not draw as a retry would: the attempt travels as it was."""
+    request = CallRequest(PLAIN_AGENT, "gpt-4o-mini", "mid", "same prompt", attempt=0)
+    retry = CallRequest(PLAIN_AGENT, "gpt-4o-mini", "mid", "same prompt", attempt=1)
+    provider = SimulatedProvider(3)
+    assert provider.plan(request) != provider.plan(retry)
+    assert provider.plan(roundtrip(retry, Mode()).request) == provider.plan(retry)
+
+
+def full_broadcast() -> Broadcast:
+    return Broadcast(
+        "review",
+        4,
+        True,
+        output={"findings": ["a", "b"], "note": "naïve ✓"},
+        model="gpt-4o-mini",
+        tier="frontier",
+        prompt_tokens=120,
+        completion_tokens=45,
+        cost_usd=0.000045,
+        latency_s=1.25,
+        worker="w1",
+        cached=True,
+    )
+
+
+def test_a_result_survives_the_trip_with_its_notes() -> None:
+    message = full_broadcast()
+    notes = [
+        ("retry", {"attempt": 1, "error": "rate limited", "wait_s": 0.5}),
+        ("fallback", {"from": "mid", "to": "frontier", "reason": "kept failing"}),
+    ]
+    result = decode_result(encode_result(message, notes))
+    assert result == Result("result", "review", 4, message, notes)
+    assert result.message is not None and result.message.tag == "review@4"
+    assert result.data == {}
+
+
+def test_a_failed_result_survives_the_trip() -> None:
+    failure = Broadcast("parse", 2, False, error="the model refused", worker="w2")
+    result = decode_result(encode_result(failure))
+    assert result.kind == "result"
+    assert (result.station, result.version) == ("parse", 2)
+    assert result.message == failure
+    assert result.message is not None
+    assert result.message.ok is False
+    assert result.message.error == "the model refused"
+    assert result.notes == []
+
+
+def test_a_plain_result_keeps_its_defaults() -> None:
+    message = Broadcast("s", 1, True, output="text")
+    result = decode_result(encode_result(message, []))
+    assert result.message == message
+    assert result.message is not None and result.message.worker is None and result.message.cached is False
+
+
+def test_a_notice_becomes_a_result_without_a_message() -> None:
+    text = encode_notice("reclaim", "review", 3, by="w2", **{"from": "silent"})
+    result = decode_result(text)
+    assert result == Result("reclaim", "review", 3, None, [], {"by": "w2", "from": "silent"})
+
+
+def test_a_notice_without_data() -> None:
+    result = decode_result(encode_notice("hand_back", "a", 1))
+    assert (result.kind, result.station, result.version, result.message, result.data) == ("hand_back", "a", 1, None, {})
+
+
+def _good_work() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(encode_work("r", full_request(), Mode()))
+    return data
+
+
+def _without(key: str) -> str:
+    data = _good_work()
+    del data[key]
+    return json.dumps(data)
+
+
+def _with(**changes: Any) -> str:
+    data = _good_work()
+    data.update(changes)
+    return json.dumps(data)
+
+
+MALFORMED_WORK = {
+    "not-json": "not json",
+    "empty": "",
+    "null": "null",
+    "list": "[]",
+    "number": "42",
+    "string": '"work"',
+    "empty-object": "{}",
+    "no-run": _without("run"),
+    "no-agent": _without("agent"),
+    "no-model": _without("model"),
+    "no-prompt": _without("prompt"),
+    "no-version": _without("version"),
+    "agent-not-object": _with(agent="review"),
+    "agent-without-max-tokens": _with(agent={"name": "a"}),
+    "version-not-number": _with(version="four"),
+    "version-null": _with(version=None),
+    "attempt-list": _with(attempt=[]),
+    "fallback-too-short": _with(fallbacks=[["mid", "gpt-4o-mini"]]),
+    "fallbacks-not-list": _with(fallbacks=5),
+    "latency-not-numbers": _with(agent={"name": "a", "max_tokens": 1, "simulate": {"latency_ms": "ab"}}),
+}
+#: Malformed in their types rather than their shape: they raise AttributeError today.
+MALFORMED_TYPES = {
+    "mode-list": _with(mode=[]),
+    "mode-string": _with(mode="simulated"),
+    "simulate-number": _with(agent={"name": "a", "max_tokens": 1, "simulate": 5}),
+}
+_ATTRIBUTE_ERROR = pytest.mark.xfail(
+    strict=True,
+    raises=AttributeError,
+    reason="decode_work raises AttributeError (Mode.from_data / Simulate.from_data call .get on a non-object); "
+    "the Worker only catches ValueError/KeyError/TypeError, so such an item is never acknowledged",
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(pytest.param(text, id=name) for name, text in MALFORMED_WORK.items()),
+        *(pytest.param(text, id=name, marks=_ATTRIBUTE_ERROR) for name, text in MALFORMED_TYPES.items()),
+    ],
+)
+def test_a_malformed_work_item_raises_what_the_worker_catches(text: str) -> None:
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        decode_work(text)
+
+
+def test_the_good_item_the_malformed_ones_derive_from_decodes() -> None:
+    assert decode_work(json.dumps(_good_work())).request.agent.name == "review"
+
+
+MALFORMED_RESULTS = {
+    "not-json": "x",
+    "list": "[]",
+    "null": "null",
+    "empty-object": "{}",
+    "no-version": '{"station":"a"}',
+    "version-not-number": '{"station":"a","version":"x"}',
+    "result-without-body": '{"station":"a","version":1,"kind":"result"}',
+    "tokens-not-number": '{"station":"a","version":1,"kind":"result","result":{"prompt_tokens":"x"}}',
+    "notes-not-list": '{"station":"a","version":1,"kind":"result","result":{},"notes":5}',
+    "note-not-object": '{"station":"a","version":1,"kind":"result","result":{},"notes":[["retry",5]]}',
+    "notice-data-number": '{"station":"a","version":1,"kind":"reclaim","data":5}',
+}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *(pytest.param(text, id=name) for name, text in MALFORMED_RESULTS.items()),
+        pytest.param(
+            '{"station":"a","version":1,"kind":"result","result":[]}',
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AttributeError,
+                reason="decode_result raises AttributeError (Broadcast.from_data on a list); RedisBus._deliver "
+                "only catches ValueError/KeyError/TypeError, so its reader task dies and the run hangs",
+            ),
+            id="result-body-list",
+        ),
+    ],
+)
+def test_a_malformed_result_raises_what_the_bus_catches(text: str) -> None:
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        decode_result(text)
