@@ -245,7 +245,7 @@ class RedisBus:
         self._batch = _Batch(client, url)
         self._reader: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
-        self._direct: dict[str, str] = {}  # live workers that serve this run -> their attacca stream
+        self._silent: set[str] = set()  # workers whose beat stopped: attacca items go to the tier stream
         self._closed = False
         self.lost: BusError | None = None
         self.roster: list[WorkerStatus] = []
@@ -346,12 +346,14 @@ class RedisBus:
     # -- issuing ------------------------------------------------------------------------------
 
     def issue(self, payload: str, tier: str | None, affinity: str | None = None) -> Awaitable[None]:
-        """Put a work item on its tier's stream (or on ``affinity``'s own stream while that
-        worker is alive and serves this run); completes once Redis has it."""
+        """Put a work item on its tier's stream (or on ``affinity``'s own stream unless that worker
+        has gone silent); completes once Redis has it."""
         if self.lost is not None:
             raise self.lost
-        stream = self._direct.get(affinity) if affinity is not None else None
-        if stream is None:
+        if affinity is not None and affinity not in self._silent:
+            # The worker produced a result of this run, so it has joined it: its stream exists.
+            stream = _direct_stream(self.run_id, affinity)
+        else:
             name = tier or _NO_TIER
             stream = work_stream(self.run_id, name if name in self._tiers else _NO_TIER)
         self.issued += 1
@@ -399,22 +401,17 @@ class RedisBus:
             callback(self.lost)
 
     async def _poll(self) -> None:
-        """Once a second: who serves, and which live workers take attacca items directly."""
+        """Once a second: who serves, and who has gone silent."""
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.roster = await _roster(self._client)
-                streams = await self._client.smembers(_run_key(self.run_id, "streams"))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._lose(exc)
                 return
-            self._direct = {
-                w.worker: _direct_stream(self.run_id, w.worker)
-                for w in self.roster
-                if w.alive and _direct_stream(self.run_id, w.worker) in streams
-            }
+            self._silent = {w.worker for w in self.roster if not w.alive}
 
 
 def _done() -> asyncio.Future[None]:

@@ -276,6 +276,10 @@ def _events(run: str, kind: str) -> list[tuple[str, int, dict[str, Any]]]:
     return [(station, version, json.loads(data or "{}")) for station, version, data in rows]
 
 
+def _results_journaled() -> int:
+    return len(_journal("SELECT 1 FROM events WHERE kind = 'result'"))
+
+
 def _committed_twice(run: str) -> list[tuple[Any, ...]]:
     return _journal(
         "SELECT station, version, COUNT(*) FROM events WHERE run_id = ? AND kind = 'result' "
@@ -330,6 +334,7 @@ def test_a_worker_killed_with_calls_in_flight_fails_over(
         assert b.wait() == 0, b.stderr
         report_b = b.document()
 
+    print("FIGURES1", owned_before, owned_at_death, doc["lost_calls"], report_b, {n: a["worker"] for n, a in doc["agents"].items()})
     assert doc["run_id"] == run
     _assert_same_run(doc, reference)
     reclaims = _events(run, "reclaim")
@@ -357,12 +362,13 @@ def test_losing_redis_interrupts_the_run_and_resume_finishes_it(
         first = _worker(processes, url, "w1")
         _until(lambda: _worker_alive(client, "w1"), "the worker beats")
     conductor = processes.start("conductor", "perform", str(reference.score), *RUN_OPTIONS, "--bus", url)
-    _until(lambda: _journal("SELECT COUNT(*) FROM events WHERE kind = 'result'")[0][0] >= 3, "3 results journaled")
+    _until(lambda: _results_journaled() >= 3, "3 results journaled", alive=conductor)
     redis_server.stop()
 
     assert conductor.wait() == 130, conductor.stderr
     interrupted = conductor.document()
     run = interrupted["run_id"]
+    print("FIGURES2", interrupted["paid_calls"], interrupted["lost_calls"])
     assert interrupted["status"] == "interrupted"
     assert 3 <= interrupted["paid_calls"] < reference.doc["paid_calls"]
     assert "lost Redis" in conductor.stderr
@@ -467,6 +473,7 @@ def test_a_worker_stopped_with_sigterm_hands_back_its_calls(
         assert b.wait() == 0, b.stderr
         report_b = b.document()
 
+    print("FIGURES5", report_a, report_b, doc["lost_calls"])
     assert report_a["handed_back"] >= 1, report_a
     assert report_a["reclaimed"] == 0 and report_b["reclaimed"] == 0
     assert doc["run_id"] == run
