@@ -382,7 +382,7 @@ class RedisBus:
             return  # the wake-up of close()
         try:
             result = decode_result(text) if text is not None else None
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             result = None
         if result is None:
             self.malformed += 1
@@ -435,6 +435,7 @@ class Delivery:
 class _Run:
     streams: list[str]  # work streams this worker reads, its own attacca stream first
     direct: str
+    tiers: frozenset[str]  # every tier the run has a stream for
 
 
 class RedisWorkQueue:
@@ -467,7 +468,10 @@ class RedisWorkQueue:
         current = await self._client.smembers(_RUNS)
         for run in [r for r in self._runs if r not in current]:
             gone = self._runs.pop(run)
-            await self._client.delete(gone.direct)  # created after the conductor trimmed: ours to remove
+            pipe = self._client.pipeline(transaction=False)  # the run is over: what we added is ours to remove
+            pipe.delete(gone.direct)
+            pipe.srem(_run_key(run, "streams"), gone.direct)
+            await pipe.execute()
         for run in current:
             if run in self._runs:
                 continue
@@ -476,9 +480,16 @@ class RedisWorkQueue:
             pipe = self._client.pipeline(transaction=False)
             pipe.xgroup_create(direct, GROUP, id="0", mkstream=True)
             pipe.sadd(_run_key(run, "streams"), direct)
-            await pipe.execute(raise_on_error=False)  # BUSYGROUP: joined before (a restart)
+            pipe.sismember(_RUNS, run)
+            *_, still = await pipe.execute(raise_on_error=False)  # BUSYGROUP: joined before (a restart)
+            if not still:  # it ended as we joined: take back what we created
+                pipe = self._client.pipeline(transaction=False)
+                pipe.delete(direct)
+                pipe.srem(_run_key(run, "streams"), direct)
+                await pipe.execute()
+                continue
             streams = [work_stream(run, tier) for tier in tiers if self._serves(tier)]
-            self._runs[run] = _Run([direct, *streams], direct)
+            self._runs[run] = _Run([direct, *streams], direct, frozenset(tiers))
 
     async def take(self, count: int, block_ms: int) -> list[Delivery]:
         """Up to ``count`` new work items, waiting up to ``block_ms`` for the first."""
@@ -563,10 +574,16 @@ class RedisWorkQueue:
         return taken
 
     async def hand_back(self, deliveries: Iterable[Delivery], tier_of: Callable[[Delivery], str | None]) -> None:
-        """Return unfinished items to their tier's stream for another worker (a drain that ran out of time)."""
+        """Return unfinished items for another worker (a drain that ran out of time): to the
+        stream they came from, or from this worker's attacca stream to their tier's stream."""
         pipe = self._client.pipeline(transaction=False)
         for delivery in deliveries:
-            pipe.xadd(work_stream(delivery.run, tier_of(delivery)), {"w": delivery.payload}, nomkstream=True)
+            run = self._runs.get(delivery.run)
+            stream = delivery.stream
+            if run is not None and stream == run.direct:
+                tier = tier_of(delivery) or _NO_TIER
+                stream = work_stream(delivery.run, tier if tier in run.tiers else _NO_TIER)
+            pipe.xadd(stream, {"w": delivery.payload}, nomkstream=True)
             pipe.xack(delivery.stream, GROUP, delivery.entry)
         await pipe.execute(raise_on_error=False)
 

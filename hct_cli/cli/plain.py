@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from hct_cli.engine.events import Event
+from hct_cli.tui.ensemble import describe
 
 __all__ = ["PlainLog", "summary_table"]
 
@@ -25,6 +26,9 @@ _DECISIONS = frozenset(
         "fermata",
         "squash",
         "caesura",
+        "reclaim",
+        "hand_back",
+        "interrupt",
     }
 )
 #: Seconds between two redraws of the live status line.
@@ -83,6 +87,8 @@ class PlainLog:
                 detail = f"waits for a person: hct approve {self.run_id} {event.station} (or hct reject)"
             else:
                 detail = "held until its gate decides"
+        elif event.kind in ("reclaim", "hand_back", "interrupt"):
+            detail = describe(event)  # a worker's word about a call, or why the run stopped
         elif event.kind in _DECISIONS:
             target = event.data.get("model") or ""
             detail = f"{event.data.get('tier') or ''} {target}: {event.data.get('reason', '')}".strip()

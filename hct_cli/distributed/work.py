@@ -102,7 +102,8 @@ def _agent(data: Mapping[str, Any]) -> Agent:
 
 
 def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
-    """A model call as JSON text (its context stays home: the prompt is already rendered)."""
+    """A model call as JSON text (its context stays home: the prompt is already rendered; a
+    judge's call takes its threshold along)."""
     data = {
         "run": run,
         "agent": _agent_data(request.agent),
@@ -115,23 +116,31 @@ def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
         "fallbacks": [[r.tier, r.model, r.reason] for r in request.fallbacks],
         "mode": mode.to_data(),
     }
+    if request.purpose != "call":  # a judge's call: how it is scored travels with it
+        data["purpose"] = request.purpose
+        data["context"] = {k: v for k, v in request.context.items() if k == "threshold"}
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 def decode_work(text: str) -> Work:
-    """The inverse of :func:`encode_work`; raises ``ValueError`` (or ``KeyError``) on a malformed item."""
-    data = json.loads(text)
-    request = CallRequest(
-        _agent(data["agent"]),
-        str(data["model"]),
-        data.get("tier"),
-        str(data["prompt"]),
-        str(data.get("system", "")),
-        int(data["version"]),
-        int(data.get("attempt", 0)),
-        fallbacks=tuple(Route(tier, model, reason) for tier, model, reason in data.get("fallbacks", ())),
-    )
-    return Work(str(data["run"]), request, Mode.from_data(data.get("mode", {})))
+    """The inverse of :func:`encode_work`; ``ValueError`` for anything that is not a work item."""
+    try:
+        data = json.loads(text)
+        request = CallRequest(
+            _agent(data["agent"]),
+            str(data["model"]),
+            data.get("tier"),
+            str(data["prompt"]),
+            str(data.get("system", "")),
+            int(data["version"]),
+            int(data.get("attempt", 0)),
+            dict(data.get("context") or {}),
+            fallbacks=tuple(Route(tier, model, reason) for tier, model, reason in data.get("fallbacks", ())),
+            purpose=str(data.get("purpose", "call")),
+        )
+        return Work(str(data["run"]), request, Mode.from_data(data.get("mode", {})))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a work item: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(slots=True)
@@ -159,10 +168,14 @@ def encode_notice(kind: str, station: str, version: int, **data: Any) -> str:
 
 
 def decode_result(text: str) -> Result:
-    data = json.loads(text)
-    station, version = str(data["station"]), int(data["version"])
-    if data.get("kind") != "result":
-        return Result(str(data.get("kind")), station, version, data=dict(data.get("data") or {}))
-    message = Broadcast.from_data(station, version, data["result"])
-    notes = [(str(kind), dict(note)) for kind, note in data.get("notes", ())]
-    return Result("result", station, version, message, notes)
+    """The inverse of :func:`encode_result` and :func:`encode_notice`; ``ValueError`` for anything else."""
+    try:
+        data = json.loads(text)
+        station, version = str(data["station"]), int(data["version"])
+        if data.get("kind") != "result":
+            return Result(str(data.get("kind")), station, version, data=dict(data.get("data") or {}))
+        message = Broadcast.from_data(station, version, data["result"])
+        notes = [(str(kind), dict(note)) for kind, note in data.get("notes", ())]
+        return Result("result", station, version, message, notes)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"not a result: {type(exc).__name__}: {exc}") from exc

@@ -164,7 +164,7 @@ class Worker:
     async def _execute(self, delivery: Delivery) -> None:
         try:
             work = decode_work(delivery.payload)
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             self.report.malformed += 1
             self.log(f"dropped a malformed work item {delivery.entry} on {delivery.stream}: {exc}")
             await self.queue.drop(delivery)
@@ -282,11 +282,20 @@ class Worker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for delivery in unfinished:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                work = decode_work(delivery.payload)
-                self.queue.notify(work.run, "hand_back", work.request.agent.name, work.request.version, by=self.worker)
-        await self.queue.hand_back(unfinished, _tier_of)
+        try:
+            for delivery in unfinished:
+                with contextlib.suppress(ValueError):
+                    work = decode_work(delivery.payload)
+                    await self.queue.notify(
+                        work.run, "hand_back", work.request.agent.name, work.request.version, by=self.worker
+                    )
+            await self.queue.hand_back(unfinished, _tier_of)
+        except Exception as exc:  # Redis is away: the calls stay pending under this worker's name
+            self.log(
+                f"could not hand back {len(unfinished)} unfinished calls ({type(exc).__name__}: {exc}); "
+                "another worker takes them over once this one has been silent for claim-after"
+            )
+            return
         self.report.handed_back += len(unfinished)
         self.log(f"handed back {len(unfinished)} unfinished calls")
 
@@ -294,5 +303,5 @@ class Worker:
 def _tier_of(delivery: Delivery) -> str | None:
     try:
         return decode_work(delivery.payload).request.tier
-    except (ValueError, KeyError, TypeError):
+    except ValueError:
         return None

@@ -47,6 +47,9 @@ _LOGGED = frozenset(
         "fallback_skipped",
         "pause",
         "resume",
+        "reclaim",
+        "hand_back",
+        "interrupt",
         "run_end",
     }
 )
@@ -495,4 +498,10 @@ def describe(event: Event) -> str:
         return f"{data.get('status')} · ${float(data.get('cost_usd') or 0.0):.4f}"
     if kind in ("pause", "resume"):
         return "issuing paused" if kind == "pause" else "issuing again"
+    if kind == "reclaim":
+        return f"{data.get('by')} took it over from silent worker {data.get('from')}"
+    if kind == "hand_back":
+        return f"{data.get('by')} stopped and handed it back"
+    if kind == "interrupt":
+        return str(data.get("reason", ""))
     return ", ".join(f"{k}={v}" for k, v in data.items())
