@@ -35,7 +35,7 @@ from typing import Any
 
 from hct_cli.bus.base import Broadcast, Handler
 from hct_cli.distributed.work import Result, decode_result, encode_notice, encode_result
-from hct_cli.errors import BusError
+from hct_cli.errors import BusError, UsageError
 
 __all__ = [
     "GROUP",
@@ -93,8 +93,8 @@ async def connect(url: str) -> Any:
             # A blip is retried for about a second; a server that stays away ends the run.
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 4),
         )
-    except ValueError as exc:
-        raise BusError(f"{url!r} is not a Redis URL: {exc}", hint="Use redis://HOST:PORT/DB.") from exc
+    except ValueError as exc:  # a command-line mistake, not a fault of the bus
+        raise UsageError(f"{url!r} is not a Redis URL: {exc}", hint="Use redis://HOST:PORT/DB.") from exc
     try:
         await client.ping()
     except Exception as exc:
@@ -500,7 +500,10 @@ class RedisWorkQueue:
         try:
             reply = await self._client.xreadgroup(GROUP, self.worker, read, count=count, block=block_ms)
         except Exception as exc:
-            if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):  # a run ended (its streams were trimmed)
+            if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):
+                # A run's streams were trimmed: it ended, or a resume started it afresh. Join
+                # every run again as it is now (a run that ended is simply not there).
+                self._runs.clear()
                 await self.refresh()
                 return []
             raise

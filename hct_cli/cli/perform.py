@@ -302,7 +302,7 @@ def _perform(
                 result = performer.interrupted()
         if performer.interruption is not None:
             sys.stderr.write(
-                f"interrupted: {performer.interruption}. Continue with `hct perform --resume {run_id}` "
+                f"interrupted: {performer.interruption.rstrip('.')}. Continue with `hct perform --resume {run_id}` "
                 "once it is back; nothing journaled is paid again.\n"
             )
         data = result.to_json()
