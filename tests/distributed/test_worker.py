@@ -25,7 +25,7 @@ from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker, WorkerReport
 from hct_cli.engine import Event, Performer, RunResult
-from hct_cli.errors import BusError
+from hct_cli.errors import BusError, UsageError
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import load_score
 from hct_cli.score.model import build_score
@@ -407,8 +407,8 @@ def test_opening_a_bus_where_nothing_listens_raises_a_bus_error() -> None:
         assert caught.value.hint.strip()
 
 
-def test_opening_a_bus_with_a_url_that_is_not_redis_raises_a_bus_error() -> None:
-    with pytest.raises(BusError) as caught:
+def test_opening_a_bus_with_a_url_that_is_not_redis_is_a_usage_error() -> None:
+    with pytest.raises(UsageError) as caught:
         asyncio.run(RedisBus.open("http://127.0.0.1:1/", new_run_id()))
     assert "http://127.0.0.1:1/" in caught.value.message
     assert caught.value.hint.strip()
