@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.distributed.work import Mode, Work, decode_work
-from hct_cli.providers.base import Provider
+from hct_cli.providers.base import Provider, broadcast_of
 
 if TYPE_CHECKING:
     from hct_cli.bus.redis import Delivery, RedisWorkQueue
@@ -201,21 +201,7 @@ class Worker:
         except Exception as exc:  # the call fails on the conductor's side, as it would in process
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             return Broadcast(request.agent.name, request.version, False, error=error)
-        return Broadcast(
-            request.agent.name,
-            request.version,
-            True,
-            result.output,
-            None,
-            result.model,
-            result.tier or request.tier,
-            result.prompt_tokens,
-            result.completion_tokens,
-            result.cost_usd,
-            result.latency_s,
-            None,
-            result.cached,
-        )
+        return broadcast_of(request.agent.name, request, result)
 
     async def _provider(self, mode: Mode) -> Provider:
         """One provider per mode, built on first use (the local model's server too)."""

@@ -48,7 +48,7 @@ from hct_cli.errors import BusError
 from hct_cli.governor import Decision, Governor, worst_case_usd
 from hct_cli.memory import Predictors
 from hct_cli.models import model_info
-from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
 from hct_cli.routing import Route, fallbacks_of
 from hct_cli.score.model import Check, Fermata
 from hct_cli.score.template import compile_template
@@ -70,25 +70,6 @@ def _digest(request: CallRequest) -> str:
     """The identity of a call's request, journaled so that a resume can tell it is the same call."""
     text = f"{request.model}\x1f{request.system}\x1e{request.prompt}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-def _broadcast(station: str, request: CallRequest, result: CallResult) -> Broadcast:
-    """A call's result as it goes on the bus under the request's tag version."""
-    return Broadcast(
-        station,
-        request.version,
-        True,
-        result.output,
-        None,
-        result.model,
-        result.tier or request.tier,
-        result.prompt_tokens,
-        result.completion_tokens,
-        result.cost_usd,
-        result.latency_s,
-        result.worker,
-        result.cached,
-    )
 
 
 def _frame_text(frame: Mapping[str, Any]) -> str:
@@ -414,7 +395,7 @@ class Performer:
     async def _execute(self, station: Station, request: CallRequest) -> None:
         try:
             result: CallResult = await station.provider.call(request)
-            message = _broadcast(station.name, request, result)
+            message = broadcast_of(station.name, request, result)
         except asyncio.CancelledError:
             raise
         except BusError as exc:  # the calls' transport is gone: no station is at fault
@@ -565,7 +546,7 @@ class Performer:
             message = found.result
         else:
             provider = self._judge_provider or self._first_model_provider()
-            message = _broadcast(station.name, request, await provider.call(request))
+            message = broadcast_of(station.name, request, await provider.call(request))
             if self.observers:
                 self._emit_result(message, "judge")
         station.record.checks.append(message)

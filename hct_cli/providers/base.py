@@ -6,11 +6,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hct_cli.bus.base import Broadcast
 from hct_cli.errors import HctError
 from hct_cli.routing import Route
 from hct_cli.score.model import Agent
 
-__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError", "Reporter"]
+__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError", "Reporter", "broadcast_of"]
 
 
 class ProviderError(HctError):
@@ -68,3 +69,22 @@ class Provider(Protocol):
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call; raise :class:`ProviderError` when it fails."""
+
+
+def broadcast_of(station: str, request: CallRequest, result: CallResult) -> Broadcast:
+    """A call's result as it goes on the bus under the request's tag version."""
+    return Broadcast(
+        station,
+        request.version,
+        True,
+        result.output,
+        None,
+        result.model,
+        result.tier or request.tier,
+        result.prompt_tokens,
+        result.completion_tokens,
+        result.cost_usd,
+        result.latency_s,
+        result.worker,
+        result.cached,
+    )
