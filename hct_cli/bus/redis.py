@@ -53,6 +53,7 @@ _WORKERS = "hct:workers"
 _NO_TIER = "-"
 _BLOCK_MS = 1000  # a blocking read returns at least this often, so a silent server is noticed
 _FORGET_S = 600.0  # a worker silent this long leaves the roster
+_RUN_ALIVE_MS = 30_000  # a run whose conductor has not polled for this long is left by workers
 _HINT = "Start redis-server, or check the URL (redis://HOST:PORT/DB), then run again."
 
 ResultListener = Callable[[Result], None]
@@ -113,9 +114,10 @@ def _lost(url: str, exc: BaseException) -> BusError:
 class _Batch:
     """Commands queued within one loop turn, sent to Redis as one pipeline."""
 
-    def __init__(self, client: Any, url: str) -> None:
+    def __init__(self, client: Any, url: str, on_error: Callable[[BaseException], None] | None = None) -> None:
         self._client = client
         self._url = url
+        self._on_error = on_error
         self._ops: list[Callable[[Any], None]] = []
         self._done: asyncio.Future[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -128,7 +130,8 @@ class _Batch:
             self._done.add_done_callback(_retrieve)
             loop.call_soon(self._send)
         self._ops.append(op)
-        return self._done
+        # Each caller gets its own view: cancelling one (a squashed call) must not cancel the batch.
+        return asyncio.shield(self._done)
 
     def _send(self) -> None:
         ops, done = self._ops, self._done
@@ -151,6 +154,8 @@ class _Batch:
         except Exception as exc:
             if not done.done():
                 done.set_exception(_lost(self._url, exc))
+            if self._on_error is not None:
+                self._on_error(exc)
             return
         if not done.done():
             done.set_result(None)
@@ -242,7 +247,7 @@ class RedisBus:
         self._handlers: list[Handler] = []
         self._listeners: list[ResultListener] = []
         self._on_lost: list[Callable[[BusError], None]] = []
-        self._batch = _Batch(client, url)
+        self._batch = _Batch(client, url, self._lose)
         self._reader: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._silent: set[str] = set()  # workers whose beat stopped: attacca items go to the tier stream
@@ -276,6 +281,7 @@ class RedisBus:
             pipe.sadd(_run_key(self.run_id, "streams"), stream)
         pipe.xgroup_create(self._cdb, "conductor", id="0", mkstream=True)  # creates the CDB stream
         pipe.hset(_run_key(self.run_id), mapping={"tiers": json.dumps(names), "started": time.time()})
+        pipe.set(_run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
         pipe.sadd(_RUNS, self.run_id)
         await pipe.execute()
         loop = asyncio.get_running_loop()
@@ -337,7 +343,13 @@ class RedisBus:
 
     async def _trim(self) -> None:
         streams = await self._client.smembers(_run_key(self.run_id, "streams"))
-        keys = [*streams, self._cdb, _run_key(self.run_id), _run_key(self.run_id, "streams")]
+        keys = [
+            *streams,
+            self._cdb,
+            _run_key(self.run_id),
+            _run_key(self.run_id, "streams"),
+            _run_key(self.run_id, "alive"),
+        ]
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(*keys)
         pipe.srem(_RUNS, self.run_id)
@@ -350,14 +362,25 @@ class RedisBus:
         has gone silent); completes once Redis has it."""
         if self.lost is not None:
             raise self.lost
-        if affinity is not None and affinity not in self._silent:
-            # The worker produced a result of this run, so it has joined it: its stream exists.
-            stream = _direct_stream(self.run_id, affinity)
-        else:
-            name = tier or _NO_TIER
-            stream = work_stream(self.run_id, name if name in self._tiers else _NO_TIER)
         self.issued += 1
-        return self._batch.add(lambda pipe: pipe.xadd(stream, {"w": payload}))
+        if affinity is not None and affinity not in self._silent:
+            return self._issue_to(affinity, payload, tier)
+        return self._batch.add(lambda pipe: pipe.xadd(self._tier_stream(tier), {"w": payload}))
+
+    def _tier_stream(self, tier: str | None) -> str:
+        name = tier or _NO_TIER
+        return work_stream(self.run_id, name if name in self._tiers else _NO_TIER)
+
+    async def _issue_to(self, worker: str, payload: str, tier: str | None) -> None:
+        """Onto ``worker``'s own stream if it has joined this segment of the run (the stream
+        exists), else onto the tier's stream: an item is never left where nobody reads."""
+        try:
+            added = await self._client.xadd(_direct_stream(self.run_id, worker), {"w": payload}, nomkstream=True)
+        except Exception as exc:
+            self._lose(exc)
+            raise _lost(self.url, exc) from exc
+        if added is None:
+            await self._batch.add(lambda pipe: pipe.xadd(self._tier_stream(tier), {"w": payload}))
 
     # -- hearing --------------------------------------------------------------------------------
 
@@ -374,7 +397,10 @@ class RedisBus:
             for _stream, entries in reply or ():
                 for entry, fields in entries:
                     last = entry
-                    self._deliver(fields)
+                    try:
+                        self._deliver(fields)
+                    except Exception:  # a notice no call can take: never let it deafen the run
+                        self.malformed += 1
 
     def _deliver(self, fields: dict[str, str]) -> None:
         text = fields.get("r")
@@ -405,6 +431,10 @@ class RedisBus:
         while True:
             await asyncio.sleep(1.0)
             try:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.set(_run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
+                pipe.sadd(_RUNS, self.run_id)  # back in the set if workers took it for dead
+                await pipe.execute()
                 self.roster = await _roster(self._client)
             except asyncio.CancelledError:
                 raise
@@ -465,7 +495,16 @@ class RedisWorkQueue:
 
     async def refresh(self) -> None:
         """Join runs that started, leave runs that ended."""
-        current = await self._client.smembers(_RUNS)
+        listed = sorted(await self._client.smembers(_RUNS))
+        current = set(listed)
+        if listed:
+            pipe = self._client.pipeline(transaction=False)
+            for run in listed:
+                pipe.exists(_run_key(run, "alive"))
+            dead = [run for run, alive in zip(listed, await pipe.execute(), strict=True) if not alive]
+            if dead:  # their conductors are gone: a resume starts them afresh
+                await self._client.srem(_RUNS, *dead)
+                current -= set(dead)
         for run in [r for r in self._runs if r not in current]:
             gone = self._runs.pop(run)
             pipe = self._client.pipeline(transaction=False)  # the run is over: what we added is ours to remove
@@ -507,7 +546,21 @@ class RedisWorkQueue:
                 await self.refresh()
                 return []
             raise
-        return [self._delivery(stream, entry, fields) for stream, entries in reply or () for entry, fields in entries]
+        taken = [self._delivery(stream, entry, fields) for stream, entries in reply or () for entry, fields in entries]
+        if len(taken) > count:  # COUNT is per stream: put back what exceeds this worker's free slots
+            await self.requeue(taken[count:])
+            taken = taken[:count]
+        return taken
+
+    async def requeue(self, deliveries: list[Delivery]) -> None:
+        """Put items back at the end of the stream they came from, for whoever reads next."""
+        if not deliveries:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for delivery in deliveries:
+            pipe.xadd(delivery.stream, {"w": delivery.payload}, nomkstream=True)
+            pipe.xack(delivery.stream, GROUP, delivery.entry)
+        await pipe.execute(raise_on_error=False)
 
     def _delivery(self, stream: str, entry: str, fields: dict[str, str], source: str | None = None) -> Delivery:
         run = stream.split(":", 3)[2]
@@ -549,31 +602,40 @@ class RedisWorkQueue:
         await pipe.execute(raise_on_error=False)  # a stream trimmed meanwhile: its run is over
 
     async def reclaim(self, count: int) -> list[Delivery]:
-        """Take over work of workers that stopped beating: their pending entries idle longer
-        than ``claim_after`` (``XAUTOCLAIM``), and what waits on their attacca streams."""
+        """Take over, up to ``count``, work of workers that stopped beating: their pending
+        entries idle longer than ``claim_after`` (``XAUTOCLAIM``, following its cursor through
+        the whole pending list), and what waits on their attacca streams."""
         taken: list[Delivery] = []
         for name, run in list(self._runs.items()):
             streams = await self._client.smembers(_run_key(name, "streams"))
             served = [s for s in streams if s != run.direct and (":direct:" in s or self._serves(s.rsplit(":", 1)[1]))]
             for stream in served:
-                pending = await self._client.xpending_range(stream, GROUP, "-", "+", count, idle=self.claim_after_ms)
+                pending = await self._client.xpending_range(stream, GROUP, "-", "+", 1000, idle=self.claim_after_ms)
                 if not pending:
                     continue
-                owners = {p["message_id"]: p["consumer"] for p in pending}
-                _next, entries, *_ = await self._client.xautoclaim(
-                    stream, GROUP, self.worker, self.claim_after_ms, "0-0", count=count
-                )
-                taken += [
-                    self._delivery(stream, entry, fields, owners.get(entry, "?")) for entry, fields in entries if fields
-                ]
+                owners = {p["message_id"]: p["consumer"] for p in pending}  # to say whose work it was
+                cursor = "0-0"
+                while len(taken) < count:
+                    cursor, entries, *_ = await self._client.xautoclaim(
+                        stream, GROUP, self.worker, self.claim_after_ms, cursor, count=count - len(taken)
+                    )
+                    taken += [
+                        self._delivery(stream, entry, fields, owners.get(entry, "?"))
+                        for entry, fields in entries
+                        if fields
+                    ]
+                    if cursor == "0-0":
+                        break
             for stream in [s for s in served if ":direct:" in s]:
                 owner = stream.rsplit(":", 1)[1]
-                if await self._client.exists(_alive_key(owner)):
+                if len(taken) >= count or await self._client.exists(_alive_key(owner)):
                     continue
-                reply = await self._client.xreadgroup(GROUP, self.worker, {stream: ">"}, count=count)
+                reply = await self._client.xreadgroup(GROUP, self.worker, {stream: ">"}, count=count - len(taken))
                 taken += [
                     self._delivery(s, entry, fields, owner) for s, entries in reply or () for entry, fields in entries
                 ]
+            if len(taken) >= count:
+                break
         return taken
 
     async def hand_back(self, deliveries: Iterable[Delivery], tier_of: Callable[[Delivery], str | None]) -> None:
@@ -596,9 +658,8 @@ class RedisWorkQueue:
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(_alive_key(self.worker))
         pipe.hset(_WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
-        for run in self._runs.values():  # nothing of ours is pending any more: finished or handed back
-            for stream in run.streams:
-                pipe.xgroup_delconsumer(stream, GROUP, self.worker)
+        # The consumer stays in its groups: deleting it would drop whatever it still has pending
+        # (a finish lost to a blip), which others must be able to reclaim.
         await pipe.execute(raise_on_error=False)
 
     async def close(self) -> None:

@@ -81,6 +81,7 @@ class Worker:
         self.log = log or (lambda line: None)
         self.report = WorkerReport(queue.worker)
         self._in_flight: dict[asyncio.Task[None], Delivery] = {}
+        self._finishing: set[str] = set()  # entries whose result is on its way to the bus
         self._slot = asyncio.Event()
         self._providers: dict[str, Provider] = {}
         self._local: LocalServer | None = None
@@ -102,15 +103,19 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> WorkerReport:
         """Serve until ``stop`` is set, then drain."""
-        await self.queue.refresh()
-        await self.queue.beat(self.status(), ())
-        beating = asyncio.get_running_loop().create_task(self._beat(stop))
+        with contextlib.suppress(Exception):  # Redis away already: the loops below say so and retry
+            await self.queue.beat(self.status(), ())
+        loop = asyncio.get_running_loop()
+        # Beating never waits behind reclaiming (many runs, a distant Redis): a late beat would
+        # make this worker look silent and its calls be taken over.
+        helpers = [loop.create_task(self._beat()), loop.create_task(self._reclaim(stop))]
         try:
             await self._serve(stop)
             await self._drain()
         finally:
-            beating.cancel()
-            await asyncio.gather(beating, return_exceptions=True)
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.queue.leave(self.status())
             if self._local is not None:
@@ -118,7 +123,7 @@ class Worker:
         return self.report
 
     async def _serve(self, stop: asyncio.Event) -> None:
-        refreshed = time.monotonic()
+        refreshed = 0.0  # join the runs in progress at once
         outage = idle = False
         while not stop.is_set():
             free = self.concurrency - len(self._in_flight)
@@ -156,7 +161,9 @@ class Worker:
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(task, None)
+        delivery = self._in_flight.pop(task, None)
+        if delivery is not None:
+            self._finishing.discard(delivery.entry)
         self._slot.set()
         if not task.cancelled() and task.exception() is not None:
             self.log(f"lost a result to the bus: {task.exception()}")
@@ -189,7 +196,10 @@ class Worker:
             self.report.completed += 1
         else:
             self.report.failed += 1
-        await self.queue.finish(delivery, message, notes)
+        self._finishing.add(delivery.entry)
+        # Shielded: a drain that runs out of time must not cut a result off between its XADD
+        # and its XACK (and hand back a call whose result is already on the bus).
+        await asyncio.shield(self.queue.finish(delivery, message, notes))
 
     async def _call(self, work: Work) -> Broadcast:
         request = work.request
@@ -235,18 +245,13 @@ class Worker:
                 self._local = server
             return self._local.endpoint
 
-    async def _beat(self, stop: asyncio.Event) -> None:
-        """Beat, and take over the work of silent workers, until the drain is over."""
+    async def _beat(self) -> None:
+        """Say this worker is alive, every ``heartbeat_s``, until the drain is over."""
         failing = False
         while True:
             await asyncio.sleep(self.heartbeat_s)
             try:
                 await self.queue.beat(self.status(), self._in_flight.values())
-                if not stop.is_set():
-                    free = max(0, self.concurrency - len(self._in_flight))
-                    if free:
-                        for delivery in await self.queue.reclaim(free):
-                            self._start(delivery)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away for a moment: the next beat tries again
@@ -256,6 +261,25 @@ class Worker:
             else:
                 failing = False
 
+    async def _reclaim(self, stop: asyncio.Event) -> None:
+        """Take over the work of silent workers with free slots, every ``heartbeat_s``."""
+        while not stop.is_set():
+            await asyncio.sleep(self.heartbeat_s)
+            free = self.concurrency - len(self._in_flight)
+            if free <= 0 or stop.is_set():
+                continue
+            try:
+                taken = await self.queue.reclaim(free)
+                if stop.is_set():  # the drain began meanwhile: these are not ours to start
+                    await self.queue.requeue(taken)
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away: the heartbeat says so; try again next time
+                continue
+            for delivery in taken:
+                self._start(delivery)
+
     async def _drain(self) -> None:
         """Let calls in flight finish for ``drain_s``; hand back the rest."""
         if not self._in_flight:
@@ -264,7 +288,11 @@ class Worker:
         _done, pending = await asyncio.wait(list(self._in_flight), timeout=self.drain_s)
         if not pending:
             return
-        unfinished = [self._in_flight[task] for task in pending if task in self._in_flight]
+        unfinished = [
+            self._in_flight[task]
+            for task in pending
+            if task in self._in_flight and self._in_flight[task].entry not in self._finishing
+        ]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
