@@ -459,6 +459,7 @@ class Delivery:
     entry: str
     payload: str
     reclaimed_from: str | None = None  # the silent worker it was taken from
+    deliveries: int = 1  # how many workers have been given it, this one included
 
 
 @dataclass(frozen=True)
@@ -613,17 +614,19 @@ class RedisWorkQueue:
                 pending = await self._client.xpending_range(stream, GROUP, "-", "+", 1000, idle=self.claim_after_ms)
                 if not pending:
                     continue
-                owners = {p["message_id"]: p["consumer"] for p in pending}  # to say whose work it was
+                # Whose work it was, and how often it was handed out already.
+                owners = {p["message_id"]: (p["consumer"], int(p["times_delivered"])) for p in pending}
                 cursor = "0-0"
                 while len(taken) < count:
                     cursor, entries, *_ = await self._client.xautoclaim(
                         stream, GROUP, self.worker, self.claim_after_ms, cursor, count=count - len(taken)
                     )
-                    taken += [
-                        self._delivery(stream, entry, fields, owners.get(entry, "?"))
-                        for entry, fields in entries
-                        if fields
-                    ]
+                    for entry, fields in entries:
+                        if fields:
+                            owner, delivered = owners.get(entry, ("?", 1))
+                            delivery = self._delivery(stream, entry, fields, owner)
+                            delivery.deliveries = delivered + 1
+                            taken.append(delivery)
                     if cursor == "0-0":
                         break
             for stream in [s for s in served if ":direct:" in s]:

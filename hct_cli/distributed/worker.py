@@ -4,7 +4,9 @@ A worker serves every run in progress (or only some tiers, ``--tiers``), up to `
 calls at a time, each with the provider its work item names (simulated, real models, the local
 model). For each call it puts the result on the run's CDB stream and only then acknowledges the
 item. Every ``heartbeat`` it says it is alive, keeps its own pending entries fresh and takes over
-the pending entries of workers silent for longer than ``claim_after``.
+the pending entries of workers silent for longer than ``claim_after``. A call already taken over
+from ``max_deliveries`` workers (each died making it: a call that crashes its worker) is not made
+again: it fails, and the conductor sees a failed call as it would any other.
 
 Stopping (SIGTERM, Ctrl-C) drains: no new work is taken, calls in flight get ``drain`` seconds to
 finish, and whatever is still unfinished is handed back to its stream for another worker.
@@ -72,12 +74,14 @@ class Worker:
         concurrency: int = 8,
         heartbeat_s: float = 1.0,
         drain_s: float = 30.0,
+        max_deliveries: int = 3,
         log: Log | None = None,
     ) -> None:
         self.queue = queue
         self.concurrency = concurrency
         self.heartbeat_s = heartbeat_s
         self.drain_s = drain_s
+        self.max_deliveries = max_deliveries  # a call taken over more often fails instead
         self.log = log or (lambda line: None)
         self.report = WorkerReport(queue.worker)
         self._in_flight: dict[asyncio.Task[None], Delivery] = {}
@@ -190,7 +194,15 @@ class Worker:
             )
         notes: list[tuple[str, dict[str, Any]]] = []
         work.request.reporter = lambda agent, version, kind, data: notes.append((kind, data))
-        message = await self._call(work)
+        if delivery.deliveries > self.max_deliveries:  # it takes down whoever makes it: stop here
+            message = Broadcast(
+                work.request.agent.name,
+                work.request.version,
+                False,
+                error=f"given up after {delivery.deliveries - 1} workers took this call and none finished it",
+            )
+        else:
+            message = await self._call(work)
         message.worker = self.worker
         if message.ok:
             self.report.completed += 1

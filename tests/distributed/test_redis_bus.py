@@ -161,3 +161,51 @@ def test_workers_leave_a_run_whose_conductor_is_gone(redis_server: Any) -> None:
     runs, listed = asyncio.run(scenario())
     assert runs == ()
     assert not listed
+
+
+def test_a_call_that_every_worker_dies_making_fails_instead_of_going_round(redis_server: Any) -> None:
+    """Past ``max_deliveries`` a reclaimed call is answered with a failure, not made again."""
+    from hct_cli.bus.base import Broadcast
+    from hct_cli.distributed.work import Mode, Result, encode_work
+    from hct_cli.distributed.worker import Worker
+    from hct_cli.providers.base import CallRequest
+    from hct_cli.score.model import Agent
+
+    async def scenario() -> tuple[list[Result], int]:
+        run = run_id()
+        bus = await RedisBus.open(redis_server.url, run, ["mid"])
+        heard: list[Result] = []
+        bus.listen(heard.append)
+        dead = await RedisWorkQueue.open(redis_server.url, "dead", claim_after_s=0.3)
+        client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+        rescuer = await RedisWorkQueue.open(redis_server.url, "rescuer", claim_after_s=0.3)
+        stop = asyncio.Event()
+        try:
+            request = CallRequest(Agent(name="crashy", index=0), "gpt-4o-mini", "mid", "p", version=1)
+            await bus.issue(encode_work(run, request, Mode("simulated", 0, 0.01)), "mid")
+            await dead.refresh()
+            [taken] = await dead.take(1, 100)
+            # Three workers already died making it (the delivery count says so).
+            await client.xclaim(taken.stream, GROUP, "dead", 0, [taken.entry], retrycount=3, justid=True)
+            worker = Worker(rescuer, concurrency=1, heartbeat_s=0.1, max_deliveries=3)
+            serving = asyncio.create_task(worker.run(stop))
+            for _ in range(500):
+                if heard:
+                    break
+                await asyncio.sleep(0.01)
+            stop.set()
+            report = await serving
+            return heard, report.reclaimed
+        finally:
+            stop.set()
+            await bus.close()
+            await client.aclose()
+            for queue in (dead, rescuer):
+                await queue.close()
+
+    heard, reclaimed = asyncio.run(scenario())
+    results = [r.message for r in heard if r.message is not None]
+    assert reclaimed == 1
+    assert len(results) == 1
+    message: Broadcast = results[0]  # type: ignore[assignment]
+    assert not message.ok and "given up" in (message.error or "")
