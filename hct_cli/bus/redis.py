@@ -8,16 +8,17 @@ Keys, all under ``hct:``::
     hct:run:RUN:direct:WORKER     STREAM of attacca items for one worker, same group
     hct:run:RUN:streams           SET of the run's work streams (for reclaiming and trimming)
     hct:run:RUN:cdb               STREAM of results and notices: the common data bus the conductor reads
+    hct:run:RUN:alive             "alive" while the conductor polls (expires 30 s after it stopped)
     hct:workers                   HASH worker -> its last status (JSON)
     hct:worker:WORKER             "alive" while the worker beats (expires ``claim_after`` after the last beat)
 
 :class:`RedisBus` is the conductor's end of one run: it issues work items and reads the CDB
 stream (it is also a :class:`~hct_cli.bus.base.Bus`, so anything that publishes a result reaches
-its subscribers through Redis). :class:`RedisWorkQueue` is a worker's end of every run: it reads
-work through the consumer group, puts results on the run's CDB stream *before* acknowledging
-them, beats, and reclaims the pending entries of workers that stopped beating (``XAUTOCLAIM``).
+its subscribers through Redis). A worker's end of every run,
+:class:`~hct_cli.distributed.queue.RedisWorkQueue`, shares the keys, :func:`connect` and
+:class:`Batch` from here.
 
-Commands issued within one event-loop turn go to Redis as one pipeline (:class:`_Batch`), so a
+Commands issued within one event-loop turn go to Redis as one pipeline (:class:`Batch`), so a
 fan-out of a hundred ready stations is one round trip, not a hundred.
 """
 
@@ -26,31 +27,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from hct_cli.bus.base import Broadcast, Handler
-from hct_cli.distributed.work import Result, decode_result, encode_notice, encode_result
+from hct_cli.distributed.work import Result, decode_result, encode_result
 from hct_cli.errors import BusError, UsageError
 
 __all__ = [
     "GROUP",
-    "Delivery",
+    "NO_TIER",
+    "RUNS",
+    "WORKERS",
+    "Batch",
     "RedisBus",
-    "RedisWorkQueue",
     "WorkerStatus",
+    "alive_key",
     "connect",
-    "default_worker_id",
+    "direct_stream",
+    "run_key",
+    "work_stream",
 ]
 
 GROUP = "workers"
-_RUNS = "hct:runs"
-_WORKERS = "hct:workers"
-_NO_TIER = "-"
+RUNS = "hct:runs"
+WORKERS = "hct:workers"
+NO_TIER = "-"
 _BLOCK_MS = 1000  # a blocking read returns at least this often, so a silent server is noticed
 _FORGET_S = 600.0  # a worker silent this long leaves the roster
 _RUN_ALIVE_MS = 30_000  # a run whose conductor has not polled for this long is left by workers
@@ -59,24 +63,20 @@ _HINT = "Start redis-server, or check the URL (redis://HOST:PORT/DB), then run a
 ResultListener = Callable[[Result], None]
 
 
-def _run_key(run: str, *parts: str) -> str:
+def run_key(run: str, *parts: str) -> str:
     return ":".join(("hct:run", run, *parts))
 
 
 def work_stream(run: str, tier: str | None) -> str:
-    return _run_key(run, "work", tier or _NO_TIER)
+    return run_key(run, "work", tier or NO_TIER)
 
 
-def _direct_stream(run: str, worker: str) -> str:
-    return _run_key(run, "direct", worker)
+def direct_stream(run: str, worker: str) -> str:
+    return run_key(run, "direct", worker)
 
 
-def _alive_key(worker: str) -> str:
+def alive_key(worker: str) -> str:
     return f"hct:worker:{worker}"
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 async def connect(url: str) -> Any:
@@ -111,7 +111,7 @@ def _lost(url: str, exc: BaseException) -> BusError:
     )
 
 
-class _Batch:
+class Batch:
     """Commands queued within one loop turn, sent to Redis as one pipeline."""
 
     def __init__(self, client: Any, url: str, on_error: Callable[[BaseException], None] | None = None) -> None:
@@ -218,18 +218,18 @@ class WorkerStatus:
 
 
 async def _roster(client: Any) -> list[WorkerStatus]:
-    statuses = await client.hgetall(_WORKERS)
+    statuses = await client.hgetall(WORKERS)
     if not statuses:
         return []
     names = sorted(statuses)
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.exists(_alive_key(name))
+        pipe.exists(alive_key(name))
     alive = await pipe.execute()
     roster = [WorkerStatus.from_json(name, bool(up), statuses[name]) for name, up in zip(names, alive, strict=True)]
     gone = [w.worker for w in roster if not w.alive and time.time() - w.beat > _FORGET_S]
     if gone:
-        await client.hdel(_WORKERS, *gone)
+        await client.hdel(WORKERS, *gone)
     return [w for w in roster if w.worker not in gone]
 
 
@@ -242,20 +242,18 @@ class RedisBus:
         self.url = url
         self.run_id = run_id
         self._client = client
-        self._cdb = _run_key(run_id, "cdb")
+        self._cdb = run_key(run_id, "cdb")
         self._tiers: set[str] = set()
         self._handlers: list[Handler] = []
         self._listeners: list[ResultListener] = []
         self._on_lost: list[Callable[[BusError], None]] = []
-        self._batch = _Batch(client, url, self._lose)
+        self._batch = Batch(client, url, self._lose)
         self._reader: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._silent: set[str] = set()  # workers whose beat stopped: attacca items go to the tier stream
         self._closed = False
         self.lost: BusError | None = None
         self.roster: list[WorkerStatus] = []
-        self.published = 0
-        self.issued = 0
         self.malformed = 0
 
     @classmethod
@@ -272,17 +270,17 @@ class RedisBus:
 
     async def _start(self, tiers: Iterable[str | None]) -> None:
         await self._trim()
-        names = sorted({tier or _NO_TIER for tier in tiers} | {_NO_TIER})
+        names = sorted({tier or NO_TIER for tier in tiers} | {NO_TIER})
         self._tiers = set(names)
         pipe = self._client.pipeline(transaction=True)
         for tier in names:
             stream = work_stream(self.run_id, tier)
             pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            pipe.sadd(_run_key(self.run_id, "streams"), stream)
+            pipe.sadd(run_key(self.run_id, "streams"), stream)
         pipe.xgroup_create(self._cdb, "conductor", id="0", mkstream=True)  # creates the CDB stream
-        pipe.hset(_run_key(self.run_id), mapping={"tiers": json.dumps(names), "started": time.time()})
-        pipe.set(_run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
-        pipe.sadd(_RUNS, self.run_id)
+        pipe.hset(run_key(self.run_id), mapping={"tiers": json.dumps(names), "started": time.time()})
+        pipe.set(run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
+        pipe.sadd(RUNS, self.run_id)
         await pipe.execute()
         loop = asyncio.get_running_loop()
         self._reader = loop.create_task(self._read())
@@ -307,7 +305,6 @@ class RedisBus:
             return _done()
         if self.lost is not None:
             raise self.lost
-        self.published += 1
         text = encode_result(message)
         return self._batch.add(lambda pipe: pipe.xadd(self._cdb, {"r": text}, nomkstream=True))
 
@@ -342,17 +339,17 @@ class RedisBus:
             await self._client.aclose()
 
     async def _trim(self) -> None:
-        streams = await self._client.smembers(_run_key(self.run_id, "streams"))
+        streams = await self._client.smembers(run_key(self.run_id, "streams"))
         keys = [
             *streams,
             self._cdb,
-            _run_key(self.run_id),
-            _run_key(self.run_id, "streams"),
-            _run_key(self.run_id, "alive"),
+            run_key(self.run_id),
+            run_key(self.run_id, "streams"),
+            run_key(self.run_id, "alive"),
         ]
         pipe = self._client.pipeline(transaction=True)
         pipe.delete(*keys)
-        pipe.srem(_RUNS, self.run_id)
+        pipe.srem(RUNS, self.run_id)
         await pipe.execute()
 
     # -- issuing ------------------------------------------------------------------------------
@@ -362,20 +359,19 @@ class RedisBus:
         has gone silent); completes once Redis has it."""
         if self.lost is not None:
             raise self.lost
-        self.issued += 1
         if affinity is not None and affinity not in self._silent:
             return self._issue_to(affinity, payload, tier)
         return self._batch.add(lambda pipe: pipe.xadd(self._tier_stream(tier), {"w": payload}))
 
     def _tier_stream(self, tier: str | None) -> str:
-        name = tier or _NO_TIER
-        return work_stream(self.run_id, name if name in self._tiers else _NO_TIER)
+        name = tier or NO_TIER
+        return work_stream(self.run_id, name if name in self._tiers else NO_TIER)
 
     async def _issue_to(self, worker: str, payload: str, tier: str | None) -> None:
         """Onto ``worker``'s own stream if it has joined this segment of the run (the stream
         exists), else onto the tier's stream: an item is never left where nobody reads."""
         try:
-            added = await self._client.xadd(_direct_stream(self.run_id, worker), {"w": payload}, nomkstream=True)
+            added = await self._client.xadd(direct_stream(self.run_id, worker), {"w": payload}, nomkstream=True)
         except Exception as exc:
             self._lose(exc)
             raise _lost(self.url, exc) from exc
@@ -432,8 +428,8 @@ class RedisBus:
             await asyncio.sleep(1.0)
             try:
                 pipe = self._client.pipeline(transaction=False)
-                pipe.set(_run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
-                pipe.sadd(_RUNS, self.run_id)  # back in the set if workers took it for dead
+                pipe.set(run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
+                pipe.sadd(RUNS, self.run_id)  # back in the set if workers took it for dead
                 await pipe.execute()
                 self.roster = await _roster(self._client)
             except asyncio.CancelledError:
@@ -448,222 +444,3 @@ def _done() -> asyncio.Future[None]:
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     future.set_result(None)
     return future
-
-
-@dataclass(slots=True)
-class Delivery:
-    """A work item handed to this worker: where it came from, so it can be acknowledged."""
-
-    run: str
-    stream: str
-    entry: str
-    payload: str
-    reclaimed_from: str | None = None  # the silent worker it was taken from
-    deliveries: int = 1  # how many workers have been given it, this one included
-
-
-@dataclass(frozen=True)
-class _Run:
-    streams: list[str]  # work streams this worker reads, its own attacca stream first
-    direct: str
-    tiers: frozenset[str]  # every tier the run has a stream for
-
-
-class RedisWorkQueue:
-    """A worker's end of the bus: work from every run in progress, for the tiers it serves."""
-
-    def __init__(self, client: Any, url: str, worker: str, tiers: frozenset[str] | None, claim_after_s: float) -> None:
-        self.url = url
-        self.worker = worker
-        self.tiers = tiers
-        self.claim_after_ms = max(1, round(claim_after_s * 1000))
-        self._client = client
-        self._batch = _Batch(client, url)
-        self._runs: dict[str, _Run] = {}
-
-    @classmethod
-    async def open(
-        cls, url: str, worker: str, *, tiers: Iterable[str] | None = None, claim_after_s: float = 5.0
-    ) -> RedisWorkQueue:
-        return cls(await connect(url), url, worker, frozenset(tiers) if tiers is not None else None, claim_after_s)
-
-    @property
-    def runs(self) -> tuple[str, ...]:
-        return tuple(self._runs)
-
-    def _serves(self, tier: str) -> bool:
-        return self.tiers is None or tier in self.tiers
-
-    async def refresh(self) -> None:
-        """Join runs that started, leave runs that ended."""
-        listed = sorted(await self._client.smembers(_RUNS))
-        current = set(listed)
-        if listed:
-            pipe = self._client.pipeline(transaction=False)
-            for run in listed:
-                pipe.exists(_run_key(run, "alive"))
-            dead = [run for run, alive in zip(listed, await pipe.execute(), strict=True) if not alive]
-            if dead:  # their conductors are gone: a resume starts them afresh
-                await self._client.srem(_RUNS, *dead)
-                current -= set(dead)
-        for run in [r for r in self._runs if r not in current]:
-            gone = self._runs.pop(run)
-            pipe = self._client.pipeline(transaction=False)  # the run is over: what we added is ours to remove
-            pipe.delete(gone.direct)
-            pipe.srem(_run_key(run, "streams"), gone.direct)
-            await pipe.execute()
-        for run in current:
-            if run in self._runs:
-                continue
-            tiers = json.loads(await self._client.hget(_run_key(run), "tiers") or "[]")
-            direct = _direct_stream(run, self.worker)
-            pipe = self._client.pipeline(transaction=False)
-            pipe.xgroup_create(direct, GROUP, id="0", mkstream=True)
-            pipe.sadd(_run_key(run, "streams"), direct)
-            pipe.sismember(_RUNS, run)
-            *_, still = await pipe.execute(raise_on_error=False)  # BUSYGROUP: joined before (a restart)
-            if not still:  # it ended as we joined: take back what we created
-                pipe = self._client.pipeline(transaction=False)
-                pipe.delete(direct)
-                pipe.srem(_run_key(run, "streams"), direct)
-                await pipe.execute()
-                continue
-            streams = [work_stream(run, tier) for tier in tiers if self._serves(tier)]
-            self._runs[run] = _Run([direct, *streams], direct, frozenset(tiers))
-
-    async def take(self, count: int, block_ms: int) -> list[Delivery]:
-        """Up to ``count`` new work items, waiting up to ``block_ms`` for the first."""
-        read = {stream: ">" for run in self._runs.values() for stream in run.streams}
-        if not read:
-            await asyncio.sleep(block_ms / 1000)
-            return []
-        try:
-            reply = await self._client.xreadgroup(GROUP, self.worker, read, count=count, block=block_ms)
-        except Exception as exc:
-            if "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc):
-                # A run's streams were trimmed: it ended, or a resume started it afresh. Join
-                # every run again as it is now (a run that ended is simply not there).
-                self._runs.clear()
-                await self.refresh()
-                return []
-            raise
-        taken = [self._delivery(stream, entry, fields) for stream, entries in reply or () for entry, fields in entries]
-        if len(taken) > count:  # COUNT is per stream: put back what exceeds this worker's free slots
-            await self.requeue(taken[count:])
-            taken = taken[:count]
-        return taken
-
-    async def requeue(self, deliveries: list[Delivery]) -> None:
-        """Put items back at the end of the stream they came from, for whoever reads next."""
-        if not deliveries:
-            return
-        pipe = self._client.pipeline(transaction=False)
-        for delivery in deliveries:
-            pipe.xadd(delivery.stream, {"w": delivery.payload}, nomkstream=True)
-            pipe.xack(delivery.stream, GROUP, delivery.entry)
-        await pipe.execute(raise_on_error=False)
-
-    def _delivery(self, stream: str, entry: str, fields: dict[str, str], source: str | None = None) -> Delivery:
-        run = stream.split(":", 3)[2]
-        return Delivery(run, stream, entry, fields.get("w", ""), source)
-
-    def finish(
-        self, delivery: Delivery, message: Broadcast, notes: list[tuple[str, dict[str, Any]]]
-    ) -> Awaitable[None]:
-        """Put the result on the run's CDB stream, then acknowledge the item (in that order: a
-        worker that dies between the two leaves a duplicate, which the conductor ignores, never a
-        loss)."""
-        text = encode_result(message, notes)
-        cdb = _run_key(delivery.run, "cdb")
-
-        def ops(pipe: Any) -> None:
-            pipe.xadd(cdb, {"r": text}, nomkstream=True)
-            pipe.xack(delivery.stream, GROUP, delivery.entry)
-
-        return self._batch.add(ops)
-
-    def drop(self, delivery: Delivery) -> Awaitable[None]:
-        """Acknowledge an item that can never run (malformed)."""
-        return self._batch.add(lambda pipe: pipe.xack(delivery.stream, GROUP, delivery.entry))
-
-    def notify(self, run: str, kind: str, station: str, version: int, **data: Any) -> Awaitable[None]:
-        text = encode_notice(kind, station, version, **data)
-        return self._batch.add(lambda pipe: pipe.xadd(_run_key(run, "cdb"), {"r": text}, nomkstream=True))
-
-    async def beat(self, status: dict[str, Any], owned: Iterable[Delivery]) -> None:
-        """Say this worker is alive, and keep its pending entries from looking idle."""
-        pipe = self._client.pipeline(transaction=False)
-        pipe.set(_alive_key(self.worker), "1", px=self.claim_after_ms)
-        pipe.hset(_WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
-        by_stream: dict[str, list[str]] = {}
-        for delivery in owned:
-            by_stream.setdefault(delivery.stream, []).append(delivery.entry)
-        for stream, entries in by_stream.items():
-            pipe.xclaim(stream, GROUP, self.worker, 0, entries, justid=True)
-        await pipe.execute(raise_on_error=False)  # a stream trimmed meanwhile: its run is over
-
-    async def reclaim(self, count: int) -> list[Delivery]:
-        """Take over, up to ``count``, work of workers that stopped beating: their pending
-        entries idle longer than ``claim_after`` (``XAUTOCLAIM``, following its cursor through
-        the whole pending list), and what waits on their attacca streams."""
-        taken: list[Delivery] = []
-        for name, run in list(self._runs.items()):
-            streams = await self._client.smembers(_run_key(name, "streams"))
-            served = [s for s in streams if s != run.direct and (":direct:" in s or self._serves(s.rsplit(":", 1)[1]))]
-            for stream in served:
-                pending = await self._client.xpending_range(stream, GROUP, "-", "+", 1000, idle=self.claim_after_ms)
-                if not pending:
-                    continue
-                # Whose work it was, and how often it was handed out already.
-                owners = {p["message_id"]: (p["consumer"], int(p["times_delivered"])) for p in pending}
-                cursor = "0-0"
-                while len(taken) < count:
-                    cursor, entries, *_ = await self._client.xautoclaim(
-                        stream, GROUP, self.worker, self.claim_after_ms, cursor, count=count - len(taken)
-                    )
-                    for entry, fields in entries:
-                        if fields:
-                            owner, delivered = owners.get(entry, ("?", 1))
-                            delivery = self._delivery(stream, entry, fields, owner)
-                            delivery.deliveries = delivered + 1
-                            taken.append(delivery)
-                    if cursor == "0-0":
-                        break
-            for stream in [s for s in served if ":direct:" in s]:
-                owner = stream.rsplit(":", 1)[1]
-                if len(taken) >= count or await self._client.exists(_alive_key(owner)):
-                    continue
-                reply = await self._client.xreadgroup(GROUP, self.worker, {stream: ">"}, count=count - len(taken))
-                taken += [
-                    self._delivery(s, entry, fields, owner) for s, entries in reply or () for entry, fields in entries
-                ]
-            if len(taken) >= count:
-                break
-        return taken
-
-    async def hand_back(self, deliveries: Iterable[Delivery], tier_of: Callable[[Delivery], str | None]) -> None:
-        """Return unfinished items for another worker (a drain that ran out of time): to the
-        stream they came from, or from this worker's attacca stream to their tier's stream."""
-        pipe = self._client.pipeline(transaction=False)
-        for delivery in deliveries:
-            run = self._runs.get(delivery.run)
-            stream = delivery.stream
-            if run is not None and stream == run.direct:
-                tier = tier_of(delivery) or _NO_TIER
-                stream = work_stream(delivery.run, tier if tier in run.tiers else _NO_TIER)
-            pipe.xadd(stream, {"w": delivery.payload}, nomkstream=True)
-            pipe.xack(delivery.stream, GROUP, delivery.entry)
-        await pipe.execute(raise_on_error=False)
-
-    async def leave(self, status: dict[str, Any]) -> None:
-        """Stop beating: the roster shows this worker as gone at once."""
-        await self._batch.drain()
-        pipe = self._client.pipeline(transaction=False)
-        pipe.delete(_alive_key(self.worker))
-        pipe.hset(_WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
-        # The consumer stays in its groups: deleting it would drop whatever it still has pending
-        # (a finish lost to a blip), which others must be able to reclaim.
-        await pipe.execute(raise_on_error=False)
-
-    async def close(self) -> None:
-        await self._client.aclose()

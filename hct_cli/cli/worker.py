@@ -58,7 +58,7 @@ async def _serve(
     heartbeat_s: float,
     drain_s: float,
 ) -> dict[str, object]:
-    from hct_cli.bus.redis import RedisWorkQueue, default_worker_id
+    from hct_cli.distributed.queue import RedisWorkQueue, default_worker_id
     from hct_cli.distributed.worker import Worker
 
     name = worker_id or default_worker_id()

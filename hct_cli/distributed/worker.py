@@ -26,7 +26,7 @@ from hct_cli.distributed.work import Mode, Work, decode_work
 from hct_cli.providers.base import Provider, broadcast_of
 
 if TYPE_CHECKING:
-    from hct_cli.bus.redis import Delivery, RedisWorkQueue
+    from hct_cli.distributed.queue import Delivery, RedisWorkQueue
     from hct_cli.providers.local import LocalServer
 
 __all__ = ["Worker", "WorkerReport"]

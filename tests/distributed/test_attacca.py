@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.bus.redis import RedisWorkQueue
 from hct_cli.compile import compile_score
+from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from hct_cli.bus.redis import GROUP, RedisBus, RedisWorkQueue, work_stream
+from hct_cli.bus.redis import GROUP, RedisBus, work_stream
+from hct_cli.distributed.queue import RedisWorkQueue
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -19,8 +19,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.bus.redis import GROUP, RedisBus, RedisWorkQueue, work_stream
+from hct_cli.bus.redis import GROUP, RedisBus, work_stream
 from hct_cli.compile import Program, compile_score
+from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker, WorkerReport
