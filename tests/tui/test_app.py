@@ -30,7 +30,7 @@ async def test_agents_pass_through_their_states_and_the_final_cost_is_shown(code
             return app.ensemble.finished
 
         await wait_for(pilot, sample, "the run ends")
-        await pilot.pause()
+        await wait_for(pilot, lambda: stage.result is not None, "the result is set")
         result = stage.result
         assert result is not None and result.status == "completed"
         # Every agent of code-review is on screen at 120x40.
@@ -73,7 +73,7 @@ async def test_space_pauses_issuing_and_resumes_it(code_review: Path) -> None:
         for name in in_flight:
             assert shown[f"{name}_followup"] == "ready", "a cue arrived: its follow-up is ready, held back"
         await pilot.press("space")
-        await wait_for(pilot, lambda: app.ensemble.finished, "the run ends once resumed")
+        await wait_for(pilot, lambda: stage.result is not None, "the run ends once resumed")
         assert stage.result is not None and stage.result.status == "completed"
         kinds = [line.split()[1] for line in signal_lines(app)]
         assert kinds.count("pause") == 2 and kinds.count("resume") == 2

@@ -44,7 +44,8 @@ async def test_the_workers_panel_shows_who_serves_the_run(repo: Path, redis_serv
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: "wT" in workers_text(app), "the worker appears on the panel")
             assert "● wT" in workers_text(app)
-            await wait_for(pilot, lambda: ensemble.finished, "the run ends")
+            # The result is set once the session has closed its bus, a moment after run_end.
+            await wait_for(pilot, lambda: stage.result is not None, "the run ends")
             assert stage.result is not None and stage.result.status == "completed"
             # The panel shows the worker's own count as of its last heartbeat before the run ended.
             await pilot.pause(0.2)
