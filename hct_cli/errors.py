@@ -12,7 +12,13 @@ The tree::
     │   ├── LocalModelError       the local model is not installed or its server did not start
     │   ├── BusError              the distributed bus (Redis) cannot be reached, or was lost mid-run
     │   └── RunNotFoundError      no journaled run has that id
+    ├── AgentError                one agent cannot go on; that agent fails, the run carries on
+    │   ├── ContextError          the reference frame and the prompt alone exceed the model's window
+    │   └── AccessError           an agent reached beyond what it declared (the reference frame,
+    │                             a key it does not read or write)
     └── BenchError                a benchmark was asked for something it cannot measure
+
+``ProviderError`` (in ``hct_cli.providers.base``) sits beside ``AgentError``: a call that failed.
 
 Every message says what went wrong and ``hint`` says what to do next. The CLI turns these
 into exit codes and messages in one place (``hct_cli.cli.boundary``); a traceback reaching a
@@ -28,8 +34,11 @@ if TYPE_CHECKING:
     from hct_cli.score.findings import Finding
 
 __all__ = [
+    "AccessError",
+    "AgentError",
     "BenchError",
     "BusError",
+    "ContextError",
     "CredentialsError",
     "ExecNotAllowedError",
     "HctError",
@@ -97,6 +106,19 @@ class LocalModelError(RunError):
 
 class RunNotFoundError(RunError):
     """No journaled run has the given id."""
+
+
+class AgentError(HctError):
+    """One agent cannot go on: its station fails with this message, the run carries on."""
+
+
+class ContextError(AgentError):
+    """Even with every cue, input and state value paged out, a call does not fit its model's window."""
+
+
+class AccessError(AgentError):
+    """An agent tried to reach beyond what it declared: the reference frame, or a key it does
+    not read or write."""
 
 
 class BenchError(HctError):

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.errors import RunError, RunNotFoundError
+from hct_cli.redact import Redactor
 
 if TYPE_CHECKING:
     from hct_cli.engine.events import Event
@@ -144,12 +145,21 @@ class Journal:
     def start(
         cls, db: sqlite3.Connection, run_id: str, score: str, score_path: str | None, score_text: str, config: RunConfig
     ) -> Journal:
-        """Journal a new run (segment 1)."""
+        """Journal a new run (segment 1). Secrets in the score or the inputs are journaled redacted."""
+        redact = Redactor.from_environ()
         _write(
             db,
             "INSERT INTO runs (run_id, score, score_path, score_text, config, status, started_at, pid)"
             " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-            (run_id, score, score_path, score_text, config.to_json(), time.time(), os.getpid()),
+            (
+                run_id,
+                score,
+                score_path,
+                redact.text(score_text),
+                redact.text(config.to_json()),
+                time.time(),
+                os.getpid(),
+            ),
         )
         return cls(db, run_id, 1)
 
@@ -170,7 +180,7 @@ class Journal:
         _write(
             self.db,
             "UPDATE runs SET status = ?, ended_at = ?, cost_usd = ?, result = ?, pid = NULL WHERE run_id = ?",
-            (status, time.time(), cost_usd, json.dumps(result, default=str), self.run_id),
+            (status, time.time(), cost_usd, Redactor.from_environ().text(json.dumps(result, default=str)), self.run_id),
         )
 
     # -- the observer ----------------------------------------------------------------------

@@ -1,4 +1,15 @@
-"""L5, the long-term store: what one run leaves for the next, in ``$HCT_HOME``'s database.
+"""The memory hierarchy's two software-managed levels: L1, the working context of one call,
+and L5, the long-term store.
+
+**L1.** A call's prompt is the reference frame (L0, never paged out), then the agent's prompt
+rendered with its material: the cue operands (L2), inputs and shared keys (L3) it refers to and,
+for a vamp, its previous output. :func:`assemble` fits it to a :class:`Window`, the routed
+model's input window times the dynamics multiplier. Over the window, material is paged out in
+order (lowest priority first, then least recently produced), each piece replaced by a visible
+marker saying what was cut and how much; the last piece paged keeps as much of its head as fits.
+When the frame and the prompt alone do not fit, :class:`~hct_cli.errors.ContextError`.
+
+**L5** is what one run leaves for the next, in ``$HCT_HOME``'s database.
 
 * :class:`ResultCache` serves an identical call (same model, same messages, same output limit;
   calls are made at temperature 0) at zero cost. Simulated calls key on their draw as well
@@ -13,10 +24,210 @@ import hashlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from hct_cli.errors import ContextError
+from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.score.model import DYNAMICS
+from hct_cli.score.template import Marker
 
-__all__ = ["Predictors", "ResultCache", "cache_key"]
+__all__ = [
+    "Assembly",
+    "Count",
+    "Cut",
+    "Piece",
+    "Predictors",
+    "ResultCache",
+    "Window",
+    "assemble",
+    "cache_key",
+    "estimate_tokens",
+    "fits_surely",
+    "frame_text",
+    "window_for",
+]
+
+# -- L1: the working context of one call ---------------------------------------------------
+
+#: Counts the tokens of a text for one model.
+Count = Callable[[str], int]
+#: Tokens a chat message takes beyond its text, and those priming the reply (OpenAI's figures).
+_PER_MESSAGE = 4
+_PER_REPLY = 3
+#: A piece is cut to its head only when at least this much of it can stay; otherwise it goes whole.
+_MIN_HEAD = 32
+
+
+def frame_text(frame: Mapping[str, Any]) -> str:
+    """The reference frame (L0) as the system message of every call."""
+    if not frame:
+        return ""
+    lines = ["Reference frame (immutable; applies to every answer):"]
+    for key, value in frame.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"- {key}: {shown}")
+    return "\n".join(lines)
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token: the simulated provider's own measure."""
+    return (len(text) + 3) // 4
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The tokens one call's messages may take, and where that figure comes from."""
+
+    tokens: int
+    model: str
+    full: int  # the model's whole input window
+    dynamics: str
+
+    def describe(self) -> str:
+        share = DYNAMICS[self.dynamics]
+        if share >= 1.0:
+            return f"the {self.tokens:,}-token input window of {self.model}"
+        return f"{self.tokens:,} tokens ({share:g} x the {self.full:,}-token window of {self.model} at {self.dynamics})"
+
+
+def window_for(model: str, dynamics: str, max_tokens: int, context_window: int | None = None) -> Window | None:
+    """The budget of a call to ``model``: its input window (a tier's ``context_window`` less the
+    answer's ``max_tokens``, else the price map's) times the dynamics multiplier, capped by the
+    window. None when the window is unknown: nothing is paged."""
+    if context_window is not None:
+        full = max(0, context_window - max_tokens)
+    else:
+        info = model_info(model)
+        if info is None or not info.max_input_tokens:
+            return None
+        full = int(info.max_input_tokens)
+    return Window(min(full, int(full * DYNAMICS[dynamics])), model, full, dynamics)
+
+
+def _bound(text: str) -> int:
+    """An upper bound on the tokens of ``text`` for any tokenizer: its UTF-8 bytes."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def fits_surely(system: str, prompt: str, window: Window) -> bool:
+    """True when the messages fit ``window`` whatever the tokenizer: no need to count."""
+    return _bound(system) + _bound(prompt) + 2 * _PER_MESSAGE + _PER_REPLY <= window.tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Material a prompt carries that may be paged out."""
+
+    ref: str  # "cues.parse", "inputs.diff", "state.findings", "previous output"
+    text: str  # as the prompt shows it
+    rank: int = 0  # the agent's priority for it: higher stays longer
+    produced: int = 0  # commits made before it was produced: the least recent goes first
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """What paging took from one piece."""
+
+    ref: str
+    tokens: int  # cut
+    of: int  # the piece's tokens before
+
+    def to_data(self) -> dict[str, object]:
+        return {"ref": self.ref, "tokens": self.tokens, "of": self.of}
+
+
+@dataclass(frozen=True, slots=True)
+class Assembly:
+    prompt: str
+    tokens: int
+    cuts: tuple[Cut, ...] = ()
+
+
+def _marker(ref: str, cut: int, of: int, window: Window, *, rest: bool) -> str:
+    what = f"the rest of {ref}" if rest else ref
+    return f"[paged out: {what}, {cut:,} of {of:,} tokens, to fit {window.describe()}]"
+
+
+def _head(text: str, tokens: int, count: Count) -> str:
+    """The longest start of ``text``, ended at a line or word, of at most ``tokens`` tokens."""
+    total = max(1, count(text))
+    end = min(len(text), len(text) * tokens // total)
+    while end > 0:
+        head = text[:end]
+        for stop in ("\n", " "):
+            cut = head.rfind(stop)
+            if cut > end // 2:
+                head = head[:cut]
+                break
+        if count(head) <= tokens:
+            return head
+        end = end * 9 // 10
+    return ""
+
+
+def _measure(system: str, prompt: str, count: Count) -> int:
+    messages = (count(system) + _PER_MESSAGE if system else 0) + count(prompt) + _PER_MESSAGE
+    return messages + _PER_REPLY
+
+
+def assemble(
+    system: str,
+    compose: Callable[[Mapping[str, str]], str],
+    pieces: Sequence[Piece],
+    window: Window,
+    count: Count,
+) -> Assembly:
+    """Fit a call's messages to ``window``.
+
+    ``compose(replacements)`` renders the prompt with each piece named in ``replacements``
+    (by ``ref``) shown as the text given instead of its value. Raises
+    :class:`~hct_cli.errors.ContextError` when the frame and the prompt do not fit even with
+    every piece paged out.
+    """
+    prompt = compose({})
+    used = _measure(system, prompt, count)
+    if used <= window.tokens:
+        return Assembly(prompt, used)
+    replacements: dict[str, str] = {}
+    cuts: list[Cut] = []
+    for piece in sorted(pieces, key=lambda p: (p.rank, p.produced)):
+        of = count(piece.text)
+        replacements[piece.ref] = Marker(_marker(piece.ref, of, of, window, rest=False))
+        prompt = compose(replacements)
+        used = _measure(system, prompt, count)
+        if used > window.tokens:
+            cuts.append(Cut(piece.ref, of, of))
+            continue
+        # Paging the whole piece was enough: give back as much of its head as fits.
+        room = window.tokens - used - 2 * _PER_MESSAGE
+        while room >= _MIN_HEAD:
+            head = _head(piece.text, room, count)
+            kept = count(head) if head else 0
+            if kept < _MIN_HEAD:
+                break
+            marker = _marker(piece.ref, of - kept, of, window, rest=True)
+            partial = {**replacements, piece.ref: Marker(f"{head}\n{marker}")}
+            candidate = compose(partial)
+            measured = _measure(system, candidate, count)
+            if measured <= window.tokens:
+                cuts.append(Cut(piece.ref, of - kept, of))
+                return Assembly(candidate, measured, tuple(cuts))
+            room -= max(_MIN_HEAD // 2, measured - window.tokens)
+        cuts.append(Cut(piece.ref, of, of))
+        return Assembly(prompt, used, tuple(cuts))
+    needed = _measure(system, prompt, count)
+    raise ContextError(
+        f"the reference frame and the prompt need {needed:,} tokens with every cue, input and state value "
+        f"paged out; the call may take {window.describe()}",
+        hint="Shorten the prompt or the reference frame, raise the agent's dynamics, or route it to a model "
+        "with a larger window.",
+    )
+
+
+# -- L5: the long-term store ---------------------------------------------------------------
 
 
 def cache_key(namespace: str, request: CallRequest) -> str:

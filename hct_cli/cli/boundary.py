@@ -9,13 +9,15 @@ from collections.abc import Callable
 import typer
 
 from hct_cli.errors import HctError, ScoreError
+from hct_cli.redact import Redactor
 
 __all__ = ["run_command"]
 
 
 def _print_error(exc: HctError, *, as_json: bool) -> None:
+    redact = Redactor.from_environ()  # a secret may be quoted in a provider's error
     if as_json:
-        sys.stdout.write(json.dumps({"error": exc.to_json()}, indent=2) + "\n")
+        sys.stdout.write(redact.text(json.dumps({"error": exc.to_json()}, indent=2)) + "\n")
         return
     lines = [f"error: {exc.message}"]
     if isinstance(exc, ScoreError):
@@ -25,7 +27,7 @@ def _print_error(exc: HctError, *, as_json: bool) -> None:
             lines.append(f"  ... and {len(exc.findings) - 5} more")
     if exc.hint:
         lines.append(f"hint: {exc.hint}")
-    sys.stderr.write("\n".join(lines) + "\n")
+    sys.stderr.write(redact.text("\n".join(lines)) + "\n")
 
 
 def run_command(action: Callable[[], int], *, as_json: bool = False) -> None:

@@ -24,11 +24,13 @@ from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
 from hct_cli.inputs import parse_input_args, resolve_inputs
 from hct_cli.journal import RunConfig
 from hct_cli.providers.base import Provider
+from hct_cli.redact import Redactor
 from hct_cli.routing import tiers_of
 from hct_cli.score import Score, load_score, load_score_text
 
 if TYPE_CHECKING:
     from hct_cli.distributed.session import Session
+    from hct_cli.engine.context import Tokenizer
     from hct_cli.providers.human import HumanDesk
     from hct_cli.providers.litellm_provider import LiteLLMProvider
     from hct_cli.tui.ensemble import Ensemble
@@ -211,12 +213,15 @@ def _perform(
     session = _session(program, config, quiet=as_json and not sys.stderr.isatty())
     with ExitStack() as stack:
         models: Provider
+        tokenizer: Tokenizer | None = None  # simulated calls count about four characters a token
         if config.simulate:
             from hct_cli.providers.simulated import SimulatedProvider
 
             models = SimulatedProvider(config.seed, time_scale=config.time_scale)
         else:
-            from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider
+            from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider, token_counter
+
+            tokenizer = token_counter
 
             # A tier may name its own OpenAI-compatible server (routing.tiers.NAME.api_base).
             endpoints = {
@@ -289,6 +294,7 @@ def _perform(
             recall=recalled,
             start_versions=start_versions,
             digests=True,
+            tokenizer=tokenizer,
         )
         tiers = list(program.tiers)
         play = (lambda: session.play(performer, tiers)) if session is not None else performer.run
@@ -317,7 +323,7 @@ def _perform(
             f"{result.caesura['checkpoint']}. Continue with `hct perform --resume {run_id}`.\n"
         )
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(Redactor.from_environ().data(data), indent=2, default=str) + "\n")
     else:
         from rich.console import Console
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from hct_cli.errors import UsageError
+from hct_cli.redact import Redactor
 
 __all__ = ["runs_command", "show_command"]
 
@@ -91,7 +92,7 @@ def show_command(run_id: str, *, as_json: bool, trace: Path | None) -> int:
             raise UsageError(f"cannot write {trace}: {exc.strerror or exc}", hint="Choose a writable path.") from exc
         sys.stderr.write(f"wrote {trace}: open it at https://ui.perfetto.dev\n")
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        sys.stdout.write(json.dumps(Redactor.from_environ().data(data), indent=2, default=str) + "\n")
         return 0
     from rich.console import Console
 

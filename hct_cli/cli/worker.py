@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from hct_cli.errors import UsageError
+from hct_cli.redact import Redactor
 
 __all__ = ["worker_command"]
 
@@ -64,8 +65,10 @@ async def _serve(
     name = worker_id or default_worker_id()
     queue = await RedisWorkQueue.open(url, name, tiers=tiers, claim_after_s=claim_after_s)
 
+    redact = Redactor.from_environ()  # a provider's error may quote a key
+
     def log(line: str) -> None:
-        sys.stderr.write(f"{name}: {line}\n")
+        sys.stderr.write(f"{name}: {redact.text(line)}\n")
         sys.stderr.flush()
 
     worker = Worker(queue, concurrency=concurrency, heartbeat_s=heartbeat_s, drain_s=drain_s, log=log)

@@ -23,7 +23,6 @@ import asyncio
 import gc
 import hashlib
 import heapq
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +35,7 @@ from hct_cli.checks import Verdict
 from hct_cli.coherence import Checkpoint
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
+from hct_cli.engine.context import PREVIOUS, ContextFitter, Tokenizer, shown, with_replacements
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
@@ -44,14 +44,15 @@ from hct_cli.engine.shared import SharedState
 from hct_cli.engine.speculation import Speculation
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
-from hct_cli.errors import BusError
+from hct_cli.errors import AccessError, BusError, HctError
 from hct_cli.governor import Decision, Governor, worst_case_usd
-from hct_cli.memory import Predictors
+from hct_cli.memory import Cut, Predictors, frame_text
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
+from hct_cli.redact import Redactor
 from hct_cli.routing import Route, fallbacks_of
 from hct_cli.score.model import Check, Fermata
-from hct_cli.score.template import compile_template
+from hct_cli.score.template import compile_template, render_compiled
 
 if TYPE_CHECKING:
     from hct_cli.journal import RecalledCall
@@ -70,16 +71,6 @@ def _digest(request: CallRequest) -> str:
     """The identity of a call's request, journaled so that a resume can tell it is the same call."""
     text = f"{request.model}\x1f{request.system}\x1e{request.prompt}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
-
-
-def _frame_text(frame: Mapping[str, Any]) -> str:
-    if not frame:
-        return ""
-    lines = ["Reference frame (immutable; applies to every answer):"]
-    for key, value in frame.items():
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        lines.append(f"- {key}: {shown}")
-    return "\n".join(lines)
 
 
 class Performer:
@@ -104,6 +95,8 @@ class Performer:
         recall: Mapping[tuple[str, int, str], RecalledCall] | None = None,
         start_versions: Mapping[str, int] | None = None,
         digests: bool = False,
+        tokenizer: Tokenizer | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.program = program
         self.inputs = dict(inputs or {})
@@ -111,7 +104,10 @@ class Performer:
         self.bus: Bus = bus if bus is not None else MemoryBus()
         self.observers = list(observers)
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self._frame = _frame_text(program.score.reference_frame)
+        self._frame = frame_text(program.score.reference_frame)
+        # Secrets of the environment never reach a result or an event, so no observer sees them.
+        self.redactor = redactor if redactor is not None else Redactor.from_environ()
+        self._redacting = bool(self.redactor)
         specs = program.stations
         self._n = len(specs)
         self.records = {
@@ -129,6 +125,7 @@ class Performer:
             prompt = station.agent.prompt
             if prompt is not None and "{{" in prompt:
                 station.template = compile_template(prompt)
+        self.context = ContextFitter(self._frame, program.tiers, self._stations, tokenizer)
         for name, version in (start_versions or {}).items():
             if name in self._stations:  # a resume after a caesura: squashed versions are not reused
                 self._stations[name].version = version
@@ -144,6 +141,7 @@ class Performer:
         self.coherence = coherence or program.score.coherence
         self.shared = SharedState(
             {k: spec.initial for k, spec in program.score.state.items()},
+            frozenset(program.score.reference_frame),
             self.coherence,
             max_replays,
             self._emit if self.observers else None,
@@ -176,6 +174,8 @@ class Performer:
         return time.perf_counter() - self._t0 if self._t0 is not None else 0.0
 
     def _emit(self, kind: str, station: str | None = None, version: int = 0, **data: Any) -> None:
+        if self._redacting:
+            data = self.redactor.data(data)
         event = Event(kind, self._now(), station, version, data)
         for observer in self.observers:
             observer(event)
@@ -319,11 +319,18 @@ class Performer:
         version = self._start(station)
         try:
             request = self._request(station, version)
+        except HctError as exc:  # the prompt cannot fit its model's window: the station fails
+            error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+            station.task = self._loop.create_task(self._publish(Broadcast(station.name, version, False, error=error)))
+            return
         except Exception as exc:  # a prompt that cannot be rendered fails its station, not the run
             error = f"the prompt could not be rendered: {type(exc).__name__}: {exc}"
             station.task = self._loop.create_task(self._publish(Broadcast(station.name, version, False, error=error)))
             return
+        station.record.paged = [cut.to_data() for cut in request.paged]
         if self.observers:
+            if request.paged:
+                self._emit("page", station.name, version, model=request.model, cuts=station.record.paged)
             if self._digests:
                 self._emit(
                     "issue", station.name, version, model=request.model, tier=request.tier, digest=_digest(request)
@@ -365,12 +372,30 @@ class Performer:
                 if agent.reads
                 else {"cues": cues, "inputs": self.inputs}
             )
-        prompt = template.render(**context) if template is not None else agent.prompt or ""
-        if station.feedback is not None:
-            prompt += f"\n\nYour previous answer did not pass its check ({station.feedback}). Answer again."
+            if agent.kind == "python":
+                context = {"state": {}, **context, "reference_frame": self.program.score.reference_frame}
+        feedback = station.feedback
+        previous: str | None = None
         if agent.vamp is not None and station.iteration > 1 and station.record.earlier:
-            previous = station.record.earlier[-1].output
-            prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{previous}\nImprove on it."
+            previous = shown(station.record.earlier[-1].output)
+
+        def compose(replacements: Mapping[str, str]) -> str:
+            """The prompt, with the pieces named in ``replacements`` paged out (L1)."""
+            values = with_replacements(context, replacements) if replacements else context
+            prompt = render_compiled(template, values) if template is not None else agent.prompt or ""
+            if feedback is not None:
+                prompt += f"\n\nYour previous answer did not pass its check ({feedback}). Answer again."
+            if previous is not None:
+                shown_before = replacements.get(PREVIOUS, previous)
+                prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{shown_before}\nImprove on it."
+            return prompt
+
+        prompt = compose(_NO_CONTEXT)
+        cuts: tuple[Cut, ...] = ()
+        if agent.kind == "llm":
+            fitted = self.context.fit(station, context, compose, prompt)
+            if fitted is not None:
+                prompt, cuts = fitted.prompt, fitted.cuts
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
         if fallbacks and self.governor.active:
@@ -383,6 +408,7 @@ class Performer:
         request = CallRequest(
             agent, route.model, route.tier, prompt, self._frame, version, version - 1, context, fallbacks, self._report
         )
+        request.paged = cuts
         if agent.attacca:  # in distributed mode the hand-off goes to the worker that produced the cue
             request.affinity = next((m.worker for m in station.operands.values() if m.worker is not None), None)
         return request
@@ -401,6 +427,9 @@ class Performer:
         except BusError as exc:  # the calls' transport is gone: no station is at fault
             self._interrupt(exc.message)
             return
+        except AccessError as exc:  # it reached beyond what it declared: refused, and it fails
+            self._refused(station, request.version, exc)
+            message = Broadcast(station.name, request.version, False, error=exc.message)
         except Exception as exc:  # a provider's failure fails the station, not the engine
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             message = Broadcast(station.name, request.version, False, error=error)
@@ -408,6 +437,10 @@ class Performer:
             await self.bus.publish(message)
         except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
             self._fault(exc)
+
+    def _refused(self, station: Station, version: int, exc: AccessError) -> None:
+        if self.observers:
+            self._emit("refused", station.name, version, reason=exc.message)
 
     async def _publish(self, message: Broadcast) -> None:
         try:
@@ -439,6 +472,9 @@ class Performer:
             return  # a duplicate or a superseded version: commits are idempotent per tag
         station.task = None
         station.unit.in_flight -= 1
+        if self._redacting:
+            message.output = self.redactor.data(message.output)
+            message.error = None if message.error is None else self.redactor.text(message.error)
         if station.agent.kind == "llm" and (self.governor.active or station.reserved):
             self.governor.settle(station.reserved, message.cost_usd)
             station.reserved = 0.0
@@ -732,7 +768,13 @@ class Performer:
         if check.action == "park":
             station.record.status = "parked"
             return None
-        written = self.shared.write_back(station, message)
+        try:
+            written = self.shared.write_back(station, message)
+        except AccessError as exc:  # nothing of the result reaches shared state
+            self._let_go(station)
+            self._refused(station, message.version, exc)
+            self._fail(station, exc.message)
+            return None
         if isinstance(written, str):
             self._fail(station, written)
             return None

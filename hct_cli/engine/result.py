@@ -32,6 +32,7 @@ class AgentRecord:
     earlier: list[Broadcast] = field(default_factory=list)  # calls before the last: replays, vamp passes
     checks: list[Broadcast] = field(default_factory=list)  # judge calls of its gates
     squashed: list[Broadcast] = field(default_factory=list)  # results thrown away (speculation, caesura)
+    paged: list[dict[str, Any]] = field(default_factory=list)  # what L1 paged out of the last call's prompt
 
     @property
     def operands(self) -> dict[str, int]:
@@ -105,6 +106,7 @@ class AgentRecord:
             "worker": self.worker,
             "error": self.error,
             "operands": self.operands,
+            "paged": self.paged,
         }
 
 

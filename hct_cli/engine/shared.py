@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.coherence import Directory, HoldTable
+from hct_cli.enclave import refused_write
 from hct_cli.engine.station import Station
+from hct_cli.errors import AccessError
 from hct_cli.score.model import Agent
 
 __all__ = ["Admission", "Released", "SharedState"]
@@ -51,12 +53,14 @@ class SharedState:
     def __init__(
         self,
         initial: Mapping[str, Any],
+        frame: Collection[str],
         policy: str,
         max_replays: int,
         emit: Emit | None,
         stations: Mapping[str, Station],
     ) -> None:
         self.policy = policy
+        self.frame = frame  # reference-frame entries: never written
         self.max_replays = max_replays
         self._emit = emit
         self._stations = stations
@@ -155,9 +159,11 @@ class SharedState:
         return None
 
     def write_back(self, station: Station, message: Broadcast) -> dict[str, list[str]] | str:
-        """Write the result's values back; key -> the former sharers to cue, or why it cannot."""
+        """Write the result's values back; key -> the former sharers to cue, or why it cannot.
+        Raises :class:`~hct_cli.errors.AccessError` when the result names a key the agent may
+        not write (then nothing is written)."""
         agent = station.agent
-        values, error = _values(agent, message.output)
+        values, error = _values(agent, message.output, self.frame, self.directory.lines)
         if error is not None:
             return error
         for key in values:
@@ -177,8 +183,15 @@ class SharedState:
         return Released(self.locks.release(station.name), self._parked.pop(station.name, []))
 
 
-def _values(agent: Agent, output: Any) -> tuple[dict[str, Any], str | None]:
-    """The values ``output`` writes: itself for one key, a JSON object's fields for several."""
+def _values(
+    agent: Agent, output: Any, frame: Collection[str], state: Collection[str]
+) -> tuple[dict[str, Any], str | None]:
+    """The values ``output`` writes: itself for one key, a JSON object's fields for several (a
+    field naming a reference-frame entry or a state key the agent does not write is refused)."""
+    if frame:
+        refusal = refused_write(agent.name, (*agent.writes, *agent.appends), frame, (), ())
+        if refusal is not None:
+            raise AccessError(refusal, hint="The reference frame (L0) is read-only; declare a state key instead.")
     if len(agent.writes) <= 1:
         return dict.fromkeys(agent.writes, output), None
     try:
@@ -187,4 +200,7 @@ def _values(agent: Agent, output: Any) -> tuple[dict[str, Any], str | None]:
         data = None
     if not isinstance(data, dict) or not set(agent.writes) <= set(data):
         return {}, f"output must be a JSON object with keys {list(agent.writes)}"
+    refusal = refused_write(agent.name, data, frame, state, (*agent.writes, *agent.appends))
+    if refusal is not None:
+        raise AccessError(refusal, hint="An agent writes only the keys in its writes and appends.")
     return {key: data[key] for key in agent.writes}, None

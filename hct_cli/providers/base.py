@@ -11,7 +11,25 @@ from hct_cli.errors import HctError
 from hct_cli.routing import Route
 from hct_cli.score.model import Agent
 
-__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError", "Reporter", "broadcast_of"]
+__all__ = [
+    "TEMPO_TIMEOUT_S",
+    "CallRequest",
+    "CallResult",
+    "Provider",
+    "ProviderError",
+    "Reporter",
+    "broadcast_of",
+    "timeout_for",
+]
+
+#: Per-call timeout by tempo (seconds): urgent work gives up sooner. ``timeout_s`` overrides it.
+TEMPO_TIMEOUT_S: Mapping[str, float] = {
+    "presto": 30.0,
+    "allegro": 60.0,
+    "moderato": 120.0,
+    "andante": 180.0,
+    "largo": 300.0,
+}
 
 
 class ProviderError(HctError):
@@ -38,6 +56,7 @@ class CallRequest:
     reporter: Reporter | None = None
     purpose: str = "call"  # "judge" when the call scores another agent's output for a fermata
     affinity: str | None = None  # in distributed mode, the worker to prefer (an attacca hand-off)
+    paged: tuple[Any, ...] = ()  # what L1 paged out of the prompt to fit the window (memory.Cut)
 
     def note(self, kind: str, **data: Any) -> None:
         """Tell the engine about this call (a retry, a fallback); it becomes an event."""
@@ -69,6 +88,12 @@ class Provider(Protocol):
 
     async def call(self, request: CallRequest) -> CallResult:
         """Run one call; raise :class:`ProviderError` when it fails."""
+
+
+def timeout_for(request: CallRequest) -> float:
+    """How long one call of the request's agent may take: its ``timeout_s``, else its tempo's."""
+    agent = request.agent
+    return float(agent.timeout_s) if agent.timeout_s else TEMPO_TIMEOUT_S.get(agent.tempo, 120.0)
 
 
 def broadcast_of(station: str, request: CallRequest, result: CallResult) -> Broadcast:

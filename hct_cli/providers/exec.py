@@ -1,8 +1,10 @@
 """Run ``kind: python`` and ``kind: shell`` agents. Only ever built with ``--allow-exec``.
 
-A python agent's function receives one mapping (its cues, the inputs, the state keys it reads)
-and returns text or JSON data; a shell agent's command is an argv list run without a shell,
-whose standard output is the result.
+A python agent's function receives one read-only mapping (``cues``, ``inputs``, ``state``: the
+keys it reads, ``reference_frame``) and returns text or JSON data; changing the mapping fails the
+agent with :class:`~hct_cli.errors.AccessError`. A shell agent's command is an argv list run
+without a shell, whose standard output is the result. Both run under a timeout: the agent's
+``timeout_s``, else its tempo's.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.enclave import ReadOnlyError, readonly
+from hct_cli.errors import AccessError
+from hct_cli.providers.base import CallRequest, CallResult, ProviderError, timeout_for
 from hct_cli.score.template import render
 
 __all__ = ["ExecProvider", "call_function", "load_callable"]
@@ -67,10 +71,17 @@ class ExecProvider:
         agent = request.agent
         assert agent.call is not None
         function = load_callable(agent.call, f"agent {agent.name!r}")
+        timeout = timeout_for(request)
         try:
-            return await call_function(function, dict(request.context), agent.timeout_s)
+            return await call_function(function, readonly(request.context), timeout)
         except TimeoutError as exc:
-            raise ProviderError(f"agent {agent.name!r}: {agent.call} timed out after {agent.timeout_s}s") from exc
+            raise ProviderError(f"agent {agent.name!r}: {agent.call} timed out after {timeout:g}s") from exc
+        except ReadOnlyError as exc:
+            raise AccessError(
+                f"agent {agent.name!r}: {agent.call} tried to change what it was given to read "
+                "(its cues, the inputs, the state it reads, the reference frame)",
+                hint="Return the new value as the agent's result; declare the keys it changes in writes or appends.",
+            ) from exc
         except Exception as exc:
             raise ProviderError(f"agent {agent.name!r}: {agent.call} raised {type(exc).__name__}: {exc}") from exc
 
@@ -87,12 +98,13 @@ class ExecProvider:
                 f"agent {agent.name!r}: cannot run {argv[0]!r}: {exc.strerror or exc}",
                 hint="Check that the command exists on PATH.",
             ) from exc
+        timeout = timeout_for(request)
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=agent.timeout_s)
+            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=timeout)
         except TimeoutError as exc:
             process.kill()
             await process.wait()
-            raise ProviderError(f"agent {agent.name!r}: command timed out after {agent.timeout_s}s") from exc
+            raise ProviderError(f"agent {agent.name!r}: command timed out after {timeout:g}s") from exc
         if process.returncode != 0:
             tail = stderr.decode("utf-8", "replace").strip()[-500:]
             raise ProviderError(f"agent {agent.name!r}: {argv[0]} exited {process.returncode}: {tail}")

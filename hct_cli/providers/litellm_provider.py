@@ -21,7 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import TEMPO_TIMEOUT_S, CallRequest, CallResult, ProviderError, timeout_for
 from hct_cli.routing import Route
 
 __all__ = [
@@ -32,16 +32,9 @@ __all__ = [
     "credentials_problem",
     "load_litellm",
     "timeout_for",
+    "token_counter",
 ]
 
-#: Per-call timeout by tempo (seconds): urgent work gives up sooner. ``timeout_s`` overrides it.
-TEMPO_TIMEOUT_S: Mapping[str, float] = {
-    "presto": 30.0,
-    "allegro": 60.0,
-    "moderato": 120.0,
-    "andante": 180.0,
-    "largo": 300.0,
-}
 _OLLAMA_DEFAULT_BASE = "http://localhost:11434"
 
 
@@ -67,9 +60,14 @@ def load_litellm() -> ModuleType:
     return litellm
 
 
-def timeout_for(request: CallRequest) -> float:
-    agent = request.agent
-    return float(agent.timeout_s) if agent.timeout_s else TEMPO_TIMEOUT_S.get(agent.tempo, 120.0)
+def token_counter(model: str) -> Callable[[str], int]:
+    """Counts ``model``'s tokens as litellm does (offline: its bundled tokenizers)."""
+    litellm = load_litellm()
+
+    def count(text: str) -> int:
+        return int(litellm.token_counter(model=model, text=text))
+
+    return count
 
 
 def answers(url: str, timeout: float = 2.0) -> bool:

@@ -16,7 +16,7 @@ from hct_cli.errors import ScoreError
 from hct_cli.score.findings import Finding, Severity
 from hct_cli.score.load import Document, JsonPath, load_document, load_text
 from hct_cli.score.model import Agent, Check, Score, build_score, checks_of
-from hct_cli.score.template import check_template
+from hct_cli.score.template import check_template, literal_text
 from hct_cli.score.validate import validate
 
 __all__ = ["LintResult", "check_score", "lint_path", "lint_text"]
@@ -317,17 +317,18 @@ class _Checks:
                 path = ("routing", "tiers", name)
                 if isinstance(self.doc.data["routing"]["tiers"][name], dict):
                     path = (*path, "model")
-                yield self._unknown_model(path, spec.model)
+                yield self._unknown_model(path, spec.model, window_known=spec.context_window is not None)
         for agent in self.agents.values():
             if agent.model is not None and not known_model(agent.model):
                 yield self._unknown_model(("agents", agent.name, "model"), agent.model)
 
-    def _unknown_model(self, path: JsonPath, model: str) -> Finding:
+    def _unknown_model(self, path: JsonPath, model: str, *, window_known: bool = False) -> Finding:
+        unknown = "cost is" if window_known else "cost and context window are"
         return self.at(
             path,
             Severity.WARNING,
             "HCT232",
-            f"model {model!r} is not in litellm's price map: its cost and context window are unknown",
+            f"model {model!r} is not in litellm's price map: its {unknown} unknown",
             "Check the spelling (for example gpt-4o-mini, claude-sonnet-4-5, ollama/llama3.1); "
             "costs of this model will count as zero.",
         )
@@ -336,6 +337,36 @@ class _Checks:
     def _checks(agent: Agent) -> Iterator[tuple[JsonPath, Check]]:
         for where, check in checks_of(agent):
             yield ("agents", agent.name, *where), check
+
+    # -- context windows -------------------------------------------------------------------
+
+    def windows(self) -> Iterator[Finding]:
+        """A prompt whose own text and the reference frame overflow its model's window can never
+        be sent, whatever its cues hold: refuse it before any call."""
+        from hct_cli.memory import estimate_tokens, frame_text, window_for
+        from hct_cli.routing import resolve_route, tiers_of
+
+        frame = estimate_tokens(frame_text(self.score.reference_frame))
+        tiers = tiers_of(self.score)
+        for agent in self.agents.values():
+            if agent.kind != "llm" or agent.prompt is None:
+                continue
+            route = resolve_route(self.score, agent)
+            tier = tiers.get(route.tier) if route.tier is not None else None
+            declared = tier.context_window if tier is not None else None
+            window = window_for(route.model, agent.dynamics, agent.max_tokens, declared)
+            if window is None:
+                continue
+            needed = frame + estimate_tokens(literal_text(agent.prompt))
+            if needed > window.tokens:
+                yield self.error(
+                    ("agents", agent.name, "prompt"),
+                    "HCT271",
+                    f"the prompt of {agent.name!r} and the reference frame take about {needed:,} tokens "
+                    f"before any value is filled in; the call may take {window.describe()}",
+                    "Shorten the prompt or the reference frame, raise the agent's dynamics, or route it to a "
+                    "model with a larger window.",
+                )
 
     # -- concurrency -----------------------------------------------------------------------
 
@@ -497,5 +528,5 @@ def check_score(score: Score, doc: Document) -> list[Finding]:
     cycle_findings, on_cycle = checks.cycles()
     findings = [*checks.cues(), *cycle_findings, *checks.unreachable(on_cycle)]
     findings += [*checks.state(), *checks.templates(), *checks.routing()]
-    findings += [*checks.conflicts(on_cycle), *checks.signals(), *checks.inputs()]
+    findings += [*checks.conflicts(on_cycle), *checks.signals(), *checks.inputs(), *checks.windows()]
     return findings

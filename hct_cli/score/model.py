@@ -202,6 +202,7 @@ class TierSpec:
     rpm: int | None = None
     tpm: int | None = None
     api_base: str | None = None
+    context_window: int | None = None  # prompt and answer together; overrides the price map
 
 
 @dataclass(frozen=True)

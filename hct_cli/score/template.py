@@ -17,7 +17,18 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-__all__ = ["FILTERS", "NAMESPACES", "Reference", "TemplateProblem", "check_template", "compile_template", "render"]
+from hct_cli.errors import AgentError
+
+__all__ = [
+    "FILTERS",
+    "NAMESPACES",
+    "Marker",
+    "Reference",
+    "TemplateProblem",
+    "check_template",
+    "compile_template",
+    "render",
+]
 
 NAMESPACES = ("cues", "inputs", "state")
 #: Filters a template may use, none of which take arguments.
@@ -55,6 +66,13 @@ class TemplateProblem:
     line: int
 
 
+class Marker(str):
+    """Text standing in for a value (a paged-out cue, say): any ``.KEY`` step into it gives the
+    same text, so a template that looks inside the value still renders."""
+
+    __slots__ = ()
+
+
 def _finalize(value: Any) -> Any:
     """Print text as it is and any other JSON value as JSON, not as a Python repr."""
     if isinstance(value, str | Undefined):
@@ -66,6 +84,8 @@ class _DataEnvironment(SandboxedEnvironment):
     """A sandbox where ``.KEY`` only ever looks up a key of JSON data, never an attribute."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Marker):
+            return obj
         if isinstance(obj, Mapping) and attribute in obj and not attribute.startswith("_"):
             return obj[attribute]
         if isinstance(obj, list) and attribute.isdigit() and int(attribute) < len(obj):
@@ -201,6 +221,35 @@ def check_template(source: str) -> tuple[list[Reference], list[TemplateProblem]]
     return checker.references, checker.problems
 
 
+def literal_text(source: str) -> str:
+    """The text of a template without its values: what every rendering of it contains."""
+    try:
+        tree = _environment().parse(source)
+    except TemplateSyntaxError:
+        return source
+    return "".join(node.data for node in tree.find_all(nodes.TemplateData))
+
+
+#: The most characters one rendering may produce; past it the agent fails (its model's window
+#: bounds what is sent: this bounds the work of rendering a template that repeats a large value).
+MAX_RENDER_CHARS = 8 * 1024 * 1024
+
+
+def render_compiled(template: Template, context: Mapping[str, Any], limit: int = MAX_RENDER_CHARS) -> str:
+    """Render a compiled template, refusing output longer than ``limit`` characters."""
+    parts: list[str] = []
+    size = 0
+    for chunk in template.generate(**context):
+        size += len(chunk)
+        if size > limit:
+            raise AgentError(
+                f"the template renders to more than {limit:,} characters",
+                hint="Refer to each large value once; the model's window is far smaller than that anyway.",
+            )
+        parts.append(chunk)
+    return "".join(parts)
+
+
 def compile_template(source: str) -> Template:
     """Compile a template that :func:`check_template` accepted, for repeated rendering."""
     return _environment().from_string(source)
@@ -208,4 +257,4 @@ def compile_template(source: str) -> Template:
 
 def render(source: str, context: Mapping[str, Any]) -> str:
     """Render a template that :func:`check_template` accepted, in the sandbox."""
-    return compile_template(source).render(**context)
+    return render_compiled(compile_template(source), context)

@@ -88,7 +88,8 @@ def test_python_agent_gets_its_cues_in_the_context(module: str) -> None:
     result = asyncio.run(perform(compile_score(score), provider_for, inputs={"word": "w"}))
     assert result.status == "completed"
     record = result.agents["py"]
-    assert record.output == {"cues": {"a": "hello", "b": {"n": 1}}, "inputs": {"word": "w"}, "keys": ["cues", "inputs"]}
+    keys = ["cues", "inputs", "reference_frame", "state"]  # state: only the keys it reads (none here)
+    assert record.output == {"cues": {"a": "hello", "b": {"n": 1}}, "inputs": {"word": "w"}, "keys": keys}
     assert record.model == "python"
     assert record.cost_usd == 0.0
     assert result.agents["loud"].output == "HELLO"
