@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from hct_cli.bus.base import Broadcast, Handler
 from hct_cli.distributed.work import Result, decode_result, encode_result
@@ -48,6 +49,7 @@ __all__ = [
     "connect",
     "direct_stream",
     "run_key",
+    "shown_url",
     "work_stream",
 ]
 
@@ -79,6 +81,18 @@ def alive_key(worker: str) -> str:
     return f"hct:worker:{worker}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: a password in it is masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}***@{host}", parts.path, parts.query, parts.fragment))
+
+
 async def connect(url: str) -> Any:
     """A client for ``url``, after a PING: a clear :class:`BusError` before anything runs."""
     import redis.asyncio as redis
@@ -95,18 +109,18 @@ async def connect(url: str) -> Any:
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 4),
         )
     except ValueError as exc:  # a command-line mistake, not a fault of the bus
-        raise UsageError(f"{url!r} is not a Redis URL: {exc}", hint="Use redis://HOST:PORT/DB.") from exc
+        raise UsageError(f"{shown_url(url)!r} is not a Redis URL: {exc}", hint="Use redis://HOST:PORT/DB.") from exc
     try:
         await client.ping()
     except Exception as exc:
         await client.aclose()
-        raise BusError(f"cannot reach Redis at {url}: {exc}", hint=_HINT) from exc
+        raise BusError(f"cannot reach Redis at {shown_url(url)}: {exc}", hint=_HINT) from exc
     return client
 
 
 def _lost(url: str, exc: BaseException) -> BusError:
     return BusError(
-        f"lost Redis at {url}: {type(exc).__name__}: {exc}",
+        f"lost Redis at {shown_url(url)}: {type(exc).__name__}: {exc}",
         hint="Bring Redis back, then continue with `hct perform --resume RUN`.",
     )
 
@@ -265,7 +279,7 @@ class RedisBus:
             await bus._start(tiers)
         except Exception as exc:
             await bus._client.aclose()
-            raise BusError(f"cannot start run {run_id} on Redis at {url}: {exc}", hint=_HINT) from exc
+            raise BusError(f"cannot start run {run_id} on Redis at {shown_url(url)}: {exc}", hint=_HINT) from exc
         return bus
 
     async def _start(self, tiers: Iterable[str | None]) -> None:

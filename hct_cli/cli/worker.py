@@ -59,6 +59,7 @@ async def _serve(
     heartbeat_s: float,
     drain_s: float,
 ) -> dict[str, object]:
+    from hct_cli.bus.redis import shown_url
     from hct_cli.distributed.queue import RedisWorkQueue, default_worker_id
     from hct_cli.distributed.worker import Worker
 
@@ -78,7 +79,7 @@ async def _serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(signum, stop.set)
     log(
-        f"serving {url}: up to {concurrency} calls at a time, tiers: {', '.join(tiers) if tiers else 'all'}. "
+        f"serving {shown_url(url)}: up to {concurrency} calls at a time, tiers: {', '.join(tiers) if tiers else 'all'}. "
         "SIGTERM or Ctrl-C drains and stops."
     )
     try:

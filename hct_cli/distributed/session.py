@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from hct_cli.bus.redis import shown_url
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.errors import UsageError
@@ -29,7 +30,7 @@ _SCHEMES = ("redis://", "rediss://", "unix://")
 def check_bus_url(url: str) -> None:
     if not url.startswith(_SCHEMES):
         raise UsageError(
-            f"--bus takes a Redis URL, not {url!r}",
+            f"--bus takes a Redis URL, not {shown_url(url)!r}",
             hint="Use --bus redis://HOST:PORT/DB (leave it out to run in process).",
         )
 
@@ -65,8 +66,8 @@ class Session:
         self.provider.attach(self.bus)
         if not any(worker.alive for worker in self.bus.roster):
             self._say(
-                f"no hct worker serves {self.url} yet: work waits on the stream until one starts "
-                f"(hct worker --bus {self.url})"
+                f"no hct worker serves {shown_url(self.url)} yet: work waits on the stream until one starts "
+                f"(hct worker --bus {shown_url(self.url)})"
             )
         try:
             return await performer.run()
