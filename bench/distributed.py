@@ -154,7 +154,10 @@ def main() -> None:
     zero = random_dag(args.agents, seed=1, latency_ms=(0.0, 0.0))
     timed = random_dag(args.agents, seed=1, latency_ms=(10.0, 200.0))
     report: dict[str, object] = {"trials": args.trials, "cpus": os.cpu_count()}
-    report["in_process"] = {"overhead": measure(zero, None, args.trials), "chain": measure(chain(200), None, args.trials)}
+    report["in_process"] = {
+        "overhead": measure(zero, None, args.trials),
+        "chain": measure(chain(200), None, args.trials),
+    }
     with redis_server() as url:
         for count in (1, 2, 4):
             with workers(url, count, args.concurrency):

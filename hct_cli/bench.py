@@ -44,6 +44,7 @@ class Variant:
     name: str
     dispatch: str = "reactive"
     coherence: str | None = None  # None: the score's own
+    listening: bool = True
 
 
 @dataclass
@@ -53,6 +54,8 @@ class PolicyFigures:
     costs: list[float] = field(default_factory=list)
     stale_reads: list[int] = field(default_factory=list)
     replays: list[int] = field(default_factory=list)
+    input_costs: list[float] = field(default_factory=list)
+    cached_tokens: list[int] = field(default_factory=list)
     last: RunResult | None = None
 
     def to_json(self) -> dict[str, float]:
@@ -64,6 +67,8 @@ class PolicyFigures:
             "cost_usd": round(statistics.median(self.costs), 8),
             "stale_reads": statistics.median(self.stale_reads),
             "replays": statistics.median(self.replays),
+            "input_cost_usd": round(statistics.median(self.input_costs), 8),
+            "cached_tokens": statistics.median(self.cached_tokens),
         }
 
 
@@ -95,6 +100,15 @@ class BenchReport:
             if name != base
         }
 
+    def input_cost_ratios(self) -> dict[str, float]:
+        base = self.baseline
+        reference = statistics.median(self.policies[base].input_costs)
+        return {
+            f"{name}/{base}": round(statistics.median(p.input_costs) / reference, 4) if reference > 0 else 0.0
+            for name, p in self.policies.items()
+            if name != base
+        }
+
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "agents": self.agents,
@@ -102,6 +116,7 @@ class BenchReport:
             "critical_path_s": round(self.critical_path_s, 6),
             "policies": {name: p.to_json() for name, p in self.policies.items()},
             "ratios": self.ratios(),
+            "input_cost_ratios": self.input_cost_ratios(),
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "journal": self.journal,
         }
@@ -232,6 +247,7 @@ def run_bench(
                     coherence=variant.coherence,
                     observers=[journaled] if journaled is not None else (),
                     digests=journal,
+                    listening=variant.listening,
                 )
                 gc.collect()  # start every trial from the same heap; collections during the run count
                 result = asyncio.run(performer.run())
@@ -250,6 +266,8 @@ def run_bench(
             figures.costs.append(result.cost_usd)
             figures.stale_reads.append(result.stale_reads)
             figures.replays.append(result.replays)
+            figures.input_costs.append(result.input_cost_usd)
+            figures.cached_tokens.append(sum(r.cached_tokens for r in result.agents.values()))
             figures.last = result
             if variant is variants[0]:
                 report.critical_paths.append(ideal_makespan(program, latency, "reactive"))

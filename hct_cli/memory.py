@@ -26,11 +26,12 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from hct_cli.errors import ContextError
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.redact import Redactor
 from hct_cli.score.model import DYNAMICS
 from hct_cli.score.template import Marker
 
@@ -38,6 +39,7 @@ __all__ = [
     "Assembly",
     "Count",
     "Cut",
+    "Layout",
     "Piece",
     "Predictors",
     "ResultCache",
@@ -112,9 +114,23 @@ def _bound(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-def fits_surely(system: str, prompt: str, window: Window) -> bool:
+class Layout(NamedTuple):
+    """A call's user message, stable part first: the material shared with other calls, then the
+    agent's own instructions (the reference frame is the system message before both)."""
+
+    shared: str
+    prompt: str
+
+    @property
+    def user(self) -> str:
+        return f"{self.shared}\n\n{self.prompt}" if self.shared else self.prompt
+
+
+def fits_surely(system: str, layout: Layout, window: Window) -> bool:
     """True when the messages fit ``window`` whatever the tokenizer: no need to count."""
-    return _bound(system) + _bound(prompt) + 2 * _PER_MESSAGE + _PER_REPLY <= window.tokens
+    return _bound(system) + _bound(layout.shared) + _bound(layout.prompt) + 2 + 2 * _PER_MESSAGE + _PER_REPLY <= (
+        window.tokens
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +157,7 @@ class Cut:
 
 @dataclass(frozen=True, slots=True)
 class Assembly:
-    prompt: str
+    layout: Layout
     tokens: int
     cuts: tuple[Cut, ...] = ()
 
@@ -168,36 +184,36 @@ def _head(text: str, tokens: int, count: Count) -> str:
     return ""
 
 
-def _measure(system: str, prompt: str, count: Count) -> int:
-    messages = (count(system) + _PER_MESSAGE if system else 0) + count(prompt) + _PER_MESSAGE
+def _measure(system: str, layout: Layout, count: Count) -> int:
+    messages = (count(system) + _PER_MESSAGE if system else 0) + count(layout.user) + _PER_MESSAGE
     return messages + _PER_REPLY
 
 
 def assemble(
     system: str,
-    compose: Callable[[Mapping[str, str]], str],
+    compose: Callable[[Mapping[str, str]], Layout],
     pieces: Sequence[Piece],
     window: Window,
     count: Count,
 ) -> Assembly:
     """Fit a call's messages to ``window``.
 
-    ``compose(replacements)`` renders the prompt with each piece named in ``replacements``
+    ``compose(replacements)`` lays out the call with each piece named in ``replacements``
     (by ``ref``) shown as the text given instead of its value. Raises
     :class:`~hct_cli.errors.ContextError` when the frame and the prompt do not fit even with
     every piece paged out.
     """
-    prompt = compose({})
-    used = _measure(system, prompt, count)
+    layout = compose({})
+    used = _measure(system, layout, count)
     if used <= window.tokens:
-        return Assembly(prompt, used)
+        return Assembly(layout, used)
     replacements: dict[str, str] = {}
     cuts: list[Cut] = []
     for piece in sorted(pieces, key=lambda p: (p.rank, p.produced)):
         of = count(piece.text)
         replacements[piece.ref] = Marker(_marker(piece.ref, of, of, window, rest=False))
-        prompt = compose(replacements)
-        used = _measure(system, prompt, count)
+        layout = compose(replacements)
+        used = _measure(system, layout, count)
         if used > window.tokens:
             cuts.append(Cut(piece.ref, of, of))
             continue
@@ -217,8 +233,8 @@ def assemble(
                 return Assembly(candidate, measured, tuple(cuts))
             room -= max(_MIN_HEAD // 2, measured - window.tokens)
         cuts.append(Cut(piece.ref, of, of))
-        return Assembly(prompt, used, tuple(cuts))
-    needed = _measure(system, prompt, count)
+        return Assembly(layout, used, tuple(cuts))
+    needed = _measure(system, layout, count)
     raise ContextError(
         f"the reference frame and the prompt need {needed:,} tokens with every cue, input and state value "
         f"paged out; the call may take {window.describe()}",
@@ -233,7 +249,7 @@ def assemble(
 def cache_key(namespace: str, request: CallRequest) -> str:
     """The identity of a call: who answers it and exactly what it is asked."""
     text = "\x1f".join(
-        (namespace, request.model, str(request.agent.max_tokens), request.purpose, request.system, request.prompt)
+        (namespace, request.model, str(request.agent.max_tokens), request.purpose, request.system, request.user_text)
     )
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
@@ -244,6 +260,7 @@ class ResultCache:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
         self.hits = 0
+        self._redact = Redactor.from_environ()  # the store keeps no secret a model echoed
 
     def get(self, key: str) -> CallResult | None:
         row = self.db.execute(
@@ -262,7 +279,7 @@ class ResultCache:
             (
                 key,
                 result.model,
-                json.dumps(result.output, default=str),
+                self._redact.text(json.dumps(result.output, default=str)),
                 result.prompt_tokens,
                 result.completion_tokens,
                 result.cost_usd,

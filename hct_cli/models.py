@@ -27,9 +27,35 @@ class ModelInfo:
     output_cost_per_token: float
     max_input_tokens: int | None
     max_output_tokens: int | None
+    provider: str = ""
+    cache_read_cost_per_token: float | None = None  # a prompt-cache hit; None: no prompt caching
+    cache_write_cost_per_token: float | None = None  # writing the cache; None: no surcharge (automatic)
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return prompt_tokens * self.input_cost_per_token + completion_tokens * self.output_cost_per_token
+    @property
+    def caches_prompts(self) -> bool:
+        return self.cache_read_cost_per_token is not None
+
+    @property
+    def explicit_cache(self) -> bool:
+        """The prefix to cache must be marked (Anthropic's ``cache_control``); else caching is automatic."""
+        return self.cache_write_cost_per_token is not None
+
+    @property
+    def min_cacheable_tokens(self) -> int:
+        """The shortest prefix the provider caches (1,024 tokens; Anthropic's Haiku models: 2,048)."""
+        return 2048 if self.explicit_cache and "haiku" in self.name else 1024
+
+    def cost(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0, cache_write_tokens: int = 0
+    ) -> float:
+        """The price of a call; ``prompt_tokens`` includes the cached and cache-writing ones."""
+        plain = prompt_tokens - cached_tokens - cache_write_tokens
+        cost = plain * self.input_cost_per_token + completion_tokens * self.output_cost_per_token
+        if cached_tokens:
+            cost += cached_tokens * (self.cache_read_cost_per_token or self.input_cost_per_token)
+        if cache_write_tokens:
+            cost += cache_write_tokens * (self.cache_write_cost_per_token or self.input_cost_per_token)
+        return cost
 
 
 @cache
@@ -74,4 +100,7 @@ def model_info(name: str) -> ModelInfo | None:
         output_cost_per_token=float(entry.get("output_cost_per_token") or 0.0),
         max_input_tokens=entry.get("max_input_tokens") or entry.get("max_tokens"),
         max_output_tokens=entry.get("max_output_tokens"),
+        provider=str(entry.get("litellm_provider") or ""),
+        cache_read_cost_per_token=entry.get("cache_read_input_token_cost"),
+        cache_write_cost_per_token=entry.get("cache_creation_input_token_cost"),
     )

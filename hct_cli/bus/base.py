@@ -31,6 +31,8 @@ class Broadcast:
     latency_s: float = 0.0  # the call's own latency (drawn when simulated)
     worker: str | None = None
     cached: bool = False  # served from the L5 result cache at no cost
+    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it
 
     @property
     def tag(self) -> str:
@@ -52,6 +54,10 @@ class Broadcast:
             data["error"] = self.error
         if self.cached:
             data["cached"] = True
+        if self.cached_tokens:
+            data["cached_tokens"] = self.cached_tokens
+        if self.cache_write_tokens:
+            data["cache_write_tokens"] = self.cache_write_tokens
         if self.worker is not None:
             data["worker"] = self.worker
         return data
@@ -73,6 +79,8 @@ class Broadcast:
             float(data.get("latency_s", 0.0)),
             data.get("worker"),
             bool(data.get("cached", False)),
+            int(data.get("cached_tokens", 0)),
+            int(data.get("cache_write_tokens", 0)),
         )
 
 

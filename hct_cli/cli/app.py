@@ -239,7 +239,12 @@ def bench(
         str, typer.Option("--latency-ms", help="Synthetic latency range LO:HI in milliseconds.")
     ] = "10:200",
     compare: Annotated[
-        str, typer.Option("--compare", help="Policies to compare with reactive: batch, sequential.")
+        str,
+        typer.Option(
+            "--compare",
+            help="Policies to compare with reactive (batch, sequential), coherence policies (replay, hold, "
+            "off, coherence-off), or no-listen (the run without the listening policy).",
+        ),
     ] = "",
     trials: Annotated[int, typer.Option("--trials", help="Trials per policy (medians are reported).")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the DAG and of trial 1.")] = 0,

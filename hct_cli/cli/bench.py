@@ -47,12 +47,17 @@ def bench_command(
         if target is not None and not target.parent.is_dir():
             raise UsageError(f"{flag} {target}: no directory {target.parent}", hint="Create it or pick another path.")
     asked = [p.strip() for p in compare.split(",") if p.strip()]
-    unknown = [p for p in asked if p not in POLICIES and p not in COHERENCE and p != "coherence-off"]
+    unknown = [p for p in asked if p not in POLICIES and p not in COHERENCE and p not in ("coherence-off", "no-listen")]
     if unknown:
         raise UsageError(
             f"unknown policy {unknown[0]!r}",
-            hint=f"--compare takes dispatch policies ({', '.join(POLICIES)}) "
-            f"or coherence policies ({', '.join(COHERENCE)}, coherence-off).",
+            hint=f"--compare takes dispatch policies ({', '.join(POLICIES)}), "
+            f"coherence policies ({', '.join(COHERENCE)}, coherence-off) or no-listen.",
+        )
+    if "no-listen" in asked and len(asked) > 1:
+        raise UsageError(
+            "compare no-listen on its own",
+            hint="hct bench scores/shared-context.yaml --compare no-listen",
         )
     coherent = [p for p in asked if p in COHERENCE or p == "coherence-off"]
     if coherent and len(coherent) != len(asked):
@@ -88,7 +93,10 @@ def bench_command(
         inputs = resolve_inputs(model, {})
     program = compile_score(model)
     policies: list[Variant]
-    if coherent:
+    if asked == ["no-listen"]:
+        # The run without the listening policy is the baseline the policy is measured against.
+        policies = [Variant("no-listen", listening=False), Variant("listen")]
+    elif coherent:
         # The score's own policy first (the baseline), then the others asked for.
         names = [model.coherence] + [p for p in asked if p in COHERENCE]
         if "coherence-off" in asked:
@@ -140,6 +148,9 @@ def _print_table(report: BenchReport) -> None:
     coherence = any(f["stale_reads"] or f["replays"] for f in data["policies"].values())
     if coherence:
         columns += ["stale reads", "replays"]
+    cache = any(f["cached_tokens"] for f in data["policies"].values())
+    if cache:
+        columns += ["input $", f"input ÷ {base}", "cached tokens"]
     for column in columns:
         table.add_column(column, justify="left" if column == "policy" else "right")
     ratios = data["ratios"]
@@ -155,6 +166,9 @@ def _print_table(report: BenchReport) -> None:
         ]
         if coherence:
             row += [f"{figures['stale_reads']:g}", f"{figures['replays']:g}"]
+        if cache:
+            input_ratio = "1.000" if name == base else f"{data['input_cost_ratios'][f'{name}/{base}']:.3f}"
+            row += [f"{figures['input_cost_usd']:.4f}", input_ratio, f"{figures['cached_tokens']:g}"]
         table.add_row(*row)
     caption = f"critical path {report.critical_path_s:.4f} s"
     if "reactive/critical_path" in data:

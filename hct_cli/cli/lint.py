@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hct_cli.errors import UsageError
+from hct_cli.redact import Redactor
 from hct_cli.score.findings import Severity
 from hct_cli.score.lint import lint_path
 from hct_cli.score.report import FORMATS, render
@@ -21,6 +22,6 @@ def lint(paths: Sequence[Path], fmt: str, *, strict: bool) -> int:
     if not paths:
         raise UsageError("no score given", hint="Name one or more files: hct lint scores/*.yaml")
     results = [lint_path(path, str(path)) for path in paths]
-    sys.stdout.write(render(results, fmt) + "\n")
+    sys.stdout.write(Redactor.from_environ().text(render(results, fmt)) + "\n")  # a score may hold a key
     failing = {Severity.ERROR, Severity.WARNING} if strict else {Severity.ERROR}
     return 1 if any(f.severity in failing for r in results for f in r.findings) else 0

@@ -163,6 +163,15 @@ def perform_command(
     )
 
 
+def _refuse_exec(score: Score, allow_exec: bool) -> None:
+    runs_code = _needs_exec(score)
+    if runs_code and not allow_exec:
+        raise ExecNotAllowedError(
+            f"agents {', '.join(runs_code)} run code on this machine",
+            hint="Read the score, then pass --allow-exec if you trust it.",
+        )
+
+
 def _perform(
     fresh: tuple[Score, Path, RunConfig] | None,
     *,
@@ -178,6 +187,8 @@ def _perform(
     from hct_cli.home import connect, set_durability
     from hct_cli.journal import Journal, find_run, recall, squashed_versions
 
+    if fresh is not None:
+        _refuse_exec(fresh[0], allow_exec)  # before anything is written
     db = connect(durable=durable or "normal")
     recalled = None
     start_versions: dict[str, int] = {}
@@ -201,12 +212,7 @@ def _perform(
     if config.local is not None:
         score = _route_to_local(score, everything=config.local == "all")
     program = compile_score(score)
-    runs_code = _needs_exec(score)
-    if runs_code and not allow_exec:
-        raise ExecNotAllowedError(
-            f"agents {', '.join(runs_code)} run code on this machine",
-            hint="Read the score, then pass --allow-exec if you trust it.",
-        )
+    _refuse_exec(score, allow_exec)
     from hct_cli.providers.exec import ExecProvider
 
     executor = ExecProvider()

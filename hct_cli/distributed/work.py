@@ -111,6 +111,7 @@ def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
         "tier": request.tier,
         "prompt": request.prompt,
         "system": request.system,
+        "shared": request.shared,
         "version": request.version,
         "attempt": request.attempt,
         "fallbacks": [[r.tier, r.model, r.reason] for r in request.fallbacks],
@@ -137,6 +138,7 @@ def decode_work(text: str) -> Work:
             dict(data.get("context") or {}),
             fallbacks=tuple(Route(tier, model, reason) for tier, model, reason in data.get("fallbacks", ())),
             purpose=str(data.get("purpose", "call")),
+            shared=str(data.get("shared", "")),
         )
         return Work(str(data["run"]), request, Mode.from_data(data.get("mode", {})))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -1,36 +1,65 @@
-"""L1 for the performer: the window of each call, and the material its prompt may page out.
+"""L1 for the performer: how each call is laid out, its window, and what it may page out.
 
-:mod:`hct_cli.memory` fits a prompt to a window; this module knows the run: which model a call
-is routed to, which cues, inputs and state keys a prompt refers to, how much each matters to the
-agent and when it was produced.
+:mod:`hct_cli.memory` fits a layout to a window; this module knows the run: which model a call
+is routed to, which cues, inputs and state keys a prompt refers to, how many agents share each,
+how much each matters to the agent and when it was produced.
+
+**Layout, stable part first.** A value of at least :data:`HOIST_CHARS` characters that the
+prompt quotes whole (``{{ inputs.diff }}``, no steps or filters) moves out of the instructions
+into the shared section, as a ``<inputs.diff>`` block, and the instructions point to it. Blocks
+are ordered by how many agents quote them (most first), then inputs, state, cues. So agents
+fanning out from the same cues send the same prefix (frame, shared blocks) and differ only after
+it, which is what a provider's prompt cache can reuse.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from hct_cli.engine.station import Station
-from hct_cli.memory import Assembly, Count, Piece, Window, assemble, estimate_tokens, fits_surely, window_for
-from hct_cli.score.model import TierSpec
-from hct_cli.score.template import check_template
+from jinja2 import nodes
 
-__all__ = ["PREVIOUS", "Compose", "ContextFitter", "Tokenizer", "shown", "with_replacements"]
+from hct_cli.engine.station import Station
+from hct_cli.memory import Assembly, Count, Layout, Piece, Window, assemble, estimate_tokens, fits_surely, window_for
+from hct_cli.providers.base import CallRequest
+from hct_cli.score.model import TierSpec
+from hct_cli.score.template import NAMESPACES, Marker, check_template, parse_template, shown
+
+__all__ = [
+    "HOIST_CHARS",
+    "PREVIOUS",
+    "Compose",
+    "ContextFitter",
+    "Tokenizer",
+    "block",
+    "pointer",
+    "with_replacements",
+]
 
 #: The ``ref`` of a vamp's previous output among a prompt's pieces.
 PREVIOUS = "previous output"
-#: Renders a call's prompt with the pieces named (by ref) shown as the text given instead.
-Compose = Callable[[Mapping[str, str]], str]
+#: Lays out a call with the pieces named (by ref) shown as the text given instead.
+Compose = Callable[[Mapping[str, str]], Layout]
+#: A value quoted whole and at least this long goes to the shared section (about 250 tokens).
+HOIST_CHARS = 1000
+_MENTION = re.compile(r"\b(cues|inputs|state)\.([A-Za-z][A-Za-z0-9_]*)")
+_NAMESPACE_ORDER = {"inputs": 0, "state": 1, "cues": 2}
 #: The token counter of a model.
 Tokenizer = Callable[[str], Count]
 #: Later than any commit: a vamp's previous output is the most recent thing it has.
 _LATEST = 1 << 62
 
 
-def shown(value: Any) -> str:
-    """A value as a prompt shows it: text as it is, other JSON data as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+def block(ref: str, text: str) -> str:
+    """A value in the shared section."""
+    return f"<{ref}>\n{text}\n</{ref}>"
+
+
+def pointer(ref: str) -> Marker:
+    """What the instructions show where a value moved to the shared section."""
+    return Marker(f"<{ref}> (above)")
 
 
 def _estimates(model: str) -> Count:
@@ -53,27 +82,104 @@ class ContextFitter:
         self._tokenizer = tokenizer or _estimates
         self._windows: dict[tuple[str | None, str, str, int], Window | None] = {}
         self._refs: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._mentions: dict[str, tuple[tuple[str, str], ...]] = {}
+        self._whole: dict[str, frozenset[tuple[str, str]]] = {}
+        self._readers: Counter[tuple[str, str]] | None = None
 
     def window(self, station: Station) -> Window | None:
         """The window of ``station``'s next call, on the route it has now."""
         agent = station.agent
         route = station.route
-        key = (route.tier, route.model, agent.dynamics, agent.max_tokens)
+        return self._window_of(route.tier, route.model, agent.dynamics, agent.max_tokens)
+
+    def _window_of(self, tier_name: str | None, model: str, dynamics: str, max_tokens: int) -> Window | None:
+        key = (tier_name, model, dynamics, max_tokens)
         if key not in self._windows:
-            tier = self._tiers.get(route.tier) if route.tier is not None else None
-            declared = tier.context_window if tier is not None and tier.model == route.model else None
-            self._windows[key] = window_for(route.model, agent.dynamics, agent.max_tokens, declared)
+            tier = self._tiers.get(tier_name) if tier_name is not None else None
+            declared = tier.context_window if tier is not None and tier.model == model else None
+            self._windows[key] = window_for(model, dynamics, max_tokens, declared)
         return self._windows[key]
 
-    def fit(self, station: Station, context: Mapping[str, Any], compose: Compose, prompt: str) -> Assembly | None:
-        """The prompt fitted to the call's window; None when ``prompt`` fits as it is (or the
+    def hoisted(self, station: Station, context: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """The values of this call that go to the shared section, in order, as (ref, text)."""
+        mentions = self._mentions.get(station.name)
+        if mentions is None:
+            prompt = station.agent.prompt or ""
+            found = _MENTION.findall(prompt) if "{{" in prompt else []
+            mentions = self._mentions[station.name] = tuple(dict.fromkeys(found))
+        long: list[tuple[str, str, str]] = []
+        for namespace, name in mentions:
+            values = context.get(namespace)
+            if isinstance(values, Mapping) and name in values:
+                value = values[name]
+                if isinstance(value, str) and len(value) < HOIST_CHARS:
+                    continue  # the common case, decided without building any text
+                text = shown(value)
+                if len(text) >= HOIST_CHARS:
+                    long.append((namespace, name, text))
+        if not long:
+            return []
+        whole = self._quoted_whole(station)
+        readers = self._quoters()
+        chosen = [item for item in long if (item[0], item[1]) in whole]
+        chosen.sort(key=lambda item: (-readers[item[0], item[1]], _NAMESPACE_ORDER[item[0]], item[1]))
+        return [(f"{namespace}.{name}", text) for namespace, name, text in chosen]
+
+    def _quoted_whole(self, station: Station) -> frozenset[tuple[str, str]]:
+        """Values the prompt quotes only whole: ``{{ ns.NAME }}``, never with steps or filters."""
+        found = self._whole.get(station.name)
+        if found is None:
+            tree = parse_template(station.agent.prompt or "")
+            whole: set[tuple[str, str]] = set()
+            other: set[tuple[str, str]] = set()
+            if tree is not None:
+                direct = {id(child) for output in tree.find_all(nodes.Output) for child in output.nodes}
+                for node in tree.find_all(nodes.Getattr):
+                    ref = _reference(node)
+                    if ref is not None:
+                        (whole if id(node) in direct else other).add(ref)
+            found = self._whole[station.name] = frozenset(whole - other)
+        return found
+
+    def _quoters(self) -> Counter[tuple[str, str]]:
+        """How many agents' prompts mention each value."""
+        if self._readers is None:
+            readers: Counter[tuple[str, str]] = Counter()
+            for other in self._stations.values():
+                prompt = other.agent.prompt or ""
+                if other.agent.kind == "llm" and "{{" in prompt:
+                    readers.update(set(_MENTION.findall(prompt)))
+            self._readers = readers
+        return self._readers
+
+    def fit(self, station: Station, context: Mapping[str, Any], compose: Compose, layout: Layout) -> Assembly | None:
+        """The layout fitted to the call's window; None when ``layout`` fits as it is (or the
         window is unknown). Raises :class:`~hct_cli.errors.ContextError` when nothing can fit."""
         window = self.window(station)
-        if window is None or fits_surely(self.frame, prompt, window):
+        if window is None or fits_surely(self.frame, layout, window):
             return None
         count = self._tokenizer(station.route.model)
         assembly = assemble(self.frame, compose, self._pieces(station, context), window, count)
         return assembly if assembly.cuts else None
+
+    def fit_request(self, request: CallRequest, compose: Callable[[str], str], text: str) -> CallRequest:
+        """A call made for a station but not by it (a judge's, scoring ``text``) fitted to its
+        model's window: ``compose(shown)`` is its prompt with ``text`` shown as ``shown``."""
+        agent = request.agent
+        window = self._window_of(request.tier, request.model, "mf", agent.max_tokens)
+        if window is None or fits_surely(request.system, Layout("", request.prompt), window):
+            return request
+        count = self._tokenizer(request.model)
+        assembly = assemble(
+            request.system,
+            lambda replaced: Layout("", compose(replaced.get("answer", text))),
+            [Piece("answer", text)],
+            window,
+            count,
+        )
+        request.prompt = assembly.layout.prompt
+        request.paged = assembly.cuts
+        return request
 
     def _pieces(self, station: Station, context: Mapping[str, Any]) -> list[Piece]:
         agent = station.agent
@@ -104,6 +210,13 @@ class ContextFitter:
             )
             return max(writers, default=0)
         return 0
+
+
+def _reference(node: nodes.Node) -> tuple[str, str] | None:
+    """``(namespace, name)`` when ``node`` is exactly ``namespace.name``."""
+    if isinstance(node, nodes.Getattr) and isinstance(node.node, nodes.Name) and node.node.name in NAMESPACES:
+        return node.node.name, node.attr
+    return None
 
 
 def with_replacements(context: Mapping[str, Any], replacements: Mapping[str, str]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from hct_cli.providers.exec import call_function, load_callable
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import draw
 from hct_cli.score.model import Agent, Check, Fermata, Judge, TierSpec
+from hct_cli.score.template import shown
 
 __all__ = ["Gatekeeper", "JudgeCall"]
 
@@ -31,7 +32,7 @@ _NUMBER = re.compile(r"(?<![\w.])(0(?:\.\d+)?|1(?:\.0+)?|\.\d+)(?![\w.])")
 
 
 def judge_prompt(judge: Judge, output: Any) -> str:
-    text = output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    text = shown(output)
     return (
         "You are a strict reviewer. Score the answer below against the criteria, from 0 (fails "
         "completely) to 1 (fully meets them).\n"
@@ -79,6 +80,9 @@ class Gatekeeper:
         self.simulate_seed = simulate_seed
         self.allow_exec = allow_exec
         self.desk = desk
+        # Fits a judge's call to its model's window (L1), paging the answer judged when it must:
+        # (request, the prompt with the answer shown as the text given, the answer) -> request.
+        self.fit: Callable[[CallRequest, Callable[[str], str], str], CallRequest] | None = None
 
     @staticmethod
     def waits(check: Check, fermata: Fermata | None = None) -> bool:
@@ -164,6 +168,9 @@ class Gatekeeper:
             purpose="judge",
         )
         try:
+            if self.fit is not None:
+                text = shown(output)
+                request = self.fit(request, lambda answer: judge_prompt(judge, answer), text)
             answer = await judge_call(request)
         except Exception as exc:  # a judge that cannot answer fails the check, it does not crash the run
             return Verdict(False, f"the judge ({tier.model}) failed: {getattr(exc, 'message', None) or exc}")

@@ -26,6 +26,7 @@ import heapq
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +36,11 @@ from hct_cli.checks import Verdict
 from hct_cli.coherence import Checkpoint
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
-from hct_cli.engine.context import PREVIOUS, ContextFitter, Tokenizer, shown, with_replacements
+from hct_cli.engine.context import PREVIOUS, ContextFitter, Tokenizer, block, pointer, with_replacements
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.engine.listening import Listening, Ticket
 from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.engine.shared import SharedState
 from hct_cli.engine.speculation import Speculation
@@ -46,13 +48,13 @@ from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.errors import AccessError, BusError, HctError
 from hct_cli.governor import Decision, Governor, worst_case_usd
-from hct_cli.memory import Cut, Predictors, frame_text
+from hct_cli.memory import Cut, Layout, Predictors, frame_text
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
 from hct_cli.redact import Redactor
 from hct_cli.routing import Route, fallbacks_of
 from hct_cli.score.model import Check, Fermata
-from hct_cli.score.template import compile_template, render_compiled
+from hct_cli.score.template import compile_template, render_compiled, shown
 
 if TYPE_CHECKING:
     from hct_cli.journal import RecalledCall
@@ -63,13 +65,20 @@ ProviderFor = Callable[[StationSpec], Provider]
 _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 
 
+#: What a warm-up call asks: one token, after the prefix it writes to the cache.
+WARM_UP_PROMPT = "Reply with the single word OK."
 #: Passes of a vamp that gives no ``max`` (lint warns about it).
 _VAMP_CAP = 16
 
 
+def _said(exc: HctError) -> str:
+    """An agent's error as its record and events show it: what went wrong, and what to do."""
+    return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+
+
 def _digest(request: CallRequest) -> str:
     """The identity of a call's request, journaled so that a resume can tell it is the same call."""
-    text = f"{request.model}\x1f{request.system}\x1e{request.prompt}"
+    text = f"{request.model}\x1f{request.system}\x1e{request.user_text}"
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
@@ -97,6 +106,7 @@ class Performer:
         digests: bool = False,
         tokenizer: Tokenizer | None = None,
         redactor: Redactor | None = None,
+        listening: bool = True,
     ) -> None:
         self.program = program
         self.inputs = dict(inputs or {})
@@ -131,6 +141,8 @@ class Performer:
                 self._stations[name].version = version
         self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
         self.gates = gates if gates is not None else Gatekeeper(tiers=program.tiers)
+        self.gates.fit = self.context.fit_request
+        self.listening = Listening(self._emit if self.observers else None, self._warm_up, enabled=listening)
         self._judge_provider = judge_provider
         self._provider_for = provider_for
         self.speculation = Speculation(program.score.name, predictors if predictors is not None else Predictors())
@@ -320,7 +332,7 @@ class Performer:
         try:
             request = self._request(station, version)
         except HctError as exc:  # the prompt cannot fit its model's window: the station fails
-            error = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+            error = _said(exc)
             station.task = self._loop.create_task(self._publish(Broadcast(station.name, version, False, error=error)))
             return
         except Exception as exc:  # a prompt that cannot be rendered fails its station, not the run
@@ -337,7 +349,8 @@ class Performer:
                 )
             else:
                 self._emit("issue", station.name, version, model=request.model, tier=request.tier)
-        station.task = self._loop.create_task(self._execute(station, request))
+        ticket = self.listening.issue(station, request) if request.shared else None
+        station.task = self._loop.create_task(self._execute(station, request, ticket))
 
     def _restore(self, station: Station, found: RecalledCall) -> bool:
         """Answer the next call of ``station`` from the journal if it is the same request; else False."""
@@ -379,23 +392,29 @@ class Performer:
         if agent.vamp is not None and station.iteration > 1 and station.record.earlier:
             previous = shown(station.record.earlier[-1].output)
 
-        def compose(replacements: Mapping[str, str]) -> str:
-            """The prompt, with the pieces named in ``replacements`` paged out (L1)."""
-            values = with_replacements(context, replacements) if replacements else context
+        hoisted = self.context.hoisted(station, context) if agent.kind == "llm" and template is not None else []
+
+        def compose(replacements: Mapping[str, str]) -> Layout:
+            """The call's layout (L1): values quoted whole and long go to the shared section; the
+            pieces named in ``replacements`` are paged out."""
+            values = context
+            if hoisted or replacements:
+                values = with_replacements(context, {**replacements, **{ref: pointer(ref) for ref, _ in hoisted}})
             prompt = render_compiled(template, values) if template is not None else agent.prompt or ""
             if feedback is not None:
                 prompt += f"\n\nYour previous answer did not pass its check ({feedback}). Answer again."
             if previous is not None:
                 shown_before = replacements.get(PREVIOUS, previous)
                 prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{shown_before}\nImprove on it."
-            return prompt
+            shared = "\n\n".join(block(ref, replacements.get(ref, text)) for ref, text in hoisted)
+            return Layout(shared, prompt)
 
-        prompt = compose(_NO_CONTEXT)
+        layout = compose(_NO_CONTEXT)
         cuts: tuple[Cut, ...] = ()
         if agent.kind == "llm":
-            fitted = self.context.fit(station, context, compose, prompt)
+            fitted = self.context.fit(station, context, compose, layout)
             if fitted is not None:
-                prompt, cuts = fitted.prompt, fitted.cuts
+                layout, cuts = fitted.layout, fitted.cuts
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
         if fallbacks and self.governor.active:
@@ -406,9 +425,19 @@ class Performer:
             )
         # Each execution of a station is one attempt: a retry, a replay or a vamp pass draws anew.
         request = CallRequest(
-            agent, route.model, route.tier, prompt, self._frame, version, version - 1, context, fallbacks, self._report
+            agent,
+            route.model,
+            route.tier,
+            layout.prompt,
+            self._frame,
+            version,
+            version - 1,
+            context,
+            fallbacks,
+            self._report,
+            paged=cuts,
+            shared=layout.shared,
         )
-        request.paged = cuts
         if agent.attacca:  # in distributed mode the hand-off goes to the worker that produced the cue
             request.affinity = next((m.worker for m in station.operands.values() if m.worker is not None), None)
         return request
@@ -418,9 +447,15 @@ class Performer:
         if self.observers:
             self._emit(kind, agent, version, **data)
 
-    async def _execute(self, station: Station, request: CallRequest) -> None:
+    async def _execute(self, station: Station, request: CallRequest, ticket: Ticket | None = None) -> None:
         try:
-            result: CallResult = await station.provider.call(request)
+            if ticket is not None:  # listening: wait for the prefix's cache as the tempo allows
+                await self.listening.wait(ticket, station, request)
+            try:
+                result: CallResult = await station.provider.call(request)
+            finally:
+                if request.shared:
+                    self.listening.settled(station)
             message = broadcast_of(station.name, request, result)
         except asyncio.CancelledError:
             raise
@@ -429,18 +464,38 @@ class Performer:
             return
         except AccessError as exc:  # it reached beyond what it declared: refused, and it fails
             self._refused(station, request.version, exc)
-            message = Broadcast(station.name, request.version, False, error=exc.message)
-        except Exception as exc:  # a provider's failure fails the station, not the engine
-            error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            message = Broadcast(station.name, request.version, False, error=error)
+            message = Broadcast(station.name, request.version, False, error=_said(exc))
+        except HctError as exc:  # a provider's failure fails the station, not the engine
+            message = Broadcast(station.name, request.version, False, error=_said(exc))
+        except Exception as exc:
+            message = Broadcast(station.name, request.version, False, error=f"{type(exc).__name__}: {exc}")
         try:
             await self.bus.publish(message)
         except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
             self._fault(exc)
 
+    async def _warm_up(self, station: Station, request: CallRequest) -> None:
+        """A one-token call that writes the prompt cache of ``request``'s prefix (listening)."""
+        warm = CallRequest(
+            replace(request.agent, max_tokens=1),
+            request.model,
+            request.tier,
+            WARM_UP_PROMPT,
+            request.system,
+            request.version,
+            request.attempt,
+            purpose="warm_up",
+            shared=request.shared,
+        )
+        message = broadcast_of(station.name, warm, await station.provider.call(warm))
+        station.record.warm_ups.append(message)
+        self.governor.settle(0.0, message.cost_usd)
+        if self.observers:
+            self._emit_result(message, "warm_up")
+
     def _refused(self, station: Station, version: int, exc: AccessError) -> None:
         if self.observers:
-            self._emit("refused", station.name, version, reason=exc.message)
+            self._emit("refused", station.name, version, reason=_said(exc))
 
     async def _publish(self, message: Broadcast) -> None:
         try:
@@ -773,7 +828,7 @@ class Performer:
         except AccessError as exc:  # nothing of the result reaches shared state
             self._let_go(station)
             self._refused(station, message.version, exc)
-            self._fail(station, exc.message)
+            self._fail(station, _said(exc))
             return None
         if isinstance(written, str):
             self._fail(station, written)

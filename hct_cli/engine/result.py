@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.models import model_info
 
 __all__ = ["STATUSES", "AgentRecord", "RunResult"]
 
@@ -33,6 +34,7 @@ class AgentRecord:
     checks: list[Broadcast] = field(default_factory=list)  # judge calls of its gates
     squashed: list[Broadcast] = field(default_factory=list)  # results thrown away (speculation, caesura)
     paged: list[dict[str, Any]] = field(default_factory=list)  # what L1 paged out of the last call's prompt
+    warm_ups: list[Broadcast] = field(default_factory=list)  # one-token calls that wrote a prompt cache
 
     @property
     def operands(self) -> dict[str, int]:
@@ -53,7 +55,7 @@ class AgentRecord:
 
     def all_calls(self) -> list[Broadcast]:
         """Every call of this agent: earlier passes, judges, squashed work, then the last result."""
-        calls = [*self.earlier, *self.checks, *self.squashed]
+        calls = [*self.warm_ups, *self.earlier, *self.checks, *self.squashed]
         if self.result is not None:
             calls.append(self.result)
         return calls
@@ -75,6 +77,36 @@ class AgentRecord:
     @property
     def cost_usd(self) -> float:
         return sum(b.cost_usd for b in self.all_calls())
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(b.cached_tokens for b in self.all_calls())
+
+    @property
+    def cache_write_tokens(self) -> int:
+        return sum(b.cache_write_tokens for b in self.all_calls())
+
+    @property
+    def input_cost_usd(self) -> float:
+        """What its prompts cost, cache reads and writes priced as the provider prices them."""
+        total = 0.0
+        for b in self.all_calls():
+            info = model_info(b.model) if b.model else None
+            if info is not None:
+                total += info.cost(b.prompt_tokens, 0, b.cached_tokens, b.cache_write_tokens)
+        return total
+
+    @property
+    def cache_saving_usd(self) -> float:
+        """What the provider's prompt cache saved against the same prompts sent uncached."""
+        total = 0.0
+        for b in self.all_calls():
+            info = model_info(b.model) if b.model and (b.cached_tokens or b.cache_write_tokens) else None
+            if info is not None:
+                total += info.cost(b.prompt_tokens, 0) - info.cost(
+                    b.prompt_tokens, 0, b.cached_tokens, b.cache_write_tokens
+                )
+        return total
 
     @property
     def latency_s(self) -> float:
@@ -107,6 +139,9 @@ class AgentRecord:
             "error": self.error,
             "operands": self.operands,
             "paged": self.paged,
+            "cached_tokens": self.cached_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cache_saving_usd": round(self.cache_saving_usd, 8),
         }
 
 
@@ -135,6 +170,10 @@ class RunResult:
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, agents={len(self.agents)})"
 
     @property
+    def input_cost_usd(self) -> float:
+        return sum(r.input_cost_usd for r in self.agents.values())
+
+    @property
     def savings(self) -> float:
         if self.frontier_cost_usd <= 0:
             return 0.0
@@ -159,6 +198,10 @@ class RunResult:
             "squashes": self.squashes,
             "squashed_cost_usd": round(self.squashed_cost_usd, 8),
             "cached_calls": sum(r.cached_calls for r in self.agents.values()),
+            "cached_tokens": sum(r.cached_tokens for r in self.agents.values()),
+            "cache_write_tokens": sum(r.cache_write_tokens for r in self.agents.values()),
+            "input_cost_usd": round(self.input_cost_usd, 8),
+            "cache_saving_usd": round(sum(r.cache_saving_usd for r in self.agents.values()), 8),
             "caesura": self.caesura,
             "agents": {name: record.to_json() for name, record in self.agents.items()},
             "state": self.state,

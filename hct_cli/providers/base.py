@@ -47,7 +47,7 @@ class CallRequest:
     agent: Agent
     model: str
     tier: str | None
-    prompt: str  # the rendered instructions
+    prompt: str  # the agent's own instructions, rendered
     system: str = ""  # the reference frame, rendered
     version: int = 1
     attempt: int = 0
@@ -57,6 +57,15 @@ class CallRequest:
     purpose: str = "call"  # "judge" when the call scores another agent's output for a fermata
     affinity: str | None = None  # in distributed mode, the worker to prefer (an attacca hand-off)
     paged: tuple[Any, ...] = ()  # what L1 paged out of the prompt to fit the window (memory.Cut)
+    # Material other calls share (large cues, inputs, state), laid out between the frame and the
+    # instructions so that calls fanning out from the same cues share a prefix (listening).
+    shared: str = ""
+    on_first_token: Callable[[], None] | None = None  # the provider calls it once the prompt is read
+
+    @property
+    def prefix(self) -> str:
+        """The stable part of the messages: what a provider's prompt cache can hold."""
+        return f"{self.system}\x1e{self.shared}"
 
     def note(self, kind: str, **data: Any) -> None:
         """Tell the engine about this call (a retry, a fallback); it becomes an event."""
@@ -64,9 +73,14 @@ class CallRequest:
             self.reporter(self.agent.name, self.version, kind, data)
 
     @property
+    def user_text(self) -> str:
+        """The user message: the shared material, then the instructions."""
+        return f"{self.shared}\n\n{self.prompt}" if self.shared else self.prompt
+
+    @property
     def messages(self) -> list[dict[str, str]]:
         messages = [{"role": "system", "content": self.system}] if self.system else []
-        messages.append({"role": "user", "content": self.prompt})
+        messages.append({"role": "user", "content": self.user_text})
         return messages
 
 
@@ -81,6 +95,8 @@ class CallResult:
     tier: str | None = None  # the tier that answered, when a fallback moved the call
     cached: bool = False  # served from the L5 result cache at no cost
     worker: str | None = None  # the ``hct worker`` that made the call (distributed mode)
+    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it
 
 
 class Provider(Protocol):
@@ -112,4 +128,6 @@ def broadcast_of(station: str, request: CallRequest, result: CallResult) -> Broa
         result.latency_s,
         result.worker,
         result.cached,
+        result.cached_tokens,
+        result.cache_write_tokens,
     )

@@ -23,7 +23,9 @@ class CachingProvider:
     def _namespace(self, request: CallRequest) -> str:
         if self.simulated_seed is None:
             return "live"
-        return f"simulated\x1e{self.simulated_seed}\x1e{request.agent.name}\x1e{request.attempt}"
+        # The simulated figures decide the answer as much as the messages do (a fixed output).
+        figures = repr(request.agent.simulate)
+        return f"simulated\x1e{self.simulated_seed}\x1e{request.agent.name}\x1e{request.attempt}\x1e{figures}"
 
     async def call(self, request: CallRequest) -> CallResult:
         key = cache_key(self._namespace(request), request)

@@ -75,7 +75,10 @@ class ExecProvider:
         try:
             return await call_function(function, readonly(request.context), timeout)
         except TimeoutError as exc:
-            raise ProviderError(f"agent {agent.name!r}: {agent.call} timed out after {timeout:g}s") from exc
+            raise ProviderError(
+                f"agent {agent.name!r}: {agent.call} timed out after {timeout:g}s",
+                hint="Give the agent a larger timeout_s if the function needs longer.",
+            ) from exc
         except ReadOnlyError as exc:
             raise AccessError(
                 f"agent {agent.name!r}: {agent.call} tried to change what it was given to read "
@@ -104,7 +107,10 @@ class ExecProvider:
         except TimeoutError as exc:
             process.kill()
             await process.wait()
-            raise ProviderError(f"agent {agent.name!r}: command timed out after {timeout:g}s") from exc
+            raise ProviderError(
+                f"agent {agent.name!r}: command timed out after {timeout:g}s",
+                hint="Give the agent a larger timeout_s if the command needs longer.",
+            ) from exc
         if process.returncode != 0:
             tail = stderr.decode("utf-8", "replace").strip()[-500:]
             raise ProviderError(f"agent {agent.name!r}: {argv[0]} exited {process.returncode}: {tail}")

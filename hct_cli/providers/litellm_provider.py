@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from hct_cli.models import model_info
 from hct_cli.providers.base import TEMPO_TIMEOUT_S, CallRequest, CallResult, ProviderError, timeout_for
 from hct_cli.routing import Route
 
@@ -29,8 +30,10 @@ __all__ = [
     "Endpoint",
     "LiteLLMProvider",
     "answers",
+    "cache_tokens",
     "credentials_problem",
     "load_litellm",
+    "messages_for",
     "timeout_for",
     "token_counter",
 ]
@@ -218,7 +221,7 @@ class LiteLLMProvider:
         litellm = load_litellm()
         arguments: dict[str, Any] = {
             "model": route.model,
-            "messages": request.messages,
+            "messages": messages_for(request, route.model),
             "max_tokens": request.agent.max_tokens,
             # Temperature 0: the same messages give the same answer, so a cached answer is the answer.
             "temperature": 0.0,
@@ -241,6 +244,7 @@ class LiteLLMProvider:
         usage = getattr(response, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cached_tokens, cache_write_tokens = cache_tokens(usage)
         return CallResult(
             output=response.choices[0].message.content or "",
             model=route.model,
@@ -249,7 +253,34 @@ class LiteLLMProvider:
             cost_usd=_cost(litellm, response),
             latency_s=latency,
             tier=route.tier,
+            cached_tokens=cached_tokens,
+            cache_write_tokens=cache_write_tokens,
         )
+
+
+def messages_for(request: CallRequest, model: str) -> list[dict[str, Any]]:
+    """The call's messages. On a model whose provider caches only what is marked (Anthropic), the
+    shared section is a content block of its own ending in a ``cache_control`` breakpoint, so the
+    frame and the shared material are cached; elsewhere caching is automatic on the same prefix."""
+    info = model_info(model)
+    if not request.shared or info is None or not info.explicit_cache:
+        return list(request.messages)
+    messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
+    # The blank line is the one user_text puts between the two: the model reads the same text.
+    shared = {"type": "text", "text": f"{request.shared}\n\n", "cache_control": {"type": "ephemeral"}}
+    messages.append({"role": "user", "content": [shared, {"type": "text", "text": request.prompt}]})
+    return messages
+
+
+def cache_tokens(usage: Any) -> tuple[int, int]:
+    """(prompt tokens read from the provider's cache, prompt tokens written to it) of a response."""
+    if usage is None:
+        return 0, 0
+    details = getattr(usage, "prompt_tokens_details", None)
+    read = int(getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
+    read = read or int(getattr(usage, "cache_read_input_tokens", 0) or 0)
+    written = int(getattr(usage, "cache_creation_input_tokens", 0) or 0)
+    return read, written
 
 
 def _cost(litellm: ModuleType, response: Any) -> float:

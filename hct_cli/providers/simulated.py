@@ -4,6 +4,16 @@ Every draw (latency, token counts, text, gate outcome) is a pure function of the
 the model, a hash of the rendered messages and the attempt index, never of wall time, the run id
 or completion order. Latency is slept for real, so scheduling overhead stays real; cost is priced
 from litellm's bundled price map for the model the router chose.
+
+**Prompt caches.** A call whose stable prefix (reference frame and shared section) is at least the
+model's minimum cacheable length, on a model the price map prices cache reads for, meets a
+prompt cache like the provider's own. Reading that prefix costs prefill time (``_PREFILL``: a fixed
+time to first token plus tokens per second) on top of the drawn latency. A call that finds the
+prefix written by an earlier call's first token reads it ten times faster, at the cache-read
+price. Any other call writes it, at the cache-write price where the provider charges one
+(Anthropic) and at the plain price where caching is automatic (OpenAI). Whether a call hits
+depends on when it starts, as with a real provider; the listening policy is what makes that
+ordered. A request with ``on_first_token`` has it called once the prompt is read.
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from hct_cli.compile import expected_latency_s
 from hct_cli.models import ModelInfo, model_info
 from hct_cli.providers.base import CallRequest, CallResult
 
-__all__ = ["SimulatedProvider", "draw"]
+__all__ = ["SimulatedProvider", "draw", "prefill_of", "prefix_tokens"]
 
 _WORDS = [
     "tempo",
@@ -89,13 +99,33 @@ def _judgement(pass_rate: float | None, threshold: float, u: float) -> str:
     return json.dumps({"score": score, "reason": reason})
 
 
+#: Time to first token of a provider: seconds before prefill, and prompt tokens prefilled a second.
+_PREFILL: dict[str, tuple[float, float]] = {"anthropic": (0.45, 8_000.0), "openai": (0.30, 10_000.0)}
+_OTHER_PREFILL = (0.15, 4_000.0)
+_CACHED_SPEEDUP = 10.0  # a cached prefix is read this much faster than it is prefilled
+_CACHE_TTL_S = 300.0  # Anthropic's ephemeral cache lives five minutes
+
+
+def prefill_of(provider: str) -> tuple[float, float]:
+    """(seconds to the first token before prefill, tokens prefilled per second) of a provider."""
+    return _PREFILL.get(provider, _OTHER_PREFILL)
+
+
+def prefix_tokens(request: CallRequest) -> int:
+    """The tokens of a call's stable prefix (about four characters a token)."""
+    return (len(request.system) + len(request.shared)) // 4 if request.shared else 0
+
+
 class SimulatedProvider:
     """Answers every call from deterministic draws; sleeps the drawn latency."""
+
+    first_token_notes = True  # calls ``request.on_first_token`` once the prompt is read
 
     def __init__(self, seed: int = 0, *, time_scale: float = 1.0) -> None:
         self.seed = seed
         self.time_scale = time_scale
         self._static: dict[tuple[object, ...], _Figures] = {}
+        self._caches: dict[str, float] = {}  # prefix -> when its cache was written (loop time)
 
     def _figures(self, request: CallRequest) -> _Figures:
         """What does not depend on the draw: the latency range and the prices."""
@@ -114,13 +144,13 @@ class SimulatedProvider:
         fixed = self._figures(request)
         # One hash over everything a draw may depend on, the rendered messages included: the
         # same value as draw(seed, agent, model, attempt, messages), spelled out for speed.
-        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{request.prompt}"
+        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{request.user_text}"
         a, b, c, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
         u_latency, u_tokens, u_text = a / _SCALE, b / _SCALE, c / _SCALE
         latency = fixed.low + fixed.spread * u_latency
         prompt_tokens = figures.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = max(1, (len(request.system) + len(request.prompt)) // 4)
+            prompt_tokens = max(1, (len(request.system) + len(request.user_text)) // 4)
         output_tokens = figures.output_tokens
         if request.purpose == "judge":
             output_tokens = 30  # a score and one sentence
@@ -148,10 +178,47 @@ class SimulatedProvider:
             return json.dumps({key: f"{key}: {words}" for key in agent.writes})
         return text
 
+    def _prompt_cache(self, request: CallRequest, result: CallResult) -> float:
+        """Meet the provider's prompt cache: set the result's cached or cache-writing tokens and
+        cost; the seconds from the call's start to its first token (0: the cache plays no part)."""
+        price = model_info(request.model)
+        tokens = prefix_tokens(request)
+        if price is None or not price.caches_prompts or tokens < price.min_cacheable_tokens:
+            return 0.0
+        tokens = min(tokens, result.prompt_tokens)
+        base, rate = prefill_of(price.provider)
+        key = hashlib.blake2b(f"{request.model}\x1f{request.prefix}".encode(), digest_size=16).hexdigest()
+        now = asyncio.get_running_loop().time()
+        written = self._caches.get(key)
+        if written is not None and written <= now < written + _CACHE_TTL_S:
+            result.cached_tokens = tokens
+            prefill = tokens / (rate * _CACHED_SPEEDUP)
+        else:
+            result.cache_write_tokens = tokens if price.explicit_cache else 0
+            prefill = tokens / rate
+            ready = now + (base + prefill) * self.time_scale
+            if written is None or now >= written + _CACHE_TTL_S or ready < written:
+                self._caches[key] = ready  # readable once the first writer's first token is out
+        result.latency_s += prefill
+        result.cost_usd = price.cost(
+            result.prompt_tokens, result.completion_tokens, result.cached_tokens, result.cache_write_tokens
+        )
+        return base + prefill
+
     async def call(self, request: CallRequest) -> CallResult:
         result = self.plan(request)
-        if result.latency_s > 0:
-            if self.time_scale != 1.0:
-                result.latency_s *= self.time_scale  # report the time the call really took
+        first = min(self._prompt_cache(request, result) if request.shared else 0.0, result.latency_s)
+        if self.time_scale != 1.0:
+            result.latency_s *= self.time_scale  # report the time the call really took
+            first *= self.time_scale
+        if request.on_first_token is not None:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + result.latency_s  # the call's end, however the first sleep ran over
+            if first > 0:
+                await asyncio.sleep(first)
+            request.on_first_token()
+            if end > loop.time():
+                await asyncio.sleep(end - loop.time())
+        elif result.latency_s > 0:
             await asyncio.sleep(result.latency_s)
         return result

@@ -9,7 +9,7 @@ checks the parsed node types against that whitelist and renders in a sandbox.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,13 +21,18 @@ from hct_cli.errors import AgentError
 
 __all__ = [
     "FILTERS",
+    "MAX_RENDER_CHARS",
     "NAMESPACES",
     "Marker",
     "Reference",
     "TemplateProblem",
     "check_template",
     "compile_template",
+    "literal_text",
+    "parse_template",
     "render",
+    "render_compiled",
+    "shown",
 ]
 
 NAMESPACES = ("cues", "inputs", "state")
@@ -73,6 +78,11 @@ class Marker(str):
     __slots__ = ()
 
 
+def shown(value: Any) -> str:
+    """A value as a prompt shows it: text as it is, other JSON data as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+
+
 def _finalize(value: Any) -> Any:
     """Print text as it is and any other JSON value as JSON, not as a Python repr."""
     if isinstance(value, str | Undefined):
@@ -93,6 +103,29 @@ class _DataEnvironment(SandboxedEnvironment):
         return self.undefined(obj=obj, name=attribute)
 
 
+def _passing_markers(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` as a filter that gives a :class:`Marker` back unchanged: a paged-out value
+    shows its marker, never the length or the first character of the marker's text."""
+    takes = getattr(function, "jinja_pass_arg", None)  # a filter that is given the environment first
+    if takes is None:
+
+        def plain(value: Any, *args: Any, **kwargs: Any) -> Any:
+            return value if isinstance(value, Marker) else _materialised(function(value, *args, **kwargs))
+
+        return plain
+
+    def passing(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        return value if isinstance(value, Marker) else _materialised(function(context, value, *args, **kwargs))
+
+    passing.jinja_pass_arg = takes  # type: ignore[attr-defined]
+    return passing
+
+
+def _materialised(value: Any) -> Any:
+    """A filter's lazy result (``unique`` gives a generator) as a list, printable as JSON."""
+    return list(value) if isinstance(value, Iterator) else value
+
+
 @cache
 def _environment() -> SandboxedEnvironment:
     env = _DataEnvironment(
@@ -101,7 +134,7 @@ def _environment() -> SandboxedEnvironment:
         keep_trailing_newline=True,
         finalize=_finalize,
     )
-    env.filters = {name: env.filters[name] for name in FILTERS}
+    env.filters = {name: _passing_markers(env.filters[name]) for name in FILTERS}
     env.tests = {}
     env.globals = {}
     return env
@@ -219,6 +252,14 @@ def check_template(source: str) -> tuple[list[Reference], list[TemplateProblem]]
         return [], [problem]
     checker.template(tree)
     return checker.references, checker.problems
+
+
+def parse_template(source: str) -> nodes.Template | None:
+    """The parsed template; None when it does not parse."""
+    try:
+        return _environment().parse(source)
+    except TemplateSyntaxError:
+        return None
 
 
 def literal_text(source: str) -> str:

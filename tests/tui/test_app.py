@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tui.conftest import SIZE, cost_lines, live, screen_text, signal_lines, states, wait_for
 
 from hct_cli.tui.app import FPS, Confirm
 from hct_cli.tui.views import AgentsView
+from tui.conftest import SIZE, cost_lines, live, screen_text, signal_lines, states, wait_for
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.anyio]
 

@@ -1,0 +1,161 @@
+"""Listening (L5 prefetch): warm a provider's prompt cache before a fan-out.
+
+Calls that share a stable prefix (the reference frame and the shared section, see
+:mod:`hct_cli.engine.context`) of at least the model's minimum cacheable length pay for that
+prefix once if the first of them writes the provider's prompt cache before the others read it.
+So when such a call is issued while another with the same prefix is on its way, the scheduler
+decides:
+
+* the first is the **leader** and goes at once. The cache is written at its first token, when
+  its provider reports one. Otherwise, as soon as a follower joins, a one-token **warm-up** call
+  writes it and the leader waits for that too;
+* every later one is a **follower**. Its tempo decides how long it may wait for the cache:
+  ``presto`` never waits, ``allegro`` waits at most :data:`ALLEGRO_WAIT_S`, ``moderato`` and
+  slower wait until the cache is written (or the leader fails).
+
+Each decision is a ``listen`` event with the prefix's size and the saving expected. A prefix
+once written is warm for :data:`CACHE_TTL_S`: calls then go at once and read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hct_cli.engine.station import Station
+from hct_cli.models import model_info
+from hct_cli.providers.base import CallRequest
+
+__all__ = ["ALLEGRO_WAIT_S", "CACHE_TTL_S", "Listening", "Ticket", "wait_of"]
+
+#: The longest an ``allegro`` follower waits for the cache.
+ALLEGRO_WAIT_S = 2.0
+#: How long a written prefix stays in the cache (Anthropic's ephemeral cache: five minutes).
+CACHE_TTL_S = 300.0
+
+Emit = Callable[..., None]  # (kind, station, version, **data)
+WarmUp = Callable[[Station, CallRequest], Awaitable[None]]
+
+
+def wait_of(tempo: str) -> float | None:
+    """How long a follower of ``tempo`` may wait for the cache: 0 never, None until it is written."""
+    if tempo == "presto":
+        return 0.0
+    if tempo == "allegro":
+        return ALLEGRO_WAIT_S
+    return None
+
+
+def _prefix_tokens(request: CallRequest) -> int:
+    return (len(request.system) + len(request.shared)) // 4
+
+
+@dataclass
+class _Prefix:
+    """A prefix on its way into the cache."""
+
+    key: str
+    leader: str
+    written: asyncio.Event = field(default_factory=asyncio.Event)
+    first_token: bool = True  # the leader's first token writes it; else a warm-up call does
+    followers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """What a call waits for before it goes."""
+
+    prefix: _Prefix
+    bound_s: float | None = None  # a follower's longest wait; None: until written
+    leads: bool = False  # the leader of a warm-up: make the warm-up call if a follower joined
+
+
+class Listening:
+    """The listening policy of one run."""
+
+    def __init__(self, emit: Emit | None, warm_up: WarmUp, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._emit = emit
+        self._warm_up = warm_up
+        self._on_way: dict[str, _Prefix] = {}
+        self._warm: dict[str, float] = {}  # prefix -> when it was written (loop time)
+        self.followers = 0  # calls that waited for a leader's cache
+        self.warm_ups = 0
+
+    def issue(self, station: Station, request: CallRequest) -> Ticket | None:
+        """Decide how ``request`` goes: None at once, else a ticket for :meth:`wait`."""
+        if not self.enabled or not request.shared:
+            return None
+        info = model_info(request.model)
+        tokens = _prefix_tokens(request)
+        if info is None or not info.caches_prompts or tokens < info.min_cacheable_tokens:
+            return None
+        key = hashlib.blake2b(f"{request.model}\x1f{request.prefix}".encode(), digest_size=16).hexdigest()
+        loop = asyncio.get_running_loop()
+        written = self._warm.get(key)
+        if written is not None and loop.time() < written + CACHE_TTL_S:
+            return None  # warm: it reads the cache
+        prefix = self._on_way.get(key)
+        if prefix is None:
+            prefix = self._on_way[key] = _Prefix(key, station.name)
+            prefix.first_token = bool(getattr(station.provider, "first_token_notes", False))
+            if prefix.first_token:
+                request.on_first_token = lambda: self._written(prefix)
+                return None
+            return Ticket(prefix, leads=True)
+        bound = wait_of(station.agent.tempo)
+        read = info.cache_read_cost_per_token or info.input_cost_per_token
+        saving = tokens * (info.input_cost_per_token - read)
+        if self._emit is not None:
+            self._emit(
+                "listen",
+                station.name,
+                request.version,
+                leader=prefix.leader,
+                prefix_tokens=tokens,
+                wait="never" if bound == 0 else ("bounded" if bound else "until_written"),
+                how="first_token" if prefix.first_token else "warm_up",
+                expected_saving_usd=round(saving, 8) if bound != 0 else 0.0,
+            )
+        if bound == 0:
+            return None
+        prefix.followers += 1
+        self.followers += 1
+        return Ticket(prefix, bound)
+
+    async def wait(self, ticket: Ticket, station: Station, request: CallRequest) -> None:
+        """Wait as ``ticket`` says; a leader of a warm-up makes the warm-up call first."""
+        prefix = ticket.prefix
+        if ticket.leads:
+            await asyncio.sleep(0)  # the calls issued with it in the same turn join first
+            if prefix.followers and not prefix.written.is_set():
+                self.warm_ups += 1
+                try:
+                    await self._warm_up(station, request)
+                finally:
+                    self._written(prefix)
+            return
+        if ticket.bound_s is None:
+            await prefix.written.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(prefix.written.wait(), ticket.bound_s)
+
+    def settled(self, station: Station) -> None:
+        """``station``'s call ended: if it led a prefix not written yet, its followers go."""
+        for key, prefix in list(self._on_way.items()):
+            if prefix.leader == station.name:
+                self._written(prefix)  # written by its call, or it failed: either way, the followers go
+                del self._on_way[key]
+
+    def _written(self, prefix: _Prefix) -> None:
+        if not prefix.written.is_set():
+            self._warm[prefix.key] = asyncio.get_running_loop().time()
+            prefix.written.set()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"followers": self.followers, "warm_ups": self.warm_ups}
