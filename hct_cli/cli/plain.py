@@ -29,6 +29,9 @@ _DECISIONS = frozenset(
         "reclaim",
         "hand_back",
         "interrupt",
+        "listen",
+        "page",
+        "refused",
     }
 )
 #: Seconds between two redraws of the live status line.
@@ -87,7 +90,7 @@ class PlainLog:
                 detail = f"waits for a person: hct approve {self.run_id} {event.station} (or hct reject)"
             else:
                 detail = "held until its gate decides"
-        elif event.kind in ("reclaim", "hand_back", "interrupt"):
+        elif event.kind in ("reclaim", "hand_back", "interrupt", "listen", "page", "refused"):
             detail = describe(event)  # a worker's word about a call, or why the run stopped
         elif event.kind in _DECISIONS:
             target = event.data.get("model") or ""

@@ -20,6 +20,11 @@ class CachingProvider:
         self.cache = cache
         self.simulated_seed = simulated_seed
 
+    @property
+    def first_token_notes(self) -> bool:
+        """Whether calls it makes report their first token (listening): as its inner provider."""
+        return bool(getattr(self.inner, "first_token_notes", False))
+
     def _namespace(self, request: CallRequest) -> str:
         if self.simulated_seed is None:
             return "live"

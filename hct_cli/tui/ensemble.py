@@ -504,4 +504,20 @@ def describe(event: Event) -> str:
         return f"{data.get('by')} stopped and handed it back"
     if kind == "interrupt":
         return str(data.get("reason", ""))
+    if kind == "listen":
+        tokens = int(data.get("prefix_tokens") or 0)
+        wait = data.get("wait")
+        if wait == "never":
+            return f"presto: goes without waiting for {data.get('leader')}'s cache of {tokens:,} tokens"
+        bound = " (for a bounded time)" if wait == "bounded" else ""
+        return (
+            f"waits{bound} for {data.get('leader')} to cache the {tokens:,}-token prefix "
+            f"(saves ~${float(data.get('expected_saving_usd') or 0.0):.4f})"
+        )
+    if kind == "page":
+        cuts = data.get("cuts") or []
+        what = ", ".join(f"{c.get('ref')} {int(c.get('tokens') or 0):,}/{int(c.get('of') or 0):,}" for c in cuts)
+        return f"paged out to fit {data.get('model')}: {what} tokens"
+    if kind == "refused":
+        return str(data.get("reason", ""))
     return ", ".join(f"{k}={v}" for k, v in data.items())
