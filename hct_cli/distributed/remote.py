@@ -115,4 +115,6 @@ def _call_result(message: Broadcast) -> CallResult:
         message.tier,
         message.cached,
         message.worker,
+        message.cached_tokens,
+        message.cache_write_tokens,
     )

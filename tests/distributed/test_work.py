@@ -330,3 +330,28 @@ MALFORMED_RESULTS = {
 def test_a_malformed_result_raises_what_the_bus_catches(text: str) -> None:
     with pytest.raises((ValueError, KeyError, TypeError)):
         decode_result(text)
+
+
+def test_the_shared_section_and_the_prompt_cache_figures_survive_the_trip() -> None:
+    request = CallRequest(
+        PLAIN_AGENT,
+        "claude-sonnet-4-5",
+        "frontier",
+        "List the defects.",
+        "frame",
+        shared="<inputs.diff>\nd\n</inputs.diff>",
+    )
+    decoded = decode_work(encode_work("r1", request, Mode("simulated", 0, 0.0))).request
+    assert (decoded.system, decoded.shared, decoded.prompt) == (request.system, request.shared, request.prompt)
+    assert decoded.user_text == request.user_text
+    message = Broadcast("plain", 1, True, "ok", model="claude-sonnet-4-5", cached_tokens=900, cache_write_tokens=40)
+    heard = decode_result(encode_result(message)).message
+    assert heard is not None and (heard.cached_tokens, heard.cache_write_tokens) == (900, 40)
+
+
+def test_the_remote_provider_hands_on_the_prompt_cache_figures() -> None:
+    from hct_cli.distributed.remote import _call_result
+
+    message = Broadcast("plain", 1, True, "ok", model="gpt-4o", cached_tokens=1024, cache_write_tokens=0)
+    result = _call_result(message)
+    assert (result.cached_tokens, result.cache_write_tokens) == (1024, 0)
