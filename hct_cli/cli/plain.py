@@ -32,6 +32,7 @@ _DECISIONS = frozenset(
         "listen",
         "page",
         "refused",
+        "warm_up_failed",
     }
 )
 #: Seconds between two redraws of the live status line.
@@ -90,7 +91,7 @@ class PlainLog:
                 detail = f"waits for a person: hct approve {self.run_id} {event.station} (or hct reject)"
             else:
                 detail = "held until its gate decides"
-        elif event.kind in ("reclaim", "hand_back", "interrupt", "listen", "page", "refused"):
+        elif event.kind in ("reclaim", "hand_back", "interrupt", "listen", "page", "refused", "warm_up_failed"):
             detail = describe(event)  # a worker's word about a call, or why the run stopped
         elif event.kind in _DECISIONS:
             target = event.data.get("model") or ""

@@ -136,6 +136,12 @@ class Listening:
                 self.warm_ups += 1
                 try:
                     await self._warm_up(station, request)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a warm-up only warms: its failure is not the leader's
+                    if self._emit is not None:
+                        reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                        self._emit("warm_up_failed", station.name, request.version, reason=reason)
                 finally:
                     self._written(prefix)
             return

@@ -504,6 +504,8 @@ def describe(event: Event) -> str:
         return f"{data.get('by')} stopped and handed it back"
     if kind == "interrupt":
         return str(data.get("reason", ""))
+    if kind == "warm_up_failed":
+        return f"the warm-up call failed ({data.get('reason')}); the calls go without a warm cache"
     if kind == "listen":
         tokens = int(data.get("prefix_tokens") or 0)
         wait = data.get("wait")
