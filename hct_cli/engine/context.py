@@ -85,6 +85,16 @@ class ContextFitter:
         self._mentions: dict[str, tuple[tuple[str, str], ...]] = {}
         self._whole: dict[str, frozenset[tuple[str, str]]] = {}
         self._readers: Counter[tuple[str, str]] | None = None
+        self._floor = self._smallest_window()
+
+    def _smallest_window(self) -> float:
+        """The smallest budget any call of the run can get: every tier's model and every pinned
+        model at the softest dynamics and the largest ``max_tokens``."""
+        most = max((s.agent.max_tokens for s in self._stations.values()), default=0)
+        routes: set[tuple[str | None, str]] = {(name, tier.model) for name, tier in self._tiers.items()}
+        routes |= {(None, s.agent.model) for s in self._stations.values() if s.agent.model is not None}
+        windows = [self._window_of(tier, model, "pp", most) for tier, model in routes]
+        return min((w.tokens for w in windows if w is not None), default=float("inf"))
 
     def window(self, station: Station) -> Window | None:
         """The window of ``station``'s next call, on the route it has now."""
@@ -151,6 +161,19 @@ class ContextFitter:
                     readers.update(set(_MENTION.findall(prompt)))
             self._readers = readers
         return self._readers
+
+    def fits_surely(self, station: Station, shared: str, prompt: str) -> bool:
+        """True when the call fits its window whatever the tokenizer, decided from lengths alone
+        (a character is at most four UTF-8 bytes, a token at least one): the hot path."""
+        size = 4 * (len(self.frame) + len(shared) + len(prompt)) + 64
+        if size <= self._floor:
+            return True  # fits the smallest window any call of this run may have
+        route = station.route
+        cached = station.window
+        if cached is None or cached[0] is not route:
+            cached = station.window = (route, self.window(station))
+        window = cached[1]
+        return window is None or size <= window.tokens
 
     def fit(self, station: Station, context: Mapping[str, Any], compose: Compose, layout: Layout) -> Assembly | None:
         """The layout fitted to the call's window; None when ``layout`` fits as it is (or the

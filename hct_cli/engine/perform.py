@@ -71,6 +71,34 @@ WARM_UP_PROMPT = "Reply with the single word OK."
 _VAMP_CAP = 16
 
 
+def _composer(
+    station: Station,
+    context: Mapping[str, Any],
+    hoisted: Sequence[tuple[str, str]],
+    feedback: str | None,
+    previous: str | None,
+) -> Callable[[Mapping[str, str]], Layout]:
+    """Lays out a call of ``station`` (L1): values quoted whole and long go to the shared
+    section; the pieces named in the replacements given are paged out."""
+    agent = station.agent
+    template = station.template
+
+    def compose(replacements: Mapping[str, str]) -> Layout:
+        values = context
+        if hoisted or replacements:
+            values = with_replacements(context, {**replacements, **{ref: pointer(ref) for ref, _ in hoisted}})
+        prompt = render_compiled(template, values) if template is not None else agent.prompt or ""
+        if feedback is not None:
+            prompt += f"\n\nYour previous answer did not pass its check ({feedback}). Answer again."
+        if previous is not None:
+            shown_before = replacements.get(PREVIOUS, previous)
+            prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{shown_before}\nImprove on it."
+        shared = "\n\n".join(block(ref, replacements.get(ref, text)) for ref, text in hoisted)
+        return Layout(shared, prompt)
+
+    return compose
+
+
 def _said(exc: HctError) -> str:
     """An agent's error as its record and events show it: what went wrong, and what to do."""
     return f"{exc.message} ({exc.hint})" if exc.hint else exc.message
@@ -339,7 +367,8 @@ class Performer:
             error = f"the prompt could not be rendered: {type(exc).__name__}: {exc}"
             station.task = self._loop.create_task(self._publish(Broadcast(station.name, version, False, error=error)))
             return
-        station.record.paged = [cut.to_data() for cut in request.paged]
+        if request.paged or station.record.paged:
+            station.record.paged = [cut.to_data() for cut in request.paged]
         if self.observers:
             if request.paged:
                 self._emit("page", station.name, version, model=request.model, cuts=station.record.paged)
@@ -392,29 +421,20 @@ class Performer:
         if agent.vamp is not None and station.iteration > 1 and station.record.earlier:
             previous = shown(station.record.earlier[-1].output)
 
-        hoisted = self.context.hoisted(station, context) if agent.kind == "llm" and template is not None else []
+        hoisted = self.context.hoisted(station, context) if template is not None and agent.kind == "llm" else ()
 
-        def compose(replacements: Mapping[str, str]) -> Layout:
-            """The call's layout (L1): values quoted whole and long go to the shared section; the
-            pieces named in ``replacements`` are paged out."""
-            values = context
-            if hoisted or replacements:
-                values = with_replacements(context, {**replacements, **{ref: pointer(ref) for ref, _ in hoisted}})
-            prompt = render_compiled(template, values) if template is not None else agent.prompt or ""
-            if feedback is not None:
-                prompt += f"\n\nYour previous answer did not pass its check ({feedback}). Answer again."
-            if previous is not None:
-                shown_before = replacements.get(PREVIOUS, previous)
-                prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{shown_before}\nImprove on it."
-            shared = "\n\n".join(block(ref, replacements.get(ref, text)) for ref, text in hoisted)
-            return Layout(shared, prompt)
-
-        layout = compose(_NO_CONTEXT)
+        compose = None
+        if hoisted or feedback is not None or previous is not None:
+            compose = _composer(station, context, hoisted, feedback, previous)
+            shared, prompt = compose(_NO_CONTEXT)
+        else:  # the common case, spelled out: no layout to build
+            shared, prompt = "", render_compiled(template, context) if template is not None else agent.prompt or ""
         cuts: tuple[Cut, ...] = ()
-        if agent.kind == "llm":
-            fitted = self.context.fit(station, context, compose, layout)
+        if agent.kind == "llm" and not self.context.fits_surely(station, shared, prompt):
+            compose = compose or _composer(station, context, hoisted, feedback, previous)
+            fitted = self.context.fit(station, context, compose, Layout(shared, prompt))
             if fitted is not None:
-                layout, cuts = fitted.layout, fitted.cuts
+                (shared, prompt), cuts = fitted.layout, fitted.cuts
         route = station.route
         fallbacks = self._fallbacks.get(route.tier, ()) if route.tier is not None else ()
         if fallbacks and self.governor.active:
@@ -428,15 +448,17 @@ class Performer:
             agent,
             route.model,
             route.tier,
-            layout.prompt,
+            prompt,
             self._frame,
             version,
             version - 1,
             context,
             fallbacks,
             self._report,
-            paged=cuts,
-            shared=layout.shared,
+            "call",
+            None,
+            cuts,
+            shared,
         )
         if agent.attacca:  # in distributed mode the hand-off goes to the worker that produced the cue
             request.affinity = next((m.worker for m in station.operands.values() if m.worker is not None), None)

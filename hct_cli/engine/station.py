@@ -16,6 +16,8 @@ from hct_cli.routing import Route
 if TYPE_CHECKING:
     from jinja2 import Template
 
+    from hct_cli.memory import Window
+
 __all__ = ["Station", "by_priority"]
 
 
@@ -55,6 +57,7 @@ class Station:
         "unit",
         "version",
         "waiting",
+        "window",
     )
 
     def __init__(self, spec: StationSpec, record: AgentRecord, unit: Unit, provider: Provider) -> None:
@@ -70,6 +73,7 @@ class Station:
         self.operands = record.captured  # cue -> the broadcast captured (output and version)
         self.version = 0
         self.template: Template | None = None
+        self.window: tuple[Route, Window | None] | None = None  # L1's window for the route it was worked out for
         self.dependents: tuple[Station, ...] = ()
         self.task: asyncio.Task[None] | None = None
         # Coherence: does it touch shared state; what it read (key -> version); replays so far;

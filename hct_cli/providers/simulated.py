@@ -144,13 +144,14 @@ class SimulatedProvider:
         fixed = self._figures(request)
         # One hash over everything a draw may depend on, the rendered messages included: the
         # same value as draw(seed, agent, model, attempt, messages), spelled out for speed.
-        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{request.user_text}"
+        user = request.user_text if request.shared else request.prompt
+        key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{user}"
         a, b, c, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
         u_latency, u_tokens, u_text = a / _SCALE, b / _SCALE, c / _SCALE
         latency = fixed.low + fixed.spread * u_latency
         prompt_tokens = figures.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = max(1, (len(request.system) + len(request.user_text)) // 4)
+            prompt_tokens = max(1, (len(request.system) + len(user)) // 4)
         output_tokens = figures.output_tokens
         if request.purpose == "judge":
             output_tokens = 30  # a score and one sentence
@@ -207,7 +208,7 @@ class SimulatedProvider:
 
     async def call(self, request: CallRequest) -> CallResult:
         result = self.plan(request)
-        first = min(self._prompt_cache(request, result) if request.shared else 0.0, result.latency_s)
+        first = min(self._prompt_cache(request, result), result.latency_s) if request.shared else 0.0
         if self.time_scale != 1.0:
             result.latency_s *= self.time_scale  # report the time the call really took
             first *= self.time_scale
