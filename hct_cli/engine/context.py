@@ -85,7 +85,7 @@ class ContextFitter:
         self._mentions: dict[str, tuple[tuple[str, str], ...]] = {}
         self._whole: dict[str, frozenset[tuple[str, str]]] = {}
         self._readers: Counter[tuple[str, str]] | None = None
-        self._floor = self._smallest_window()
+        self.floor = self._smallest_window()  # a call this size or smaller fits any window of the run
 
     def _smallest_window(self) -> float:
         """The smallest budget any call of the run can get: every tier's model and every pinned
@@ -166,7 +166,7 @@ class ContextFitter:
         """True when the call fits its window whatever the tokenizer, decided from lengths alone
         (a character is at most four UTF-8 bytes, a token at least one): the hot path."""
         size = 4 * (len(self.frame) + len(shared) + len(prompt)) + 64
-        if size <= self._floor:
+        if size <= self.floor:
             return True  # fits the smallest window any call of this run may have
         route = station.route
         cached = station.window

@@ -430,7 +430,11 @@ class Performer:
         else:  # the common case, spelled out: no layout to build
             shared, prompt = "", render_compiled(template, context) if template is not None else agent.prompt or ""
         cuts: tuple[Cut, ...] = ()
-        if agent.kind == "llm" and not self.context.fits_surely(station, shared, prompt):
+        if (
+            agent.kind == "llm"
+            and 4 * (len(self._frame) + len(shared) + len(prompt)) + 64 > self.context.floor
+            and not self.context.fits_surely(station, shared, prompt)
+        ):
             compose = compose or _composer(station, context, hoisted, feedback, previous)
             fitted = self.context.fit(station, context, compose, Layout(shared, prompt))
             if fitted is not None:
@@ -471,13 +475,10 @@ class Performer:
 
     async def _execute(self, station: Station, request: CallRequest, ticket: Ticket | None = None) -> None:
         try:
-            if ticket is not None:  # listening: wait for the prefix's cache as the tempo allows
-                await self.listening.wait(ticket, station, request)
-            try:
-                result: CallResult = await station.provider.call(request)
-            finally:
-                if request.shared:
-                    self.listening.settled(station)
+            if request.shared:
+                result = await self._listened(station, request, ticket)
+            else:
+                result = await station.provider.call(request)
             message = broadcast_of(station.name, request, result)
         except asyncio.CancelledError:
             raise
@@ -495,6 +496,16 @@ class Performer:
             await self.bus.publish(message)
         except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
             self._fault(exc)
+
+    async def _listened(self, station: Station, request: CallRequest, ticket: Ticket | None) -> CallResult:
+        """A call with a shared prefix: it waits for the prefix's cache as its tempo allows, and
+        as it ends, lets go of the calls that waited for its own."""
+        if ticket is not None:
+            await self.listening.wait(ticket, station, request)
+        try:
+            return await station.provider.call(request)
+        finally:
+            self.listening.settled(station)
 
     async def _warm_up(self, station: Station, request: CallRequest) -> None:
         """A one-token call that writes the prompt cache of ``request``'s prefix (listening)."""
