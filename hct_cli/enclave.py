@@ -35,6 +35,12 @@ class ReadOnlyDict(dict[str, Any]):
     def copy(self) -> dict[str, Any]:
         return dict(self)
 
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # pickles as the plain dict it reads like
+        return (dict, (dict(self),))
+
     def __deepcopy__(self, memo: dict[int, Any]) -> dict[str, Any]:
         return {key: copy.deepcopy(item, memo) for key, item in self.items()}
 
@@ -48,6 +54,12 @@ class ReadOnlyList(list[Any]):
 
     def copy(self) -> list[Any]:
         return list(self)
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # pickles as the plain list it reads like
+        return (list, (list(self),))
 
     def __deepcopy__(self, memo: dict[int, Any]) -> list[Any]:
         return [copy.deepcopy(item, memo) for item in self]

@@ -79,8 +79,10 @@ class RunConfig:
         """The spend cap in force: ``--budget``, else the score's ``routing.budget_usd``."""
         return self.budget_usd if self.budget_usd is not None else score.routing.budget_usd
 
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=str)
+    def to_json(self, redact: Redactor | None = None) -> str:
+        """The configuration as JSON; with ``redact``, secrets replaced in its values first."""
+        data = asdict(self)
+        return json.dumps(redact.data(data) if redact is not None else data, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -156,7 +158,7 @@ class Journal:
                 score,
                 score_path,
                 redact.text(score_text),
-                redact.text(config.to_json()),
+                config.to_json(redact),
                 time.time(),
                 os.getpid(),
             ),
@@ -180,7 +182,7 @@ class Journal:
         _write(
             self.db,
             "UPDATE runs SET status = ?, ended_at = ?, cost_usd = ?, result = ?, pid = NULL WHERE run_id = ?",
-            (status, time.time(), cost_usd, Redactor.from_environ().text(json.dumps(result, default=str)), self.run_id),
+            (status, time.time(), cost_usd, json.dumps(Redactor.from_environ().data(result), default=str), self.run_id),
         )
 
     # -- the observer ----------------------------------------------------------------------

@@ -279,7 +279,7 @@ class ResultCache:
             (
                 key,
                 result.model,
-                self._redact.text(json.dumps(result.output, default=str)),
+                json.dumps(self._redact.data(result.output), default=str),
                 result.prompt_tokens,
                 result.completion_tokens,
                 result.cost_usd,

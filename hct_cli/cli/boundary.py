@@ -17,7 +17,7 @@ __all__ = ["run_command"]
 def _print_error(exc: HctError, *, as_json: bool) -> None:
     redact = Redactor.from_environ()  # a secret may be quoted in a provider's error
     if as_json:
-        sys.stdout.write(redact.text(json.dumps({"error": exc.to_json()}, indent=2)) + "\n")
+        sys.stdout.write(json.dumps({"error": redact.data(exc.to_json())}, indent=2) + "\n")
         return
     lines = [f"error: {exc.message}"]
     if isinstance(exc, ScoreError):

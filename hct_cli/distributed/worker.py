@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hct_cli.bus.base import Broadcast
 from hct_cli.distributed.work import Mode, Work, decode_work
 from hct_cli.providers.base import Provider, broadcast_of
+from hct_cli.redact import Redactor
 
 if TYPE_CHECKING:
     from hct_cli.distributed.queue import Delivery, RedisWorkQueue
@@ -88,6 +89,7 @@ class Worker:
         self._finishing: set[str] = set()  # entries whose result is on its way to the bus
         self._slot = asyncio.Event()
         self._providers: dict[str, Provider] = {}
+        self._redact = Redactor.from_environ()
         self._local: LocalServer | None = None
         self._local_lock = asyncio.Lock()
 
@@ -222,8 +224,10 @@ class Worker:
             raise
         except Exception as exc:  # the call fails on the conductor's side, as it would in process
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-            return Broadcast(request.agent.name, request.version, False, error=error)
-        return broadcast_of(request.agent.name, request, result)
+            return Broadcast(request.agent.name, request.version, False, error=self._redact.text(error))
+        message = broadcast_of(request.agent.name, request, result)
+        message.output = self._redact.data(message.output)  # the worker's own keys never leave it
+        return message
 
     async def _provider(self, mode: Mode) -> Provider:
         """One provider per mode, built on first use (the local model's server too)."""

@@ -96,10 +96,15 @@ class Listening:
             return None
         key = hashlib.blake2b(f"{request.model}\x1f{request.prefix}".encode(), digest_size=16).hexdigest()
         loop = asyncio.get_running_loop()
+        # A simulated provider runs time faster; its waits and its cache's lifetime scale with it.
+        scale = float(getattr(station.provider, "time_scale", 1.0))
         written = self._warm.get(key)
-        if written is not None and loop.time() < written + CACHE_TTL_S:
+        if written is not None and loop.time() < written + CACHE_TTL_S * scale:
             return None  # warm: it reads the cache
         prefix = self._on_way.get(key)
+        if prefix is not None and prefix.leader == station.name:
+            self._written(prefix)  # its own earlier call, gone: nobody waits on a station for itself
+            prefix = None
         if prefix is None:
             prefix = self._on_way[key] = _Prefix(key, station.name)
             prefix.first_token = bool(getattr(station.provider, "first_token_notes", False))
@@ -125,7 +130,7 @@ class Listening:
             return None
         prefix.followers += 1
         self.followers += 1
-        return Ticket(prefix, bound)
+        return Ticket(prefix, None if bound is None else bound * scale)
 
     async def wait(self, ticket: Ticket, station: Station, request: CallRequest) -> None:
         """Wait as ``ticket`` says; a leader of a warm-up makes the warm-up call first."""

@@ -500,9 +500,9 @@ class Performer:
     async def _listened(self, station: Station, request: CallRequest, ticket: Ticket | None) -> CallResult:
         """A call with a shared prefix: it waits for the prefix's cache as its tempo allows, and
         as it ends, lets go of the calls that waited for its own."""
-        if ticket is not None:
-            await self.listening.wait(ticket, station, request)
         try:
+            if ticket is not None:
+                await self.listening.wait(ticket, station, request)
             return await station.provider.call(request)
         finally:
             self.listening.settled(station)
@@ -726,6 +726,7 @@ class Performer:
             return
         station.task.cancel()
         station.task = None
+        self.listening.settled(station)  # a call cancelled before it ran never reached its own finally
         station.unit.in_flight -= 1
         self.governor.settle(station.reserved, 0.0)
         station.reserved = 0.0

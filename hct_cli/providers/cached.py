@@ -25,6 +25,11 @@ class CachingProvider:
         """Whether calls it makes report their first token (listening): as its inner provider."""
         return bool(getattr(self.inner, "first_token_notes", False))
 
+    @property
+    def time_scale(self) -> float:
+        """How fast its inner provider runs time (a simulated one may run it faster)."""
+        return float(getattr(self.inner, "time_scale", 1.0))
+
     def _namespace(self, request: CallRequest) -> str:
         if self.simulated_seed is None:
             return "live"
