@@ -13,7 +13,24 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ModelInfo", "known_model", "model_info", "price_map"]
+__all__ = ["ModelInfo", "known_model", "model_info", "prefill_of", "price_map", "time_to_first_token_s"]
+
+#: Time to first token of a provider: seconds before prefill, and prompt tokens prefilled a second.
+#: Typical figures, used to decide whether waiting for a prompt cache pays, and by the simulator.
+_PREFILL: dict[str, tuple[float, float]] = {"anthropic": (0.45, 8_000.0), "openai": (0.30, 10_000.0)}
+_OTHER_PREFILL = (0.15, 4_000.0)
+
+
+def prefill_of(provider: str) -> tuple[float, float]:
+    """(seconds to the first token before prefill, tokens prefilled per second) of a provider."""
+    return _PREFILL.get(provider, _OTHER_PREFILL)
+
+
+def time_to_first_token_s(info: ModelInfo, prompt_tokens: int) -> float:
+    """The expected time to the first token of an uncached prompt of ``prompt_tokens``."""
+    base, rate = prefill_of(info.provider)
+    return base + prompt_tokens / rate
+
 
 _MAP_FILE = "model_prices_and_context_window_backup.json"
 

@@ -10,8 +10,9 @@ decides:
   its provider reports one. Otherwise, as soon as a follower joins, a one-token **warm-up** call
   writes it and the leader waits for that too;
 * every later one is a **follower**. Its tempo decides how long it may wait for the cache:
-  ``presto`` never waits, ``allegro`` waits at most :data:`ALLEGRO_WAIT_S`, ``moderato`` and
-  slower wait until the cache is written (or the leader fails).
+  ``presto`` never waits; ``allegro`` waits at most :data:`ALLEGRO_WAIT_S`, and goes at once when
+  the prefix's expected time to first token (:func:`hct_cli.models.time_to_first_token_s`) is
+  longer than that; ``moderato`` and slower wait until the cache is written (or the leader fails).
 
 Each decision is a ``listen`` event with the prefix's size and the saving expected. A prefix
 once written is warm for :data:`CACHE_TTL_S`: calls then go at once and read it.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hct_cli.engine.station import Station
-from hct_cli.models import model_info
+from hct_cli.models import model_info, time_to_first_token_s
 from hct_cli.providers.base import CallRequest
 
 __all__ = ["ALLEGRO_WAIT_S", "CACHE_TTL_S", "Listening", "Ticket", "wait_of"]
@@ -113,6 +114,9 @@ class Listening:
                 return None
             return Ticket(prefix, leads=True)
         bound = wait_of(station.agent.tempo)
+        expected = time_to_first_token_s(info, tokens)
+        if bound and expected > bound:
+            bound = 0.0  # the cache would not be written within the wait allowed: go at once
         read = info.cache_read_cost_per_token or info.input_cost_per_token
         saving = tokens * (info.input_cost_per_token - read)
         if self._emit is not None:
@@ -124,6 +128,7 @@ class Listening:
                 prefix_tokens=tokens,
                 wait="never" if bound == 0 else ("bounded" if bound else "until_written"),
                 how="first_token" if prefix.first_token else "warm_up",
+                expected_wait_s=round(expected, 3),
                 expected_saving_usd=round(saving, 8) if bound != 0 else 0.0,
             )
         if bound == 0:

@@ -7,7 +7,7 @@ from litellm's bundled price map for the model the router chose.
 
 **Prompt caches.** A call whose stable prefix (reference frame and shared section) is at least the
 model's minimum cacheable length, on a model the price map prices cache reads for, meets a
-prompt cache like the provider's own. Reading that prefix costs prefill time (``_PREFILL``: a fixed
+prompt cache like the provider's own. Reading that prefix costs prefill time (:func:`hct_cli.models.prefill_of`: a fixed
 time to first token plus tokens per second) on top of the drawn latency. A call that finds the
 prefix written by an earlier call's first token reads it ten times faster, at the cache-read
 price. Any other call writes it, at the cache-write price where the provider charges one
@@ -26,7 +26,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from hct_cli.compile import expected_latency_s
-from hct_cli.models import ModelInfo, model_info
+from hct_cli.models import ModelInfo, model_info, prefill_of
 from hct_cli.providers.base import CallRequest, CallResult
 
 __all__ = ["SimulatedProvider", "draw", "prefill_of", "prefix_tokens"]
@@ -99,16 +99,8 @@ def _judgement(pass_rate: float | None, threshold: float, u: float) -> str:
     return json.dumps({"score": score, "reason": reason})
 
 
-#: Time to first token of a provider: seconds before prefill, and prompt tokens prefilled a second.
-_PREFILL: dict[str, tuple[float, float]] = {"anthropic": (0.45, 8_000.0), "openai": (0.30, 10_000.0)}
-_OTHER_PREFILL = (0.15, 4_000.0)
 _CACHED_SPEEDUP = 10.0  # a cached prefix is read this much faster than it is prefilled
 _CACHE_TTL_S = 300.0  # Anthropic's ephemeral cache lives five minutes
-
-
-def prefill_of(provider: str) -> tuple[float, float]:
-    """(seconds to the first token before prefill, tokens prefilled per second) of a provider."""
-    return _PREFILL.get(provider, _OTHER_PREFILL)
 
 
 def prefix_tokens(request: CallRequest) -> int:

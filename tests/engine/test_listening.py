@@ -229,11 +229,21 @@ def test_moderato_followers_wait_for_the_leaders_first_token_and_read_its_cache(
 
 
 def test_allegro_followers_wait_bounded_and_presto_followers_never_wait() -> None:
-    allegro, allegro_events, _ = perform(reviewers_at("allegro"), Watch(simulated()))
+    # About 6,000 tokens of diff: the cache is expected within the allegro bound, so they wait.
+    shorter = {"diff": resolve_inputs(_base(), {})["diff"][:24_000]}
+    allegro, allegro_events, _ = perform(reviewers_at("allegro"), Watch(simulated()), inputs=shorter)
     assert allegro.status == "completed", errors(allegro)
     decisions = listens(allegro_events)
     assert len(decisions) == 5 and {d["wait"] for d in decisions.values()} == {"bounded"}
     assert all(d["expected_saving_usd"] > 0 for d in decisions.values())
+    assert all(d["expected_wait_s"] <= listening_module.ALLEGRO_WAIT_S for d in decisions.values())
+    assert sum(1 for name in REVIEWERS if allegro.agents[name].cached_tokens > 0) == 5
+
+    # The whole 20,000-token diff takes longer to cache than allegro may wait: they go at once.
+    allegro, allegro_events, _ = perform(reviewers_at("allegro"), Watch(simulated()))
+    decisions = listens(allegro_events)
+    assert len(decisions) == 5 and {d["wait"] for d in decisions.values()} == {"never"}
+    assert all(d["expected_wait_s"] > listening_module.ALLEGRO_WAIT_S for d in decisions.values())
 
     provider = Watch(simulated())
     presto, events, performer = perform(reviewers_at("presto"), provider)
@@ -272,6 +282,7 @@ def test_a_bounded_follower_goes_without_the_cache_once_its_bound_is_up(monkeypa
     """The leader's first token never comes while the test holds it: allegro followers go
     anyway once their (shortened) bound is up; moderato followers keep waiting until it comes."""
     monkeypatch.setattr(listening_module, "ALLEGRO_WAIT_S", 0.02)
+    monkeypatch.setattr(listening_module, "time_to_first_token_s", lambda info, tokens: 0.01)  # worth waiting for
 
     def scenario(tempo: Tempo) -> tuple[HeldFirstToken, set[str], RunResult]:
         provider = HeldFirstToken()
