@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jinja2 import nodes
@@ -25,7 +25,7 @@ from hct_cli.engine.station import Station
 from hct_cli.memory import Assembly, Count, Layout, Piece, Window, assemble, estimate_tokens, fits_surely, window_for
 from hct_cli.providers.base import CallRequest
 from hct_cli.score.model import TierSpec
-from hct_cli.score.template import NAMESPACES, Marker, check_template, parse_template, shown
+from hct_cli.score.template import NAMESPACES, Marker, check_template, parse_template, render_compiled, shown
 
 __all__ = [
     "HOIST_CHARS",
@@ -34,6 +34,7 @@ __all__ = [
     "ContextFitter",
     "Tokenizer",
     "block",
+    "composer",
     "pointer",
     "with_replacements",
 ]
@@ -250,3 +251,31 @@ def with_replacements(context: Mapping[str, Any], replacements: Mapping[str, str
         if namespace in changed and name in changed[namespace]:
             changed[namespace][name] = text
     return {**context, **changed}
+
+
+def composer(
+    station: Station,
+    context: Mapping[str, Any],
+    hoisted: Sequence[tuple[str, str]],
+    feedback: str | None,
+    previous: str | None,
+) -> Callable[[Mapping[str, str]], Layout]:
+    """Lays out a call of ``station`` (L1): values quoted whole and long go to the shared
+    section; the pieces named in the replacements given are paged out."""
+    agent = station.agent
+    template = station.template
+
+    def compose(replacements: Mapping[str, str]) -> Layout:
+        values = context
+        if hoisted or replacements:
+            values = with_replacements(context, {**replacements, **{ref: pointer(ref) for ref, _ in hoisted}})
+        prompt = render_compiled(template, values) if template is not None else agent.prompt or ""
+        if feedback is not None:
+            prompt += f"\n\nYour previous answer did not pass its check ({feedback}). Answer again."
+        if previous is not None:
+            shown_before = replacements.get(PREVIOUS, previous)
+            prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{shown_before}\nImprove on it."
+        shared = "\n\n".join(block(ref, replacements.get(ref, text)) for ref, text in hoisted)
+        return Layout(shared, prompt)
+
+    return compose

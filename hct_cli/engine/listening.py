@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,10 +48,6 @@ def wait_of(tempo: str) -> float | None:
     if tempo == "allegro":
         return ALLEGRO_WAIT_S
     return None
-
-
-def _prefix_tokens(request: CallRequest) -> int:
-    return (len(request.system) + len(request.shared)) // 4
 
 
 @dataclass
@@ -92,10 +87,10 @@ class Listening:
         if not self.enabled or not request.shared:
             return None
         info = model_info(request.model)
-        tokens = _prefix_tokens(request)
+        tokens = request.prefix_tokens
         if info is None or not info.caches_prompts or tokens < info.min_cacheable_tokens:
             return None
-        key = hashlib.blake2b(f"{request.model}\x1f{request.prefix}".encode(), digest_size=16).hexdigest()
+        key = request.prefix_key
         loop = asyncio.get_running_loop()
         # A simulated provider runs time faster; its waits and its cache's lifetime scale with it.
         scale = float(getattr(station.provider, "time_scale", 1.0))

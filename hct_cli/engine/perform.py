@@ -36,7 +36,7 @@ from hct_cli.checks import Verdict
 from hct_cli.coherence import Checkpoint
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
-from hct_cli.engine.context import PREVIOUS, ContextFitter, Tokenizer, block, pointer, with_replacements
+from hct_cli.engine.context import ContextFitter, Tokenizer, composer
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
@@ -69,34 +69,6 @@ _NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
 WARM_UP_PROMPT = "Reply with the single word OK."
 #: Passes of a vamp that gives no ``max`` (lint warns about it).
 _VAMP_CAP = 16
-
-
-def _composer(
-    station: Station,
-    context: Mapping[str, Any],
-    hoisted: Sequence[tuple[str, str]],
-    feedback: str | None,
-    previous: str | None,
-) -> Callable[[Mapping[str, str]], Layout]:
-    """Lays out a call of ``station`` (L1): values quoted whole and long go to the shared
-    section; the pieces named in the replacements given are paged out."""
-    agent = station.agent
-    template = station.template
-
-    def compose(replacements: Mapping[str, str]) -> Layout:
-        values = context
-        if hoisted or replacements:
-            values = with_replacements(context, {**replacements, **{ref: pointer(ref) for ref, _ in hoisted}})
-        prompt = render_compiled(template, values) if template is not None else agent.prompt or ""
-        if feedback is not None:
-            prompt += f"\n\nYour previous answer did not pass its check ({feedback}). Answer again."
-        if previous is not None:
-            shown_before = replacements.get(PREVIOUS, previous)
-            prompt += f"\n\nYour previous output (pass {station.iteration - 1}):\n{shown_before}\nImprove on it."
-        shared = "\n\n".join(block(ref, replacements.get(ref, text)) for ref, text in hoisted)
-        return Layout(shared, prompt)
-
-    return compose
 
 
 def _said(exc: HctError) -> str:
@@ -425,7 +397,7 @@ class Performer:
 
         compose = None
         if hoisted or feedback is not None or previous is not None:
-            compose = _composer(station, context, hoisted, feedback, previous)
+            compose = composer(station, context, hoisted, feedback, previous)
             shared, prompt = compose(_NO_CONTEXT)
         else:  # the common case, spelled out: no layout to build
             shared, prompt = "", render_compiled(template, context) if template is not None else agent.prompt or ""
@@ -435,7 +407,7 @@ class Performer:
             and 4 * (len(self._frame) + len(shared) + len(prompt)) + 64 > self.context.floor
             and not self.context.fits_surely(station, shared, prompt)
         ):
-            compose = compose or _composer(station, context, hoisted, feedback, previous)
+            compose = compose or composer(station, context, hoisted, feedback, previous)
             fitted = self.context.fit(station, context, compose, Layout(shared, prompt))
             if fitted is not None:
                 (shared, prompt), cuts = fitted.layout, fitted.cuts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,6 +67,16 @@ class CallRequest:
     def prefix(self) -> str:
         """The stable part of the messages: what a provider's prompt cache can hold."""
         return f"{self.system}\x1e{self.shared}"
+
+    @property
+    def prefix_key(self) -> str:
+        """The identity of the prefix in a provider's prompt cache (one cache per model)."""
+        return hashlib.blake2b(f"{self.model}\x1f{self.prefix}".encode(), digest_size=16).hexdigest()
+
+    @property
+    def prefix_tokens(self) -> int:
+        """The tokens of the cacheable prefix (about four characters a token); 0 without a shared section."""
+        return (len(self.system) + len(self.shared)) // 4 if self.shared else 0
 
     def note(self, kind: str, **data: Any) -> None:
         """Tell the engine about this call (a retry, a fallback); it becomes an event."""

@@ -29,7 +29,7 @@ from hct_cli.compile import expected_latency_s
 from hct_cli.models import ModelInfo, model_info, prefill_of
 from hct_cli.providers.base import CallRequest, CallResult
 
-__all__ = ["SimulatedProvider", "draw", "prefill_of", "prefix_tokens"]
+__all__ = ["SimulatedProvider", "draw", "prefill_of"]
 
 _WORDS = [
     "tempo",
@@ -103,11 +103,6 @@ _CACHED_SPEEDUP = 10.0  # a cached prefix is read this much faster than it is pr
 _CACHE_TTL_S = 300.0  # Anthropic's ephemeral cache lives five minutes
 
 
-def prefix_tokens(request: CallRequest) -> int:
-    """The tokens of a call's stable prefix (about four characters a token)."""
-    return (len(request.system) + len(request.shared)) // 4 if request.shared else 0
-
-
 class SimulatedProvider:
     """Answers every call from deterministic draws; sleeps the drawn latency."""
 
@@ -175,12 +170,12 @@ class SimulatedProvider:
         """Meet the provider's prompt cache: set the result's cached or cache-writing tokens and
         cost; the seconds from the call's start to its first token (0: the cache plays no part)."""
         price = model_info(request.model)
-        tokens = prefix_tokens(request)
+        tokens = request.prefix_tokens
         if price is None or not price.caches_prompts or tokens < price.min_cacheable_tokens:
             return 0.0
         tokens = min(tokens, result.prompt_tokens)
         base, rate = prefill_of(price.provider)
-        key = hashlib.blake2b(f"{request.model}\x1f{request.prefix}".encode(), digest_size=16).hexdigest()
+        key = request.prefix_key
         now = asyncio.get_running_loop().time()
         written = self._caches.get(key)
         if written is not None and written <= now < written + _CACHE_TTL_S:

@@ -32,7 +32,7 @@ from hct_cli.memory import ResultCache
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
 from hct_cli.providers.cached import CachingProvider
-from hct_cli.providers.simulated import SimulatedProvider, prefix_tokens
+from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import Score, load_score
 from hct_cli.score.model import Tempo
 
@@ -203,7 +203,7 @@ def test_moderato_followers_wait_for_the_leaders_first_token_and_read_its_cache(
         assert decision["leader"] == leader
         assert decision["wait"] == "until_written"
         assert decision["how"] == "first_token"
-        assert decision["prefix_tokens"] == prefix_tokens(request) >= 19_000
+        assert decision["prefix_tokens"] == request.prefix_tokens >= 19_000
         expected = decision["prefix_tokens"] * (info.input_cost_per_token - (info.cache_read_cost_per_token or 0))
         assert decision["expected_saving_usd"] == pytest.approx(expected, rel=1e-6)
     # Each decision is made when the follower is issued, after the leader was issued.
@@ -374,7 +374,7 @@ def test_a_prefix_too_short_to_cache_or_a_model_without_cache_prices_gives_no_de
     if listened:
         assert len(listens(events)) == 5
         return
-    assert not info.caches_prompts or prefix_tokens(requests[0]) < info.min_cacheable_tokens
+    assert not info.caches_prompts or requests[0].prefix_tokens < info.min_cacheable_tokens
     assert kinds(events, "listen") == []
     assert performer.listening.to_json() == {"followers": 0, "warm_ups": 0}
     assert all(result.agents[n].cached_tokens == result.agents[n].cache_write_tokens == 0 for n in REVIEWERS)
