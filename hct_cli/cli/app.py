@@ -14,7 +14,7 @@ import typer
 
 from hct_cli import __version__
 from hct_cli.cli.boundary import run_command
-from hct_cli.cli.options import JsonOption
+from hct_cli.cli.options import JsonOption, path_argument
 
 __all__ = ["app", "main"]
 
@@ -49,7 +49,7 @@ def _root(
 
 @app.command()
 def lint(
-    scores: Annotated[list[Path], typer.Argument(help="Score files to check.", show_default=False)],
+    scores: Annotated[list[Path], path_argument("Score files to check.")],
     fmt: Annotated[
         str,
         typer.Option("--format", "-f", help="Output: text, json, github (workflow annotations) or sarif."),
@@ -69,7 +69,7 @@ def lint(
 
 @app.command()
 def perform(
-    score: Annotated[Path | None, typer.Argument(help="The score to run.", show_default=False)] = None,
+    score: Annotated[Path | None, path_argument("The score to run.")] = None,
     simulate: Annotated[
         bool, typer.Option("--simulate", help="Use the reproducible simulated provider: no keys, no network.")
     ] = False,
@@ -230,7 +230,7 @@ _decision("reject", "Reject an agent's result held at a human fermata: its on_fa
 
 @app.command()
 def bench(
-    score: Annotated[Path | None, typer.Argument(help="A score to measure.", show_default=False)] = None,
+    score: Annotated[Path | None, path_argument("A score to measure.")] = None,
     synthetic: Annotated[
         str | None, typer.Option("--synthetic", help="Measure a generated workload instead: random.")
     ] = None,
@@ -282,7 +282,7 @@ def bench(
 
 @app.command()
 def graph(
-    score: Annotated[Path, typer.Argument(help="The score to draw.", show_default=False)],
+    score: Annotated[Path, path_argument("The score to draw.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="mermaid or dot.")] = "mermaid",
 ) -> None:
     """Draw a score's cue graph as Mermaid or Graphviz DOT."""
@@ -293,7 +293,7 @@ def graph(
 
 @app.command()
 def route(
-    score: Annotated[Path, typer.Argument(help="The score to route.", show_default=False)],
+    score: Annotated[Path, path_argument("The score to route.")],
     as_json: JsonOption = False,
 ) -> None:
     """Show the tempo x dynamics routing table and each agent's tier, model and reason."""
