@@ -14,6 +14,7 @@ Every problem becomes a :class:`~hct_cli.score.findings.Finding` at the offendin
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -181,6 +182,7 @@ class _Builder:
         self.problems: list[_LoadProblem] = []
         self.block_scalars: set[JsonPath] = set()
         self.spans: dict[JsonPath, tuple[int, int]] = {}
+        self._reported: set[tuple[Pos, str]] = set()
 
     def build(self, node: Node, path: JsonPath) -> Any:
         self.value_pos.setdefault(path, _pos(node))
@@ -200,7 +202,7 @@ class _Builder:
             self._refuse_tag(node)
 
     def _refuse_tag(self, node: Node) -> None:
-        self.problems.append(
+        self._problem(
             _LoadProblem(
                 _pos(node),
                 "HCT007",
@@ -215,12 +217,54 @@ class _Builder:
             self._refuse_tag(node)
             return node.value
         if tag.endswith(":str") or tag.endswith(":timestamp"):
-            return node.value
+            return self._text(node)
         if tag.endswith(":null"):
             return None
         if tag.endswith(":bool"):
             return node.value.lower() in ("true", "yes", "on")
-        return _number(node.value, integer=tag.endswith(":int"))
+        value = _number(node.value, integer=tag.endswith(":int"))
+        if isinstance(value, float) and not math.isfinite(value):
+            # JSON has no NaN or infinity: such a value would make the journal's JSON invalid.
+            self._problem(
+                _LoadProblem(
+                    _pos(node),
+                    "HCT009",
+                    f"{node.value} is not a finite number",
+                    "Write a finite number (JSON, where every value ends up, has no NaN or infinity).",
+                )
+            )
+        return value
+
+    def _text(self, node: Node) -> str:
+        """A string scalar (or key), its escaped UTF-16 pairs joined; a lone surrogate is refused."""
+        value: str = node.value
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            pass
+        try:  # "\ud83d\ude00" is one character, as in JSON
+            return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+        except UnicodeDecodeError:
+            lone = next(c for c in value if 0xD800 <= ord(c) <= 0xDFFF)
+            self._problem(
+                _LoadProblem(
+                    _pos(node),
+                    "HCT010",
+                    f"text holds a lone surrogate U+{ord(lone):04X} (half of a UTF-16 pair): no encoding can write it",
+                    "Write the character itself, or escape a whole pair as in \\ud83d\\ude00.",
+                )
+            )
+            return value
+
+    def _problem(self, problem: _LoadProblem) -> None:
+        """Record ``problem`` once, though an alias or a merge may build its node again."""
+        key = (problem.pos, problem.code)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.problems.append(problem)
 
     def _mapping(self, node: MappingNode, path: JsonPath) -> dict[str, Any]:
         self._check_tag(node, f"{_TAG}map")
@@ -234,7 +278,7 @@ class _Builder:
                         merged.setdefault(k, v)
                 continue
             if not isinstance(key_node, ScalarNode):
-                self.problems.append(
+                self._problem(
                     _LoadProblem(
                         _pos(key_node),
                         "HCT004",
@@ -243,10 +287,10 @@ class _Builder:
                     )
                 )
                 continue
-            key = key_node.value if isinstance(key_node.value, str) else str(key_node.value)
+            key = self._text(key_node) if isinstance(key_node.value, str) else str(key_node.value)
             if key in first_seen:
                 first = first_seen[key]
-                self.problems.append(
+                self._problem(
                     _LoadProblem(
                         _pos(key_node),
                         "HCT005",
@@ -269,7 +313,7 @@ class _Builder:
             if isinstance(source, MappingNode):
                 yield self._mapping(source, path)
             else:
-                self.problems.append(
+                self._problem(
                     _LoadProblem(
                         _pos(source),
                         "HCT004",

@@ -61,3 +61,32 @@ def test_perform_of_an_unreadable_score_says_so(unreadable: Path) -> None:
     error = json.loads(result.stdout)["error"]
     assert error["type"] == "ScoreError"
     assert error["findings"][0]["code"] == "HCT001"
+
+
+def test_non_finite_numbers_and_lone_surrogates_are_findings_at_their_positions(tmp_path: Path) -> None:
+    score = tmp_path / "odd.yaml"
+    score.write_text(
+        "hct: 1\n"
+        "name: odd\n"
+        "routing: {budget_usd: .nan}\n"
+        "inputs:\n"
+        '  q: {default: "x\\ud800y"}\n'
+        "agents:\n"
+        "  a:\n"
+        "    prompt: hi\n"
+        "    timeout_s: .inf\n"
+        "    simulate: {latency_ms: [.nan, 10], pass_rate: -.inf}\n"
+    )
+    result = runner.invoke(app, ["lint", "--format", "json", str(score)])
+    assert result.exit_code == 1, result.output
+    found = {(f["code"], f["line"], f["col"]) for f in json.loads(result.stdout)["files"][0]["findings"]}
+    assert found == {
+        ("HCT009", 3, 23),
+        ("HCT010", 5, 16),
+        ("HCT009", 9, 16),
+        ("HCT009", 10, 29),
+        ("HCT009", 10, 51),
+    }
+    performed = runner.invoke(app, ["perform", str(score), "--simulate", "--json"])
+    assert performed.exit_code == 1
+    assert json.loads(performed.stdout)["error"]["type"] == "ScoreError"

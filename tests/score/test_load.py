@@ -99,3 +99,42 @@ def test_unreadable_path(tmp_path: Path) -> None:
 def test_block_scalar_lines_map_into_the_file() -> None:
     doc = load_text("p: |\n  one\n  two {{ x }}\n", "s")
     assert doc.text_pos(("p",), 2) == Pos(3, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("a: .nan\n", (1, 4)),
+        ("a: .NaN\n", (1, 4)),
+        ("a:\n  b: [1, -.inf]\n", (2, 10)),
+        ("a: +.Inf\n", (1, 4)),
+        ("a: 1e400\n", (1, 4)),  # overflows to infinity
+        ("a: !!float .nan\n", (1, 4)),
+        ("a: {b: &x .inf, c: *x}\n", (1, 8)),
+    ],
+)
+def test_non_finite_numbers_are_refused_where_they_stand(text: str, where: tuple[int, int]) -> None:
+    assert _codes(text)[0] == ("HCT009", *where)
+
+
+def test_finite_numbers_and_words_like_nan_stay() -> None:
+    doc = load_text("a: 1e300\nb: nan\nc: 'inf'\nd: -0.0\n", "s")
+    assert doc.data == {"a": 1e300, "b": "nan", "c": "inf", "d": -0.0}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('a: "x\\ud800y"\n', (1, 4)),
+        ('a:\n  - ok\n  - "\\udfff"\n', (3, 5)),
+        ('"k\\udc00": 1\n', (1, 1)),
+        ('a: "\\ude00\\ud83d"\n', (1, 4)),  # a pair in the wrong order is two lone halves
+    ],
+)
+def test_lone_surrogates_are_refused_where_they_stand(text: str, where: tuple[int, int]) -> None:
+    assert _codes(text) == [("HCT010", *where)]
+
+
+def test_a_surrogate_pair_escape_is_the_character_it_encodes() -> None:
+    # As in JSON, of which YAML is a superset: "\ud83d\ude00" is one character.
+    assert load_text('a: "\\ud83d\\ude00"\n', "s").data == {"a": "\U0001f600"}
