@@ -7,11 +7,11 @@ Evaluated here, at once: ``regex``, ``contains``, ``min_length``, ``max_length``
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from hct_cli.jsonio import dumps, loads
 from hct_cli.score.model import Check
 
 __all__ = ["Verdict", "evaluate", "needs_gate"]
@@ -29,7 +29,7 @@ def needs_gate(check: Check) -> bool:
 
 
 def _text(output: Any) -> str:
-    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
+    return output if isinstance(output, str) else dumps(output, ensure_ascii=False)
 
 
 def evaluate(check: Check, output: Any) -> Verdict:
@@ -48,7 +48,7 @@ def evaluate(check: Check, output: Any) -> Verdict:
         import jsonschema
 
         try:
-            data = json.loads(output) if isinstance(output, str) else output
+            data = loads(output) if isinstance(output, str) else output
             jsonschema.validate(data, check.json_schema)
         except (ValueError, jsonschema.ValidationError) as exc:
             return Verdict(False, f"not valid against the JSON Schema: {str(exc).splitlines()[0]}")

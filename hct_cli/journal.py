@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.errors import RunError, RunNotFoundError
+from hct_cli.jsonio import dumps, encoder
 from hct_cli.redact import Redactor
 
 if TYPE_CHECKING:
@@ -54,8 +55,7 @@ __all__ = [
 #: Engine events that are not signals: ``ready`` follows from the cues journaled before it.
 _UNJOURNALED = frozenset({"ready"})
 
-# One encoder for every event: json.dumps with options builds a new encoder per call.
-_encode = json.JSONEncoder(default=str, check_circular=False, separators=(",", ":")).encode
+_encode = encoder(compact=True)  # every event, so built once
 
 _INSERT = "INSERT INTO events (run_id, segment, seq, at, kind, station, version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -82,7 +82,7 @@ class RunConfig:
     def to_json(self, redact: Redactor | None = None) -> str:
         """The configuration as JSON; with ``redact``, secrets replaced in its values first."""
         data = asdict(self)
-        return json.dumps(redact.data(data) if redact is not None else data, default=str)
+        return dumps(redact.data(data) if redact is not None else data)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -182,7 +182,7 @@ class Journal:
         _write(
             self.db,
             "UPDATE runs SET status = ?, ended_at = ?, cost_usd = ?, result = ?, pid = NULL WHERE run_id = ?",
-            (status, time.time(), cost_usd, json.dumps(Redactor.from_environ().data(result), default=str), self.run_id),
+            (status, time.time(), cost_usd, dumps(Redactor.from_environ().data(result)), self.run_id),
         )
 
     # -- the observer ----------------------------------------------------------------------

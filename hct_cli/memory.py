@@ -21,7 +21,6 @@ When the frame and the prompt alone do not fit, :class:`~hct_cli.errors.ContextE
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from hct_cli.errors import ContextError
+from hct_cli.jsonio import dumps, loads
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.redact import Redactor
@@ -69,7 +69,7 @@ def frame_text(frame: Mapping[str, Any]) -> str:
         return ""
     lines = ["Reference frame (immutable; applies to every answer):"]
     for key, value in frame.items():
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        shown = value if isinstance(value, str) else dumps(value, ensure_ascii=False)
         lines.append(f"- {key}: {shown}")
     return "\n".join(lines)
 
@@ -268,9 +268,13 @@ class ResultCache:
         ).fetchone()
         if row is None:
             return None
-        self.hits += 1
         model, output, prompt_tokens, completion_tokens = row
-        return CallResult(json.loads(output), model, prompt_tokens, completion_tokens, 0.0, 0.0, cached=True)
+        try:
+            answer = loads(output)
+        except ValueError:  # stored by an older hct, which wrote NaN: not an answer to give again
+            return None
+        self.hits += 1
+        return CallResult(answer, model, prompt_tokens, completion_tokens, 0.0, 0.0, cached=True)
 
     def put(self, key: str, result: CallResult) -> None:
         self.db.execute(
@@ -279,7 +283,7 @@ class ResultCache:
             (
                 key,
                 result.model,
-                json.dumps(self._redact.data(result.output), default=str),
+                dumps(self._redact.data(result.output)),
                 result.prompt_tokens,
                 result.completion_tokens,
                 result.cost_usd,

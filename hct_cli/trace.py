@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from itertools import groupby
 from typing import Any
 
+from hct_cli.jsonio import dumps
+
 __all__ = ["chrome_trace"]
 
 _PID = 1
@@ -40,7 +42,7 @@ def _args(data: Mapping[str, Any]) -> dict[str, Any]:
     # A call's output can be pages of text: it bloats the file and no viewer shows it usefully.
     # The round trip makes sure whatever else the journal holds can be dumped.
     kept = {k: v for k, v in data.items() if k != "output"}
-    return dict(json.loads(json.dumps(kept, default=str)))
+    return dict(json.loads(dumps(kept)))
 
 
 def _event(ph: str, name: str, tid: int, args: Mapping[str, Any], **fields: Any) -> dict[str, Any]:

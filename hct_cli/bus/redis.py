@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 from hct_cli.bus.base import Broadcast, Handler
 from hct_cli.distributed.work import Result, decode_result, encode_result
 from hct_cli.errors import BusError, UsageError
+from hct_cli.jsonio import dumps
 
 __all__ = [
     "GROUP",
@@ -292,7 +293,7 @@ class RedisBus:
             pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
             pipe.sadd(run_key(self.run_id, "streams"), stream)
         pipe.xgroup_create(self._cdb, "conductor", id="0", mkstream=True)  # creates the CDB stream
-        pipe.hset(run_key(self.run_id), mapping={"tiers": json.dumps(names), "started": time.time()})
+        pipe.hset(run_key(self.run_id), mapping={"tiers": dumps(names), "started": time.time()})
         pipe.set(run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
         pipe.sadd(RUNS, self.run_id)
         await pipe.execute()

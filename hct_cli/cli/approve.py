@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from hct_cli.errors import UsageError
+from hct_cli.jsonio import dumps
 
 __all__ = ["decide_command"]
 
@@ -27,7 +27,7 @@ def decide_command(run_id: str, agent: str, verdict: str, *, note: str, as_json:
     if run.status not in ("running",):
         sys.stderr.write(f"note: run {run.run_id} is {run.status}; the decision applies if it resumes\n")
     if as_json:
-        sys.stdout.write(json.dumps({"run_id": run.run_id, "agent": agent, "verdict": verdict}) + "\n")
+        sys.stdout.write(dumps({"run_id": run.run_id, "agent": agent, "verdict": verdict}) + "\n")
     else:
         sys.stderr.write(f"{verdict}d {agent} of run {run.run_id}\n")
     return 0

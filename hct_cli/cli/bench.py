@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from hct_cli.bench import COHERENCE, BenchReport, Variant, run_bench
 from hct_cli.compile import compile_score
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.errors import BenchError, UsageError
+from hct_cli.jsonio import dumps
 
 __all__ = ["bench_command"]
 
@@ -131,7 +131,7 @@ def bench_command(
         except OSError as exc:
             raise BenchError(f"cannot write {gantt}: {exc.strerror}", hint="Pick a writable path.") from None
     if as_json:
-        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+        sys.stdout.write(dumps(report.to_json(), indent=2) + "\n")
     else:
         _print_table(report)
     return 0

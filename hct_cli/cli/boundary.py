@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 
 import typer
 
 from hct_cli.errors import HctError, ScoreError
+from hct_cli.jsonio import dumps
 from hct_cli.redact import Redactor
 
 __all__ = ["run_command"]
@@ -17,7 +17,7 @@ __all__ = ["run_command"]
 def _print_error(exc: HctError, *, as_json: bool) -> None:
     redact = Redactor.from_environ()  # a secret may be quoted in a provider's error
     if as_json:
-        sys.stdout.write(json.dumps({"error": redact.data(exc.to_json())}, indent=2) + "\n")
+        sys.stdout.write(dumps({"error": redact.data(exc.to_json())}, indent=2) + "\n")
         return
     lines = [f"error: {exc.message}"]
     if isinstance(exc, ScoreError):

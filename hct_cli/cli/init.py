@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
 
 from hct_cli.errors import UsageError
+from hct_cli.jsonio import dumps
 
 __all__ = ["STARTER", "init_score"]
 
@@ -80,7 +80,7 @@ def init_score(name: str, directory: Path, *, force: bool, as_json: bool) -> int
     schema_ref = "https://hct.dev/schemas/score.schema.json"
     target.write_text(STARTER.format(name=name, file=target, schema=schema_ref), encoding="utf-8")
     if as_json:
-        sys.stdout.write(json.dumps({"path": str(target), "name": name}) + "\n")
+        sys.stdout.write(dumps({"path": str(target), "name": name}) + "\n")
     else:
         sys.stdout.write(f"wrote {target}\nnext: hct lint {target} && hct perform {target} --simulate\n")
     return 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import signal
 import sys
@@ -23,6 +22,7 @@ from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
 from hct_cli.inputs import parse_input_args, resolve_inputs
 from hct_cli.journal import RunConfig
+from hct_cli.jsonio import dumps
 from hct_cli.providers.base import Provider
 from hct_cli.redact import Redactor
 from hct_cli.routing import tiers_of
@@ -329,7 +329,7 @@ def _perform(
             f"{result.caesura['checkpoint']}. Continue with `hct perform --resume {run_id}`.\n"
         )
     if as_json:
-        sys.stdout.write(json.dumps(Redactor.from_environ().data(data), indent=2, default=str) + "\n")
+        sys.stdout.write(dumps(Redactor.from_environ().data(data), indent=2) + "\n")
     else:
         from rich.console import Console
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
 
 from hct_cli.errors import UsageError
+from hct_cli.jsonio import dumps
 
 __all__ = ["replay_command"]
 
@@ -27,7 +27,7 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
             {"at": round(e.time_s, 6), "kind": e.kind, "station": e.station, "version": e.version, "data": e.data}
             for e in events
         ]
-        sys.stdout.write(json.dumps({"run_id": row.run_id, "score": row.score, "events": rows}, indent=2) + "\n")
+        sys.stdout.write(dumps({"run_id": row.run_id, "score": row.score, "events": rows}, indent=2) + "\n")
         return 0
     from hct_cli.tui import on_a_terminal
 

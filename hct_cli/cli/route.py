@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from hct_cli.compile import Program, compile_score
+from hct_cli.jsonio import dumps
 from hct_cli.models import model_info
 from hct_cli.routing import DEFAULT_TABLE, routing_table
 from hct_cli.score import load_score
@@ -51,7 +51,7 @@ def _report(program: Program) -> dict[str, Any]:
 def route(path: Path, *, as_json: bool) -> int:
     report = _report(compile_score(load_score(path)))
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.write(dumps(report, indent=2) + "\n")
         return 0
     from rich.console import Console
     from rich.table import Table

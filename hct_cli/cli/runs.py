@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from hct_cli.errors import UsageError
+from hct_cli.jsonio import dumps
 from hct_cli.redact import Redactor
 
 __all__ = ["runs_command", "show_command"]
@@ -20,7 +20,7 @@ def runs_command(*, as_json: bool, limit: int | None) -> int:
 
     runs = list_runs(connect(), limit)
     if as_json:
-        sys.stdout.write(json.dumps([run.to_json() for run in runs], indent=2) + "\n")
+        sys.stdout.write(dumps([run.to_json() for run in runs], indent=2) + "\n")
         return 0
     if not runs:
         sys.stderr.write("no runs yet: start one with `hct perform SCORE --simulate`\n")
@@ -87,12 +87,12 @@ def show_command(run_id: str, *, as_json: bool, trace: Path | None) -> int:
         from hct_cli.trace import chrome_trace
 
         try:
-            trace.write_text(json.dumps(chrome_trace(events, run_id=data["run_id"], score=score)))
+            trace.write_text(dumps(chrome_trace(events, run_id=data["run_id"], score=score)))
         except OSError as exc:
             raise UsageError(f"cannot write {trace}: {exc.strerror or exc}", hint="Choose a writable path.") from exc
         sys.stderr.write(f"wrote {trace}: open it at https://ui.perfetto.dev\n")
     if as_json:
-        sys.stdout.write(json.dumps(Redactor.from_environ().data(data), indent=2, default=str) + "\n")
+        sys.stdout.write(dumps(Redactor.from_environ().data(data), indent=2) + "\n")
         return 0
     from rich.console import Console
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from collections.abc import Sequence
 
 from hct_cli.errors import UsageError
+from hct_cli.jsonio import dumps
 from hct_cli.redact import Redactor
 
 __all__ = ["worker_command"]
@@ -41,7 +41,7 @@ def worker_command(
     served = sorted({tier.strip() for item in tiers for tier in item.split(",") if tier.strip()}) or None
     report = asyncio.run(_serve(url, concurrency, served, worker_id, claim_after_s, heartbeat_s, drain_s))
     if as_json:
-        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        sys.stdout.write(dumps(report, indent=2) + "\n")
     else:
         sys.stderr.write(
             f"worker {report['worker']} stopped: {report['completed']} calls completed, {report['failed']} failed, "

@@ -31,6 +31,7 @@ from hct_cli.bus.redis import (
     work_stream,
 )
 from hct_cli.distributed.work import encode_notice, encode_result
+from hct_cli.jsonio import dumps
 
 __all__ = ["Delivery", "RedisWorkQueue", "default_worker_id"]
 
@@ -183,7 +184,7 @@ class RedisWorkQueue:
         """Say this worker is alive, and keep its pending entries from looking idle."""
         pipe = self._client.pipeline(transaction=False)
         pipe.set(alive_key(self.worker), "1", px=self.claim_after_ms)
-        pipe.hset(WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
+        pipe.hset(WORKERS, self.worker, dumps({**status, "beat": time.time()}))
         by_stream: dict[str, list[str]] = {}
         for delivery in owned:
             by_stream.setdefault(delivery.stream, []).append(delivery.entry)
@@ -249,7 +250,7 @@ class RedisWorkQueue:
         await self._batch.drain()
         pipe = self._client.pipeline(transaction=False)
         pipe.delete(alive_key(self.worker))
-        pipe.hset(WORKERS, self.worker, json.dumps({**status, "beat": time.time()}))
+        pipe.hset(WORKERS, self.worker, dumps({**status, "beat": time.time()}))
         # The consumer stays in its groups: deleting it would drop whatever it still has pending
         # (a finish lost to a blip), which others must be able to reclaim.
         await pipe.execute(raise_on_error=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.jsonio import dumps
 from hct_cli.providers.base import CallRequest
 from hct_cli.routing import Route
 from hct_cli.score.model import Agent, Simulate
@@ -53,7 +54,7 @@ class Mode:
     @property
     def key(self) -> str:
         """Equal for modes that one provider instance can serve."""
-        return json.dumps(self.to_data(), sort_keys=True)
+        return dumps(self.to_data(), sort_keys=True)
 
 
 @dataclass(slots=True)
@@ -120,7 +121,7 @@ def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
     if request.purpose != "call":  # a judge's call: how it is scored travels with it
         data["purpose"] = request.purpose
         data["context"] = {k: v for k, v in request.context.items() if k == "threshold"}
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return dumps(data, ensure_ascii=False, compact=True)
 
 
 def decode_work(text: str) -> Work:
@@ -162,11 +163,11 @@ def encode_result(message: Broadcast, notes: list[tuple[str, dict[str, Any]]] | 
     data["result"] = message.to_data()
     if notes:
         data["notes"] = [[kind, note] for kind, note in notes]
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return dumps(data, ensure_ascii=False, compact=True)
 
 
 def encode_notice(kind: str, station: str, version: int, **data: Any) -> str:
-    return json.dumps({"kind": kind, "station": station, "version": version, "data": data}, separators=(",", ":"))
+    return dumps({"kind": kind, "station": station, "version": version, "data": data}, compact=True)
 
 
 def decode_result(text: str) -> Result:

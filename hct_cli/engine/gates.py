@@ -9,13 +9,13 @@ simulated call that passes with the agent's ``pass_rate``.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.checks import Verdict, evaluate, needs_gate
+from hct_cli.jsonio import dumps, loads
 from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.exec import call_function, load_callable
 from hct_cli.providers.human import HumanDesk
@@ -44,11 +44,11 @@ def judge_prompt(judge: Judge, output: Any) -> str:
 
 def judge_score(answer: Any) -> tuple[float | None, str]:
     """The score and reason in a judge's answer; None when it gave no usable score."""
-    text = answer if isinstance(answer, str) else json.dumps(answer)
+    text = answer if isinstance(answer, str) else dumps(answer)
     start, end = text.find("{"), text.rfind("}")
     if start != -1 and end > start:
         try:
-            data = json.loads(text[start : end + 1])
+            data = loads(text[start : end + 1])
         except ValueError:
             data = None
         if isinstance(data, dict) and isinstance(data.get("score"), int | float):

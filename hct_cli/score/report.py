@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
+from hct_cli.jsonio import dumps
 from hct_cli.score.findings import CODES, Finding, Severity
 from hct_cli.score.lint import LintResult
 
@@ -55,7 +55,7 @@ def _summary(results: Sequence[LintResult]) -> str:
 
 def _json(results: Sequence[LintResult]) -> str:
     counts = _counts(results)
-    return json.dumps(
+    return dumps(
         {
             "ok": counts["error"] == 0,
             "summary": {"files": len(results), **{f"{k}s": v for k, v in counts.items()}},
@@ -140,7 +140,7 @@ def _sarif(results: Sequence[LintResult]) -> str:
             }
         ],
     }
-    return json.dumps(document, indent=2)
+    return dumps(document, indent=2)
 
 
 def render(results: Sequence[LintResult], fmt: str) -> str:

@@ -8,7 +8,6 @@ checks the parsed node types against that whitelist and renders in a sandbox.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +17,7 @@ from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, no
 from jinja2.sandbox import SandboxedEnvironment
 
 from hct_cli.errors import AgentError
+from hct_cli.jsonio import encoder
 
 __all__ = [
     "FILTERS",
@@ -78,16 +78,19 @@ class Marker(str):
     __slots__ = ()
 
 
+_as_json = encoder(ensure_ascii=False)  # every value a template shows that is not text
+
+
 def shown(value: Any) -> str:
     """A value as a prompt shows it: text as it is, other JSON data as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return value if isinstance(value, str) else _as_json(value)
 
 
 def _finalize(value: Any) -> Any:
     """Print text as it is and any other JSON value as JSON, not as a Python repr."""
     if isinstance(value, str | Undefined):
         return value
-    return json.dumps(value, ensure_ascii=False)
+    return _as_json(value)
 
 
 class _DataEnvironment(SandboxedEnvironment):
