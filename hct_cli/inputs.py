@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from hct_cli.errors import InputError
+from hct_cli.jsonio import loads
 from hct_cli.score.model import InputSpec, Score
 
 __all__ = ["MAX_INPUT_BYTES", "parse_input_args", "resolve_inputs"]
@@ -47,16 +48,35 @@ def _read(path: Path, base: Path, *, allow_path: bool, what: str) -> str:
         raise InputError(f"cannot read {what} {path}: {exc}", hint="Inputs are UTF-8 text files.") from exc
 
 
+def _check_text(name: str, raw: str) -> None:
+    """A command-line value must be text: Python hands over bytes of argv that are not UTF-8 as
+    lone surrogates (U+DC80-U+DCFF), which no prompt, digest or journal can encode."""
+    if raw.isascii():
+        return
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(raw[exc.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"
+        raise InputError(
+            f"--input {name} is not UTF-8 text: {what} at character {exc.start + 1}",
+            hint=f"Pass UTF-8 text, or the text in a UTF-8 file as --input {name}=@FILE.",
+        ) from exc
+
+
 def _convert(spec: InputSpec, raw: Any) -> Any:
     if not isinstance(raw, str) or spec.type == "text":
         return raw
     try:
         if spec.type == "json":
-            return json.loads(raw)
+            return loads(raw)
         if spec.type == "integer":
             return int(raw)
         if spec.type == "number":
-            return float(raw)
+            number = float(raw)
+            if not math.isfinite(number):  # JSON, where every input ends up, has no NaN or infinity
+                raise ValueError(raw)
+            return number
         lowered = raw.strip().lower()
         if lowered in ("true", "yes", "1"):
             return True
@@ -87,6 +107,8 @@ def resolve_inputs(
             raw: Any = given[name]
             if raw.startswith("@"):
                 raw = _read(Path(raw[1:]), here, allow_path=allow_path, what=f"--input {name}")
+            else:
+                _check_text(name, raw)
         elif spec.default_file is not None:
             raw = _read(
                 Path(spec.default_file), score.base_dir, allow_path=allow_path, what=f"default_file of {name!r}"

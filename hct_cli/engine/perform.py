@@ -46,8 +46,9 @@ from hct_cli.engine.shared import SharedState
 from hct_cli.engine.speculation import Speculation
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
-from hct_cli.errors import AccessError, BusError, HctError
+from hct_cli.errors import AccessError, AgentError, BusError, HctError
 from hct_cli.governor import Decision, Governor, worst_case_usd
+from hct_cli.jsonio import non_finite
 from hct_cli.memory import Cut, Layout, Predictors, frame_text
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
@@ -451,6 +452,8 @@ class Performer:
                 result = await self._listened(station, request, ticket)
             else:
                 result = await station.provider.call(request)
+            if not isinstance(result.output, str):  # data (a python agent's, say): JSON's numbers only
+                _refuse_non_finite(station.name, result.output)
             message = broadcast_of(station.name, request, result)
         except asyncio.CancelledError:
             raise
@@ -1093,6 +1096,15 @@ class Performer:
             caesura=self._caesura,
             agents=self.records,
             state=shared.state(),
+        )
+
+
+def _refuse_non_finite(agent: str, output: Any) -> None:
+    where = non_finite(output)
+    if where is not None:
+        raise AgentError(
+            f"agent {agent!r} answered a number that is not finite (NaN or infinity) at {where}",
+            hint="A result is JSON data, which has no NaN or infinity: answer a finite number, null or text.",
         )
 
 

@@ -13,7 +13,6 @@ shared state allows and keeps the counters:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from hct_cli.coherence import Directory, HoldTable
 from hct_cli.enclave import refused_write
 from hct_cli.engine.station import Station
 from hct_cli.errors import AccessError
+from hct_cli.jsonio import loads
 from hct_cli.score.model import Agent
 
 __all__ = ["Admission", "Released", "SharedState"]
@@ -195,9 +195,9 @@ def _values(
     if len(agent.writes) <= 1:
         return dict.fromkeys(agent.writes, output), None
     try:
-        data = json.loads(output) if isinstance(output, str) else output
-    except ValueError:
-        data = None
+        data = loads(output) if isinstance(output, str) else output
+    except ValueError as exc:
+        return {}, f"output must be a JSON object with keys {list(agent.writes)} ({exc})"
     if not isinstance(data, dict) or not set(agent.writes) <= set(data):
         return {}, f"output must be a JSON object with keys {list(agent.writes)}"
     refusal = refused_write(agent.name, data, frame, state, (*agent.writes, *agent.appends))

@@ -109,3 +109,23 @@ def test_every_root_failing_still_ends_the_run() -> None:
     result = asyncio.run(perform(program, lambda spec: provider, dispatch="batch"))
     assert result.status == "failed"
     assert [result.agents[n].status for n in "abc"] == ["failed", "failed", "skipped"]
+
+
+class Answering:
+    """Answers every call with ``output`` (data, as a python agent may return)."""
+
+    def __init__(self, output: object) -> None:
+        self.output = output
+
+    async def call(self, request: CallRequest) -> CallResult:
+        return CallResult(self.output, request.model)
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
+def test_an_answer_holding_a_non_finite_number_fails_its_agent(number: float) -> None:
+    program = program_of({"a": {"prompt": "a", "writes": ["x"]}}, state={"x": {"initial": 0}})
+    result = asyncio.run(perform(program, lambda spec: Answering({"deep": [1, number]})))
+    record = result.agents["a"]
+    assert record.status == "failed"
+    assert record.error is not None and "deep[1]" in record.error and "finite" in record.error
+    assert result.state == {"x": 0}
