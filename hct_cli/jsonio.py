@@ -19,7 +19,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-__all__ = ["dumps", "encoder", "finite", "loads", "non_finite"]
+__all__ = ["dumps", "encoder", "finite", "loads", "non_finite", "writable_text"]
 
 
 def _refuse_constant(name: str) -> Any:
@@ -108,3 +108,15 @@ def non_finite(value: Any, where: str = "") -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def writable_text(text: str) -> str:
+    """``text`` as UTF-8 can hold it: UTF-16 pairs joined into their character, a lone surrogate
+    (a provider's JSON may escape half a pair) replaced by U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

@@ -48,7 +48,7 @@ from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.errors import AccessError, AgentError, BusError, HctError
 from hct_cli.governor import Decision, Governor, worst_case_usd
-from hct_cli.jsonio import non_finite
+from hct_cli.jsonio import non_finite, writable_text
 from hct_cli.memory import Cut, Layout, Predictors, frame_text
 from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
@@ -452,7 +452,10 @@ class Performer:
                 result = await self._listened(station, request, ticket)
             else:
                 result = await station.provider.call(request)
-            if not isinstance(result.output, str):  # data (a python agent's, say): JSON's numbers only
+            if isinstance(result.output, str):
+                if not result.output.isascii():  # a prompt, digest or journal must be able to encode it
+                    result.output = writable_text(result.output)
+            else:  # data (a python agent's, say): JSON's numbers only
                 _refuse_non_finite(station.name, result.output)
             message = broadcast_of(station.name, request, result)
         except asyncio.CancelledError:

@@ -129,3 +129,13 @@ def test_an_answer_holding_a_non_finite_number_fails_its_agent(number: float) ->
     assert record.status == "failed"
     assert record.error is not None and "deep[1]" in record.error and "finite" in record.error
     assert result.state == {"x": 0}
+
+
+def test_an_answer_with_a_lone_surrogate_stays_text_that_can_be_written() -> None:
+    # A provider's JSON may escape half a UTF-16 pair ("\ud800"); Python decodes it as it is.
+    program = program_of({"a": {"prompt": "a"}, "b": {"prompt": "{{ cues.a }}", "cues": ["a"]}})
+    provider = Answering("x\ud800y \ud83d\ude00")
+    result = asyncio.run(perform(program, lambda spec: provider, digests=True))
+    assert result.status == "completed", result.agents["b"].error
+    assert result.agents["a"].output == "x\ufffdy \U0001f600"
+    assert str(result.agents["a"].output).encode("utf-8")
