@@ -13,6 +13,9 @@ from hct_cli.routing import Route
 from hct_cli.score.model import Agent
 
 __all__ = [
+    "BACKOFF_S",
+    "MAX_BACKOFF_S",
+    "RETRIES",
     "TEMPO_TIMEOUT_S",
     "CallRequest",
     "CallResult",
@@ -31,6 +34,12 @@ TEMPO_TIMEOUT_S: Mapping[str, float] = {
     "andante": 180.0,
     "largo": 300.0,
 }
+
+#: Retries of a call that failed transiently (a timeout, a rate limit), before the next tier: the
+#: n-th waits a random time of up to ``BACKOFF_S * 2**(n - 1)`` seconds, at most ``MAX_BACKOFF_S``.
+RETRIES = 3
+BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
 
 
 class ProviderError(HctError):

@@ -22,7 +22,16 @@ from types import ModuleType
 from typing import Any
 
 from hct_cli.models import model_info
-from hct_cli.providers.base import TEMPO_TIMEOUT_S, CallRequest, CallResult, ProviderError, timeout_for
+from hct_cli.providers.base import (
+    BACKOFF_S,
+    MAX_BACKOFF_S,
+    RETRIES,
+    TEMPO_TIMEOUT_S,
+    CallRequest,
+    CallResult,
+    ProviderError,
+    timeout_for,
+)
 from hct_cli.routing import Route
 
 __all__ = [
@@ -143,9 +152,9 @@ class LiteLLMProvider:
     def __init__(
         self,
         *,
-        retries: int = 3,
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 30.0,
+        retries: int = RETRIES,
+        backoff_s: float = BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
         endpoints: Mapping[str, Endpoint] | None = None,
         mock: MockHook | None = None,
     ) -> None:

@@ -22,12 +22,22 @@ import asyncio
 import hashlib
 import json
 import struct
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 from hct_cli.compile import expected_latency_s
 from hct_cli.models import ModelInfo, model_info, prefill_of
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import (
+    BACKOFF_S,
+    MAX_BACKOFF_S,
+    RETRIES,
+    CallRequest,
+    CallResult,
+    ProviderError,
+    timeout_for,
+)
+from hct_cli.routing import Route
 
 __all__ = ["SimulatedProvider", "draw", "prefill_of"]
 
@@ -108,9 +118,20 @@ class SimulatedProvider:
 
     first_token_notes = True  # calls ``request.on_first_token`` once the prompt is read
 
-    def __init__(self, seed: int = 0, *, time_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        time_scale: float = 1.0,
+        retries: int = RETRIES,
+        backoff_s: float = BACKOFF_S,
+        max_backoff_s: float = MAX_BACKOFF_S,
+    ) -> None:
         self.seed = seed
         self.time_scale = time_scale
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
         self._static: dict[tuple[object, ...], _Figures] = {}
         self._caches: dict[str, float] = {}  # prefix -> when its cache was written (loop time)
 
@@ -124,8 +145,9 @@ class SimulatedProvider:
             found = self._static[key] = _Figures(low, high - low, model_info(request.model))
         return found
 
-    def plan(self, request: CallRequest) -> CallResult:
-        """The call's outcome, without sleeping (pure)."""
+    def plan(self, request: CallRequest, retry: int = 0) -> CallResult:
+        """The call's outcome, without sleeping (pure); ``retry`` counts the provider's own retries
+        of a call that timed out, each of which draws anew."""
         agent = request.agent
         figures = agent.simulate
         fixed = self._figures(request)
@@ -133,6 +155,8 @@ class SimulatedProvider:
         # same value as draw(seed, agent, model, attempt, messages), spelled out for speed.
         user = request.user_text if request.shared else request.prompt
         key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{user}"
+        if retry:
+            key = f"{key}\x1f{retry}"
         a, b, c, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
         u_latency, u_tokens, u_text = a / _SCALE, b / _SCALE, c / _SCALE
         latency = fixed.low + fixed.spread * u_latency
@@ -196,6 +220,50 @@ class SimulatedProvider:
     async def call(self, request: CallRequest) -> CallResult:
         result = self.plan(request)
         first = min(self._prompt_cache(request, result), result.latency_s) if request.shared else 0.0
+        # The drawn latency and the timeout are both simulated seconds: which calls time out does
+        # not depend on --time-scale. A call that cannot time out costs one comparison here.
+        if result.latency_s > 0:
+            timeout = timeout_for(request)
+            if result.latency_s > timeout:
+                return await self._after_timeout(request, timeout)
+        return await self._answer(request, result, first)
+
+    async def _after_timeout(self, request: CallRequest, timeout: float) -> CallResult:
+        """What a real provider does when a call times out: wait out the timeout, retry with
+        backoff, then fall back to the next tier up; fail when every tier has run out."""
+        waited = 0.0  # simulated seconds spent on timeouts and backoffs
+        failure = ""
+        routes = [Route(request.tier, request.model, "routed"), *request.fallbacks]
+        for index, route in enumerate(routes):
+            attempt = request
+            if index > 0:
+                request.note("fallback", tier=route.tier, model=route.model, reason=failure)
+                attempt = replace(request, model=route.model, tier=route.tier)
+            for retry in range(self.retries + 1):
+                if index > 0 or retry > 0:  # the first attempt is the one that brought us here
+                    result = self.plan(attempt, retry)
+                    first = min(self._prompt_cache(attempt, result), result.latency_s) if attempt.shared else 0.0
+                    if result.latency_s <= timeout:
+                        result.tier = route.tier
+                        result.latency_s += waited  # the time the station waits for its answer
+                        return await self._answer(attempt, result, first + waited)
+                failure = f"{route.model}: Timeout: no answer within {timeout:g}s (simulated)"
+                waited += timeout
+                if retry < self.retries:
+                    upper = min(self.max_backoff_s, self.backoff_s * 2**retry)
+                    wait = (
+                        upper * draw(self.seed, request.agent.name, route.model, request.attempt, "backoff", retry)[0]
+                    )
+                    request.note("retry", model=route.model, attempt=retry + 1, wait_s=round(wait, 3), reason=failure)
+                    waited += wait
+        await asyncio.sleep(waited * self.time_scale)
+        raise ProviderError(
+            f"{failure} (retries and fallbacks exhausted)",
+            hint="Give the agent a larger timeout_s, or a simulate.latency_ms within it.",
+        )
+
+    async def _answer(self, request: CallRequest, result: CallResult, first: float) -> CallResult:
+        """Sleep the call's latency (its first token after ``first``) at the time scale; return it."""
         if self.time_scale != 1.0:
             result.latency_s *= self.time_scale  # report the time the call really took
             first *= self.time_scale

@@ -139,3 +139,23 @@ def test_an_answer_with_a_lone_surrogate_stays_text_that_can_be_written() -> Non
     assert result.status == "completed", result.agents["b"].error
     assert result.agents["a"].output == "x\ufffdy \U0001f600"
     assert str(result.agents["a"].output).encode("utf-8")
+
+
+def test_a_simulated_call_past_its_timeout_retries_falls_back_and_fails_as_a_real_one() -> None:
+    program = program_of(
+        {
+            "slow": {"prompt": "slow", "timeout_s": 0.05, "simulate": {"latency_ms": 500}},
+            "after": {"prompt": "{{ cues.slow }}", "cues": ["slow"]},
+        }
+    )
+    events: list[Event] = []
+    provider = SimulatedProvider(0, time_scale=0.001)
+    result = asyncio.run(perform(program, lambda spec: provider, observers=[events.append]))
+    assert result.status == "failed"
+    slow = result.agents["slow"]
+    assert slow.status == "failed" and slow.error is not None and "Timeout" in slow.error
+    assert result.agents["after"].status == "skipped"
+    kinds = [e.kind for e in events if e.station == "slow" and e.kind in ("retry", "fallback")]
+    # Three retries on the routed tier and on each tier it falls back to, as litellm's calls do.
+    assert kinds.count("fallback") >= 1
+    assert kinds.count("retry") == 3 * (kinds.count("fallback") + 1), kinds

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from hct_cli.models import model_info
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider, draw
 from hct_cli.score.model import Agent, Simulate
 
@@ -191,3 +191,63 @@ def test_a_scaled_call_reports_the_latency_it_slept() -> None:
     result = asyncio.run(SimulatedProvider(1, time_scale=0.01).call(req))
     assert result.latency_s == pytest.approx(0.002)
     assert SimulatedProvider(1, time_scale=0.01).plan(req).latency_s == pytest.approx(0.2)
+
+
+# -- timeouts -----------------------------------------------------------------------------------
+
+
+def _noted(req: CallRequest) -> list[tuple[str, dict[str, Any]]]:
+    notes: list[tuple[str, dict[str, Any]]] = []
+    req.reporter = lambda name, version, kind, data: notes.append((kind, data))
+    return notes
+
+
+def test_a_call_longer_than_its_timeout_times_out_as_a_real_one_does() -> None:
+    from hct_cli.routing import Route
+
+    slow = agent(timeout_s=0.05, simulate={"latency_ms": 500})
+    req = request(slow, tier="local", model="ollama/llama3.2")
+    req.fallbacks = (Route("mid", MODEL, "fallback"),)
+    notes = _noted(req)
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(SimulatedProvider(0, time_scale=0.001).call(req))
+    assert "Timeout" in info.value.message and "retries and fallbacks exhausted" in info.value.message
+    assert MODEL in info.value.message  # the last tier tried
+    kinds = [kind for kind, _ in notes]
+    # Per tier: the first attempt and three retries, with backoff; then the next tier up.
+    assert kinds == ["retry"] * 3 + ["fallback"] + ["retry"] * 3
+    assert [data["model"] for kind, data in notes if kind == "retry"] == ["ollama/llama3.2"] * 3 + [MODEL] * 3
+    assert [data["attempt"] for kind, data in notes if kind == "retry"] == [1, 2, 3] * 2
+    assert all(0 <= data["wait_s"] <= 2 ** (data["attempt"] - 1) for kind, data in notes if kind == "retry")
+    assert notes[3][1]["tier"] == "mid"
+
+
+def test_time_scale_never_changes_which_calls_time_out() -> None:
+    def outcome(scale: float) -> tuple[str, list[str]]:
+        req = request(agent(timeout_s=0.05, simulate={"latency_ms": [0, 100]}))
+        notes = _noted(req)
+        try:
+            result = asyncio.run(SimulatedProvider(3, time_scale=scale).call(req))
+        except ProviderError as exc:
+            return exc.message, [kind for kind, _ in notes]
+        return str(result.output), [kind for kind, _ in notes]
+
+    assert outcome(0.001) == outcome(0.01)
+
+
+def test_a_retry_after_a_timeout_draws_anew_and_may_answer() -> None:
+    answered_after_retries = 0
+    for seed in range(20):
+        req = request(agent(timeout_s=0.05, simulate={"latency_ms": [0, 100]}))
+        notes = _noted(req)
+        provider = SimulatedProvider(seed, time_scale=0.001)
+        try:
+            result = asyncio.run(provider.call(req))
+        except ProviderError:
+            assert len(notes) == 3  # every attempt timed out
+            continue
+        retries = len(notes)
+        assert provider.plan(req).latency_s > 0.05 if retries else provider.plan(req).latency_s <= 0.05
+        assert result.latency_s >= 0.001 * 0.05 * retries  # it waited out each timeout (scaled)
+        answered_after_retries += retries > 0
+    assert answered_after_retries > 0
