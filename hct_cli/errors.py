@@ -6,6 +6,8 @@ The tree::
     ├── UsageError                exit 2: the command line itself is wrong
     ├── ScoreError                a score failed to load, validate or lint; carries findings
     ├── InputError                an --input value or file cannot be used
+    ├── CheckError                a check cannot be evaluated as written (a JSON Schema $ref hct
+    │                             refuses or cannot resolve)
     ├── ExecNotAllowedError       a python/shell agent or check without --allow-exec
     ├── RunError                  a run could not start or continue
     │   ├── CredentialsError      a routed model has no key, or its server does not answer
@@ -38,6 +40,7 @@ __all__ = [
     "AgentError",
     "BenchError",
     "BusError",
+    "CheckError",
     "ContextError",
     "CredentialsError",
     "ExecNotAllowedError",
@@ -86,6 +89,11 @@ class ScoreError(HctError):
 
 class InputError(HctError):
     """An ``--input`` value or file cannot be used."""
+
+
+class CheckError(HctError):
+    """A check cannot be evaluated as written: its JSON Schema has a ``$ref`` that reaches beyond
+    the score (a URL, a file outside its directory) or that does not resolve."""
 
 
 class ExecNotAllowedError(HctError):

@@ -12,7 +12,7 @@ from hct_cli.errors import InputError
 from hct_cli.jsonio import loads
 from hct_cli.score.model import InputSpec, Score
 
-__all__ = ["MAX_INPUT_BYTES", "parse_input_args", "resolve_inputs"]
+__all__ = ["MAX_INPUT_BYTES", "confined_file", "parse_input_args", "resolve_inputs"]
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
 
@@ -30,18 +30,28 @@ def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
     return parsed
 
 
-def _read(path: Path, base: Path, *, allow_path: bool, what: str) -> str:
+def confined_file(path: Path, base: Path, *, allow_path: bool, what: str, keep: str = "input files") -> Path:
+    """The regular file ``path`` names relative to ``base``, symlinks followed, refused (InputError)
+    when it lies outside ``base`` without ``allow_path``, is no regular file or is too large.
+
+    Nothing is opened: a refused file is never read. ``keep`` names such files in the hint.
+    """
     target = (base / path).resolve()
     root = base.resolve()
     if not allow_path and os.path.commonpath([root, target]) != str(root):
         raise InputError(
             f"{what} {path} lies outside {root}",
-            hint="Keep input files inside that directory, or pass --allow-path.",
+            hint=f"Keep {keep} inside that directory, or pass --allow-path.",
         )
     if not target.is_file():
         raise InputError(f"{what} {path} is not a regular file", hint="Check the path.")
     if target.stat().st_size > MAX_INPUT_BYTES:
         raise InputError(f"{what} {path} is larger than {MAX_INPUT_BYTES:,} bytes", hint="Pass a smaller file.")
+    return target
+
+
+def _read(path: Path, base: Path, *, allow_path: bool, what: str) -> str:
+    target = confined_file(path, base, allow_path=allow_path, what=what)
     try:
         return target.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -342,6 +342,38 @@ CASES = [
         agent="leak",
         twin_shows="hello-from-the-twin",
     ),
+    # -- checks: JSON Schema refs and regexes ------------------------------------------------------
+    Case(
+        "schema_ref_url",
+        "lint",
+        ("$ref 'http://127.0.0.1:9/answer.json' is refused", "hct never fetches a schema"),
+        ("$defs", "beside the score"),
+        "HCT283",
+        at="$ref",
+    ),
+    Case(
+        "schema_ref_file_url",
+        "lint",
+        ("$ref 'file:///etc/passwd' is refused", "hct never fetches a schema"),
+        ("$defs", "beside the score"),
+        "HCT283",
+        at="$ref",
+    ),
+    Case(
+        "schema_ref_traversal",
+        "input",
+        ("$ref '../README.md' is refused", "lies outside"),
+        ("Keep schema files inside", "--allow-path"),
+        code="HCT283",
+        error_type="CheckError",
+    ),
+    Case(
+        "regex_backtracking",
+        "fails",
+        ("the regex /^(a|a)+$/ took longer than 1 s", "was stopped"),
+        ("simplify the pattern",),
+        agent="shout",
+    ),
     # -- size ----------------------------------------------------------------------------------
     Case(
         "oversized_prompt",

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from hct_cli.checks import SchemaRefs
 from hct_cli.compile import Program, StationSpec, compile_score
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.events import Event, Observer
@@ -124,7 +125,14 @@ def perform_command(
                 hint=f"Run `hct perform --resume {resume}` without a score or --input.",
             )
         return _perform(
-            None, resume=resume, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view, bus=bus
+            None,
+            resume=resume,
+            as_json=as_json,
+            allow_exec=allow_exec,
+            allow_path=allow_path,
+            durable=durable,
+            view=view,
+            bus=bus,
         )
     if path is None:
         raise UsageError("perform needs a score", hint="Run `hct perform SCORE --simulate`, or --resume RUN.")
@@ -159,7 +167,13 @@ def perform_command(
         bus=bus,
     )
     return _perform(
-        (score, path, config), resume=None, as_json=as_json, allow_exec=allow_exec, durable=durable, view=view
+        (score, path, config),
+        resume=None,
+        as_json=as_json,
+        allow_exec=allow_exec,
+        allow_path=allow_path,
+        durable=durable,
+        view=view,
     )
 
 
@@ -172,12 +186,23 @@ def _refuse_exec(score: Score, allow_exec: bool) -> None:
         )
 
 
+def _schema_refs(score: Score, allow_path: bool) -> SchemaRefs:
+    """What resolves the score's JSON Schema refs, every file they name read now: a ref that is
+    refused or does not resolve stops the run before it starts (CheckError)."""
+    from hct_cli.score.model import checks_of
+
+    refs = SchemaRefs(score.base_dir, allow_path=allow_path)
+    refs.preload(check for agent in score.agents.values() for _, check in checks_of(agent))
+    return refs
+
+
 def _perform(
     fresh: tuple[Score, Path, RunConfig] | None,
     *,
     resume: str | None,
     as_json: bool,
     allow_exec: bool,
+    allow_path: bool = False,
     durable: str | None,
     view: _View,
     bus: str | None = None,
@@ -187,8 +212,10 @@ def _perform(
     from hct_cli.home import connect, set_durability
     from hct_cli.journal import Journal, find_run, recall, squashed_versions
 
+    refs: SchemaRefs | None = None
     if fresh is not None:
         _refuse_exec(fresh[0], allow_exec)  # before anything is written
+        refs = _schema_refs(fresh[0], allow_path)
     db = connect(durable=durable or "normal")
     recalled = None
     start_versions: dict[str, int] = {}
@@ -213,6 +240,8 @@ def _perform(
         score = _route_to_local(score, everything=config.local == "all")
     program = compile_score(score)
     _refuse_exec(score, allow_exec)
+    if refs is None:  # a resume: the files beside the journaled score's path, read again
+        refs = _schema_refs(score, allow_path)
     from hct_cli.providers.exec import ExecProvider
 
     executor = ExecProvider()
@@ -294,6 +323,7 @@ def _perform(
                 simulate_seed=config.seed if config.simulate else None,
                 allow_exec=allow_exec,
                 desk=desk,
+                refs=refs,
             ),
             judge_provider=judges,
             predictors=Predictors(db),

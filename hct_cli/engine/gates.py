@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.checks import Verdict, evaluate, needs_gate
+from hct_cli.checks import SchemaRefs, Verdict, evaluate, needs_gate
 from hct_cli.jsonio import dumps, loads
 from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.exec import call_function, load_callable
@@ -75,8 +75,11 @@ class Gatekeeper:
         simulate_seed: int | None = None,
         allow_exec: bool = False,
         desk: HumanDesk | None = None,
+        refs: SchemaRefs | None = None,
     ) -> None:
         self.tiers = dict(tiers or {})
+        # Resolves the $ref of json_schema checks; without it only refs inside a schema resolve.
+        self.refs = refs if refs is not None else SchemaRefs(None)
         self.simulate_seed = simulate_seed
         self.allow_exec = allow_exec
         self.desk = desk
@@ -103,7 +106,7 @@ class Gatekeeper:
         ):
             u = draw(self.simulate_seed, agent.name, "gate", version)[0]
             return Verdict(u < rate, f"simulated check (pass rate {rate:g})")
-        verdict = evaluate(check, output)
+        verdict = evaluate(check, output, self.refs)
         if not verdict.passed or not self.waits(check, fermata):
             return verdict
         return None
@@ -118,7 +121,7 @@ class Gatekeeper:
         fermata: Fermata | None = None,
     ) -> Verdict:
         """Every kind of ``check`` in turn, cheapest first; the first failure decides."""
-        verdict = evaluate(check, output)
+        verdict = evaluate(check, output, self.refs)
         if not verdict.passed:
             return verdict
         timeout = fermata.timeout_s if fermata is not None else None

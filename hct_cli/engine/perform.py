@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.checks import Verdict
+from hct_cli.checks import SchemaRefs, Verdict
 from hct_cli.coherence import Checkpoint
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
@@ -141,7 +141,10 @@ class Performer:
             if name in self._stations:  # a resume after a caesura: squashed versions are not reused
                 self._stations[name].version = version
         self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
-        self.gates = gates if gates is not None else Gatekeeper(tiers=program.tiers)
+        if gates is None:
+            score_dir = program.score.base_dir if program.score.path is not None else None
+            gates = Gatekeeper(tiers=program.tiers, refs=SchemaRefs(score_dir))
+        self.gates = gates
         self.gates.fit = self.context.fit_request
         self.listening = Listening(self._emit if self.observers else None, self._warm_up, enabled=listening)
         self._judge_provider = judge_provider

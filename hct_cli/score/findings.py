@@ -55,6 +55,9 @@ CODES: dict[str, str] = {
     "HCT253": "agent runs code and needs --allow-exec",
     "HCT261": "input default problem",
     "HCT271": "prompt and reference frame overflow the model's window",
+    "HCT281": "regex does not compile",
+    "HCT282": "JSON Schema not valid against its metaschema",
+    "HCT283": "JSON Schema $ref refused or unresolvable",
 }
 
 

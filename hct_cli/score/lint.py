@@ -477,6 +477,37 @@ class _Checks:
                         "hct perform runs it only with --allow-exec.",
                     )
 
+    # -- what checks contain -----------------------------------------------------------------
+
+    def check_contents(self) -> Iterator[Finding]:
+        """Every regex compiles, every JSON Schema is valid and its refs stay in the score: a
+        check that cannot be evaluated is refused now, not in the middle of a run."""
+        from hct_cli.checks import SchemaRefs, regex_problem
+
+        # Lint has no --allow-path: a file outside the score's directory is reported, never read.
+        refs = SchemaRefs(self.score.base_dir)
+        for agent in self.agents.values():
+            for path, check in self._checks(agent):
+                if check.regex is not None:
+                    problem = regex_problem(check.regex)
+                    if problem is not None:
+                        yield self.error(
+                            (*path, "regex"),
+                            "HCT281",
+                            f"regex of {agent.name!r} does not compile: {problem}",
+                            "Fix the pattern (Python regular expression syntax); escape a literal ( [ { with a backslash.",
+                        )
+                if check.json_schema is not None:
+                    for found in refs.problems(check.json_schema):
+                        yield self.at(
+                            (*path, "json_schema", *found.path),
+                            found.severity,
+                            found.code,
+                            f"json_schema of {agent.name!r}: {found.message}",
+                            found.hint,
+                            key=found.key,
+                        )
+
     # -- inputs ----------------------------------------------------------------------------
 
     def inputs(self) -> Iterator[Finding]:
@@ -528,5 +559,6 @@ def check_score(score: Score, doc: Document) -> list[Finding]:
     cycle_findings, on_cycle = checks.cycles()
     findings = [*checks.cues(), *cycle_findings, *checks.unreachable(on_cycle)]
     findings += [*checks.state(), *checks.templates(), *checks.routing()]
-    findings += [*checks.conflicts(on_cycle), *checks.signals(), *checks.inputs(), *checks.windows()]
+    findings += [*checks.conflicts(on_cycle), *checks.signals(), *checks.check_contents()]
+    findings += [*checks.inputs(), *checks.windows()]
     return findings
