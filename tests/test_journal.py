@@ -93,12 +93,12 @@ def test_connect_creates_the_database_in_wal_mode_with_every_table(_isolated_hom
     connect()  # the schema applies twice without complaint
 
 
-def test_connect_reports_an_unusable_home_as_a_run_error(tmp_path: Path) -> None:
-    from hct_cli.errors import RunError
+def test_connect_reports_an_unusable_home_as_a_store_error(tmp_path: Path) -> None:
+    from hct_cli.errors import StoreError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(RunError, match="cannot open hct's database") as info:
+    with pytest.raises(StoreError, match="cannot open hct's database") as info:
         connect(home=blocker / "sub")
     assert "HCT_HOME" in info.value.hint
 
@@ -460,3 +460,36 @@ def test_run_config_round_trips_and_ignores_unknown_fields() -> None:
     data = json.loads(config.to_json())
     data["added_later"] = True
     assert RunConfig.from_json(json.dumps(data)) == config
+
+
+# -- one performer a run -----------------------------------------------------------------------
+
+
+def test_a_claimed_run_is_refused_to_a_second_claim_until_released() -> None:
+    from hct_cli.errors import RunBusyError
+    from hct_cli.journal import claim
+
+    db = connect()
+    held = claim(db, "r1")
+    with pytest.raises(RunBusyError, match=f"process {os.getpid()}") as info:
+        claim(db, "r1")  # a second open file of the lock conflicts, in this process too
+    assert "hct perform --resume r1" in info.value.hint
+    with claim(db, "r2"):  # another run is another lock
+        pass
+    held.release()
+    with claim(db, "r1"):
+        pass
+
+
+def test_a_recycled_pid_does_not_keep_a_crashed_run_running() -> None:
+    from hct_cli.journal import process_start
+
+    db = connect()
+    Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
+    started = process_start(os.getpid())
+    if started is None:
+        pytest.skip("no /proc: the start time is unknown and the pid alone decides")
+    assert find_run(db, "r1").status == "running"
+    # The same pid, a process started at another time: the run's own process is gone.
+    db.execute("UPDATE runs SET pid_start = ? WHERE run_id = 'r1'", (started + 1,))
+    assert find_run(db, "r1").status == "crashed"
