@@ -194,7 +194,10 @@ def _integrity(path: Path) -> str:
         return str(exc)
     finally:
         probe.close()
-    summary = "; ".join(rows)
+    # One row may hold several lines ("*** in database main ***" first): three lines are enough.
+    lines = [line.strip() for row in rows for line in row.splitlines() if line.strip()]
+    findings = [line for line in lines if not line.startswith("***")][:3]
+    summary = "; ".join(findings or lines)
     return summary if len(summary) <= 300 else summary[:297] + "..."
 
 

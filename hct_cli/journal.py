@@ -31,7 +31,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -159,6 +159,9 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.results = 0  # results journaled by this process
         self._fault = _fault_plan()
+        #: Told when a flush the event loop runs fails (nobody would catch it there); the CLI
+        #: ends the run with it. Without one, the error is raised into the loop.
+        self.on_failure: Callable[[Exception], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -236,7 +239,15 @@ class Journal:
                     self.flush()
                     return
             self._scheduled = True
-            loop.call_soon(self.flush)
+            loop.call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        try:
+            self.flush()
+        except HctError as exc:
+            if self.on_failure is None:
+                raise
+            self.on_failure(exc)
 
     def flush(self) -> None:
         """Commit every buffered event in one transaction."""

@@ -493,3 +493,35 @@ def test_a_recycled_pid_does_not_keep_a_crashed_run_running() -> None:
     # The same pid, a process started at another time: the run's own process is gone.
     db.execute("UPDATE runs SET pid_start = ? WHERE run_id = 'r1'", (started + 1,))
     assert find_run(db, "r1").status == "crashed"
+
+
+def test_a_journal_that_cannot_write_mid_run_ends_the_run_with_the_error(tmp_path: Path) -> None:
+    from hct_cli.errors import CorruptStoreError
+
+    db = connect(home=tmp_path)
+    journal = Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()
+    db.close()
+    with (tmp_path / DB_NAME).open("r+b") as f:  # the events table's root page, overwritten
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+    journal.db = connect(home=tmp_path)
+    failures: list[BaseException] = []
+    journal.on_failure = failures.append
+
+    async def run() -> None:
+        journal(Event("run_start", 0.0, None, 0, {"run_id": "r1"}))  # the flush is scheduled, not run here
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    logged: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: logged.append(context))
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert not logged  # nothing escaped into the loop's handler (which prints a traceback)
+    assert [type(f) for f in failures] == [CorruptStoreError]

@@ -327,6 +327,7 @@ def _perform_claimed(
             digests=True,
             tokenizer=tokenizer,
         )
+        journal.on_failure = performer.fail
         tiers = list(program.tiers)
         play = (lambda: session.play(performer, tiers)) if session is not None else performer.run
         if ensemble is not None:
