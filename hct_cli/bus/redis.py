@@ -90,11 +90,13 @@ def shown_url(url: str) -> str:
     """``url`` as messages show it and the journal keeps it: a password in it is masked (in the
     authority, or as a ``password=`` query parameter, which redis-py reads too)."""
     parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(key == "password" for key, _ in query):
+        return url
     netloc = parts.netloc
     if parts.password is not None:
         user = f"{parts.username}:" if parts.username else ":"
         netloc = f"{user}{_MASK}@{netloc.rpartition('@')[2]}"
-    query = parse_qsl(parts.query, keep_blank_values=True)
     if any(key == "password" for key, _ in query):
         query = [(key, _MASK if key == "password" else value) for key, value in query]
         return _join(parts, netloc, urlencode(query, safe="*"))
