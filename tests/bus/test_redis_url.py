@@ -34,7 +34,11 @@ def test_a_password_in_the_query_is_masked_too(url: str, shown: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://:p%40ss%2Fw0rd@127.0.0.1:6379/0", "rediss://user:s3cret@cache.example/2", "unix:///r.sock?password=s3cret"],
+    [
+        "redis://:p%40ss%2Fw0rd@127.0.0.1:6379/0",
+        "rediss://user:s3cret@cache.example/2",
+        "unix:///r.sock?password=s3cret",
+    ],
 )
 def test_a_masked_url_gets_its_password_back(url: str) -> None:
     from urllib.parse import unquote, urlsplit
