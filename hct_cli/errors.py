@@ -13,7 +13,10 @@ The tree::
     │   ├── CredentialsError      a routed model has no key, or its server does not answer
     │   ├── LocalModelError       the local model is not installed or its server did not start
     │   ├── BusError              the distributed bus (Redis) cannot be reached, or was lost mid-run
-    │   └── RunNotFoundError      no journaled run has that id
+    │   ├── RunNotFoundError      no journaled run has that id
+    │   └── RunBusyError          another live process is performing that run
+    ├── StoreError                hct's database under $HCT_HOME cannot be opened or written
+    │   └── CorruptStoreError     the database file is damaged (or is not an SQLite database)
     ├── AgentError                one agent cannot go on; that agent fails, the run carries on
     │   ├── ContextError          the reference frame and the prompt alone exceed the model's window
     │   └── AccessError           an agent reached beyond what it declared (the reference frame,
@@ -42,14 +45,17 @@ __all__ = [
     "BusError",
     "CheckError",
     "ContextError",
+    "CorruptStoreError",
     "CredentialsError",
     "ExecNotAllowedError",
     "HctError",
     "InputError",
     "LocalModelError",
+    "RunBusyError",
     "RunError",
     "RunNotFoundError",
     "ScoreError",
+    "StoreError",
     "UsageError",
 ]
 
@@ -114,6 +120,29 @@ class LocalModelError(RunError):
 
 class RunNotFoundError(RunError):
     """No journaled run has the given id."""
+
+
+class RunBusyError(RunError):
+    """The run is being performed by another process that is still alive: one performer a run."""
+
+
+class StoreError(HctError):
+    """hct's database (``$HCT_HOME/hct.db``) cannot be opened or written."""
+
+
+class CorruptStoreError(StoreError):
+    """hct's database file is damaged, empty or not an SQLite database at all."""
+
+    def __init__(self, message: str, *, file: str, integrity: str, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.file = file
+        self.integrity = integrity
+
+    def to_json(self) -> dict[str, object]:
+        data = super().to_json()
+        data["file"] = self.file
+        data["integrity_check"] = self.integrity
+        return data
 
 
 class AgentError(HctError):

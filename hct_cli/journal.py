@@ -10,6 +10,13 @@ A run is journaled in *segments*: the first run is segment 1, each ``--resume`` 
 the journal come the run history (:func:`list_runs`), everything ``hct show`` prints, and what a
 resume needs (:func:`recall`): every call whose result was journaled, so it is never paid again.
 
+One process performs a run at a time. :func:`claim` takes an exclusive OS lock on
+``$HCT_HOME/locks/RUN.lock`` (``flock``) before a segment is journaled and holds it until the
+segment ends; a second ``perform --resume`` of the run is refused naming the holder. The kernel
+drops the lock when its process dies, ``kill -9`` included, so a crashed run's lock is never
+stale. The runs table keeps the owner's pid and its start time (``/proc/PID/stat`` on Linux), so a
+pid the system has since given to another process does not make a crashed run look ``running``.
+
 Fault injection for tests: ``HCT_FAULT=mid:K`` kills the process with SIGKILL while the
 transaction holding the K-th journaled result is open (it is lost), ``HCT_FAULT=after:K`` right
 after it commits.
@@ -22,13 +29,16 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.errors import RunError, RunNotFoundError
+from hct_cli.errors import HctError, RunBusyError, RunError, RunNotFoundError
 from hct_cli.jsonio import dumps, encoder
 from hct_cli.redact import Redactor
 
@@ -40,13 +50,16 @@ __all__ = [
     "Journal",
     "RecalledCall",
     "RunConfig",
+    "RunLock",
     "RunRow",
     "call_counts",
     "calls_of",
+    "claim",
     "events_of",
     "find_run",
     "list_runs",
     "next_verdict",
+    "process_start",
     "recall",
     "record_verdict",
     "squashed_versions",
@@ -80,8 +93,13 @@ class RunConfig:
         return self.budget_usd if self.budget_usd is not None else score.routing.budget_usd
 
     def to_json(self, redact: Redactor | None = None) -> str:
-        """The configuration as JSON; with ``redact``, secrets replaced in its values first."""
+        """The configuration as JSON; with ``redact``, secrets replaced in its values first. A
+        password in the bus URL is masked: a resume takes it from the environment."""
         data = asdict(self)
+        if self.bus is not None:
+            from hct_cli.bus.redis import shown_url
+
+            data["bus"] = shown_url(self.bus)
         return dumps(redact.data(data) if redact is not None else data)
 
     @classmethod
@@ -105,6 +123,7 @@ class RunRow:
     segments: int
     pid: int | None
     result: dict[str, Any] | None
+    pid_start: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +159,9 @@ class Journal:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.results = 0  # results journaled by this process
         self._fault = _fault_plan()
+        #: Told when a flush the event loop runs fails (nobody would catch it there); the CLI
+        #: ends the run with it. Without one, the error is raised into the loop.
+        self.on_failure: Callable[[Exception], None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -151,8 +173,8 @@ class Journal:
         redact = Redactor.from_environ()
         _write(
             db,
-            "INSERT INTO runs (run_id, score, score_path, score_text, config, status, started_at, pid)"
-            " VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+            "INSERT INTO runs (run_id, score, score_path, score_text, config, status, started_at, pid, pid_start)"
+            " VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             (
                 run_id,
                 score,
@@ -161,6 +183,7 @@ class Journal:
                 config.to_json(redact),
                 time.time(),
                 os.getpid(),
+                process_start(os.getpid()),
             ),
         )
         return cls(db, run_id, 1)
@@ -171,8 +194,8 @@ class Journal:
         segment = run.segments + 1
         _write(
             db,
-            "UPDATE runs SET segments = ?, status = 'running', ended_at = NULL, pid = ? WHERE run_id = ?",
-            (segment, os.getpid(), run.run_id),
+            "UPDATE runs SET segments = ?, status = 'running', ended_at = NULL, pid = ?, pid_start = ? WHERE run_id = ?",
+            (segment, os.getpid(), process_start(os.getpid()), run.run_id),
         )
         return cls(db, run.run_id, segment)
 
@@ -181,7 +204,8 @@ class Journal:
         self.flush()
         _write(
             self.db,
-            "UPDATE runs SET status = ?, ended_at = ?, cost_usd = ?, result = ?, pid = NULL WHERE run_id = ?",
+            "UPDATE runs SET status = ?, ended_at = ?, cost_usd = ?, result = ?, pid = NULL, pid_start = NULL"
+            " WHERE run_id = ?",
             (status, time.time(), cost_usd, dumps(Redactor.from_environ().data(result)), self.run_id),
         )
 
@@ -215,7 +239,15 @@ class Journal:
                     self.flush()
                     return
             self._scheduled = True
-            loop.call_soon(self.flush)
+            loop.call_soon(self._flush_turn)
+
+    def _flush_turn(self) -> None:
+        try:
+            self.flush()
+        except HctError as exc:
+            if self.on_failure is None:
+                raise
+            self.on_failure(exc)
 
     def flush(self) -> None:
         """Commit every buffered event in one transaction."""
@@ -229,6 +261,10 @@ class Journal:
             if self._fault is not None and self._fault[0] == "mid" and self.results >= self._fault[1]:
                 os.kill(os.getpid(), signal.SIGKILL)
             self.db.execute("COMMIT")
+        except HctError:  # a damaged database file, say
+            if self.db.in_transaction:
+                sqlite3.Connection.execute(self.db, "ROLLBACK")
+            raise
         except sqlite3.Error as exc:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
@@ -259,39 +295,151 @@ def _write(db: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> None:
 # -- reading ---------------------------------------------------------------------------------
 
 _RUN_COLUMNS = (
-    "run_id, score, score_path, score_text, config, status, started_at, ended_at, cost_usd, segments, pid, result"
+    "run_id, score, score_path, score_text, config, status, started_at, ended_at, cost_usd, segments, pid, result,"
+    " pid_start"
 )
 
 
 def _row(values: tuple[Any, ...]) -> RunRow:
-    run_id, score, path, text, config, status, started, ended, cost, segments, pid, result = values
+    run_id, score, path, text, config, status, started, ended, cost, segments, pid, result, pid_start = values
     return RunRow(
         run_id,
         score,
         path,
         text,
         RunConfig.from_json(config),
-        _status(status, pid),
+        _status(status, pid, pid_start),
         started,
         ended,
         cost,
         segments,
         pid,
         json.loads(result) if result else None,
+        pid_start,
     )
 
 
-def _status(status: str, pid: int | None) -> str:
-    """A run journaled as running whose process is gone crashed (this machine's pids only)."""
-    if status != "running" or pid is None:
-        return status
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22);
+    None where there is no procfs or no such process. With the pid, it names one process: the
+    system may give a dead process's pid to another, never with the same start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces and parentheses itself.
+    fields = stat.rpartition(")")[2].split()
+    try:
+        return int(fields[19])  # fields[0] is field 3
+    except (IndexError, ValueError):
+        return None
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether process ``pid`` (started at ``started``, if known) still runs on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return "crashed"
-    except PermissionError:
+        return False
+    except PermissionError:  # another user's process: alive, its start time still tells
+        pass
+    if started is None:
+        return True
+    now = process_start(pid)
+    return now is None or now == started
+
+
+def _status(status: str, pid: int | None, pid_start: int | None = None) -> str:
+    """A run journaled as running whose process is gone crashed (this machine's pids only)."""
+    if status != "running" or pid is None:
         return status
-    return status
+    return status if _alive(pid, pid_start) else "crashed"
+
+
+# -- one performer a run ---------------------------------------------------------------------
+
+if sys.platform == "win32":
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+class RunLock:
+    """This process's claim to perform a run; released by :meth:`release`, or by the kernel when
+    the process dies. The lock file is never removed: removing a locked file lets a second
+    process lock a new file of the same name while the first still holds the old one."""
+
+    def __init__(self, run_id: str, fd: int | None) -> None:
+        self.run_id = run_id
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the file releases its lock
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _lock_dir(db: sqlite3.Connection) -> Path | None:
+    for _, name, file in sqlite3.Connection.execute(db, "PRAGMA database_list"):
+        if name == "main" and file:
+            return Path(file).parent / "locks"
+    return None  # an in-memory database: no other process can reach its runs
+
+
+def claim(db: sqlite3.Connection, run_id: str) -> RunLock:
+    """Claim ``run_id`` for this process, or raise :class:`RunBusyError` naming the live
+    process that performs it. Atomic: the kernel grants an exclusive ``flock`` to one file
+    descriptor only."""
+    where = _lock_dir(db)
+    if where is None:
+        return RunLock(run_id, None)
+    where.mkdir(mode=0o700, exist_ok=True)
+    path = where / f"{run_id}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by the run's subprocesses
+    if not _try_lock(fd):
+        holder = os.read(fd, 100).decode(errors="replace").split()
+        os.close(fd)
+        raise _busy(db, run_id, int(holder[0]) if holder and holder[0].isdigit() else None)
+    # Who holds it, for the message of a process refused: written only once the lock is ours.
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {process_start(os.getpid()) or ''}\n".encode())
+    return RunLock(run_id, fd)
+
+
+def _busy(db: sqlite3.Connection, run_id: str, pid: int | None) -> RunBusyError:
+    if pid is None:  # the holder has the lock but has not written its pid yet: the journal's
+        row = db.execute("SELECT pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        pid = row[0] if row and row[0] is not None else None
+    who = f"process {pid}" if pid is not None else "another process"
+    stop = f"stop it (`kill {pid}`)" if pid is not None else "stop it"
+    return RunBusyError(
+        f"run {run_id} is being performed by {who} on this machine; one process performs a run at a time",
+        hint=f"Wait for it to end, or {stop} and run `hct perform --resume {run_id}` again; "
+        f"`hct approve`/`hct reject` reach the live run as they are.",
+    )
 
 
 def list_runs(db: sqlite3.Connection, limit: int | None = None) -> list[RunRow]:

@@ -93,12 +93,12 @@ def test_connect_creates_the_database_in_wal_mode_with_every_table(_isolated_hom
     connect()  # the schema applies twice without complaint
 
 
-def test_connect_reports_an_unusable_home_as_a_run_error(tmp_path: Path) -> None:
-    from hct_cli.errors import RunError
+def test_connect_reports_an_unusable_home_as_a_store_error(tmp_path: Path) -> None:
+    from hct_cli.errors import StoreError
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(RunError, match="cannot open hct's database") as info:
+    with pytest.raises(StoreError, match="cannot open hct's database") as info:
         connect(home=blocker / "sub")
     assert "HCT_HOME" in info.value.hint
 
@@ -460,3 +460,68 @@ def test_run_config_round_trips_and_ignores_unknown_fields() -> None:
     data = json.loads(config.to_json())
     data["added_later"] = True
     assert RunConfig.from_json(json.dumps(data)) == config
+
+
+# -- one performer a run -----------------------------------------------------------------------
+
+
+def test_a_claimed_run_is_refused_to_a_second_claim_until_released() -> None:
+    from hct_cli.errors import RunBusyError
+    from hct_cli.journal import claim
+
+    db = connect()
+    held = claim(db, "r1")
+    with pytest.raises(RunBusyError, match=f"process {os.getpid()}") as info:
+        claim(db, "r1")  # a second open file of the lock conflicts, in this process too
+    assert "hct perform --resume r1" in info.value.hint
+    with claim(db, "r2"):  # another run is another lock
+        pass
+    held.release()
+    with claim(db, "r1"):
+        pass
+
+
+def test_a_recycled_pid_does_not_keep_a_crashed_run_running() -> None:
+    from hct_cli.journal import process_start
+
+    db = connect()
+    Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
+    started = process_start(os.getpid())
+    if started is None:
+        pytest.skip("no /proc: the start time is unknown and the pid alone decides")
+    assert find_run(db, "r1").status == "running"
+    # The same pid, a process started at another time: the run's own process is gone.
+    db.execute("UPDATE runs SET pid_start = ? WHERE run_id = 'r1'", (started + 1,))
+    assert find_run(db, "r1").status == "crashed"
+
+
+def test_a_journal_that_cannot_write_mid_run_ends_the_run_with_the_error(tmp_path: Path) -> None:
+    from hct_cli.errors import CorruptStoreError
+
+    db = connect(home=tmp_path)
+    journal = Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()
+    db.close()
+    with (tmp_path / DB_NAME).open("r+b") as f:  # the events table's root page, overwritten
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+    journal.db = connect(home=tmp_path)
+    failures: list[BaseException] = []
+    journal.on_failure = failures.append
+
+    async def run() -> None:
+        journal(Event("run_start", 0.0, None, 0, {"run_id": "r1"}))  # the flush is scheduled, not run here
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    loop = asyncio.new_event_loop()
+    logged: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: logged.append(context))
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
+    assert not logged  # nothing escaped into the loop's handler (which prints a traceback)
+    assert [type(f) for f in failures] == [CorruptStoreError]

@@ -31,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from hct_cli.bus.base import Broadcast, Handler
 from hct_cli.distributed.work import Result, decode_result, encode_result
@@ -82,16 +82,49 @@ def alive_key(worker: str) -> str:
     return f"hct:worker:{worker}"
 
 
+#: Where a resumed run's Redis password comes from: the journal keeps the run's URL masked.
+PASSWORD_ENV = "HCT_REDIS_PASSWORD"
+_MASK = "***"
+
+
 def shown_url(url: str) -> str:
-    """``url`` as messages show it: a password in it is masked."""
+    """``url`` as messages show it and the journal keeps it: a password in it is masked (in the
+    authority, or as a ``password=`` query parameter, which redis-py reads too)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(key == "password" for key, _ in query):
         return url
-    user = f"{parts.username}:" if parts.username else ":"
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}***@{host}", parts.path, parts.query, parts.fragment))
+    netloc = parts.netloc
+    if parts.password is not None:
+        user = f"{parts.username}:" if parts.username else ":"
+        netloc = f"{user}{_MASK}@{netloc.rpartition('@')[2]}"
+    if any(key == "password" for key, _ in query):
+        query = [(key, _MASK if key == "password" else value) for key, value in query]
+        return _join(parts, netloc, urlencode(query, safe="*"))
+    return _join(parts, netloc, parts.query)
+
+
+def _join(parts: SplitResult, netloc: str, query: str) -> str:
+    # Not urlunsplit: it drops the empty authority of unix:///path, which redis-py then misreads.
+    url = f"{parts.scheme}://{netloc}{parts.path}"
+    return url + (f"?{query}" if query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+def is_masked(url: str) -> bool:
+    """Whether ``url`` had its password masked by :func:`shown_url`."""
+    parts = urlsplit(url)
+    return parts.password == _MASK or (_MASK in parts.query and ("password", _MASK) in parse_qsl(parts.query))
+
+
+def with_password(url: str, password: str) -> str:
+    """A masked ``url`` with its password put back."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password == _MASK:
+        user = f"{parts.username}:" if parts.username else ":"
+        netloc = f"{user}{quote(password, safe='')}@{netloc.rpartition('@')[2]}"
+    query = [(k, password if k == "password" and v == _MASK else v) for k, v in parse_qsl(parts.query, True)]
+    return _join(parts, netloc, urlencode(query) if query else parts.query)
 
 
 async def connect(url: str) -> Any:

@@ -121,7 +121,8 @@ def perform(
         str | None,
         typer.Option(
             "--bus",
-            help="Distributed mode: issue model calls on Redis (redis://HOST:PORT/DB) to `hct worker` processes.",
+            help="Distributed mode: issue model calls on Redis (redis://HOST:PORT/DB) to `hct worker` processes. "
+            "The journal keeps the URL without its password: a --resume reads it from HCT_REDIS_PASSWORD.",
             metavar="URL",
         ),
     ] = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import signal
+import sqlite3
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -209,24 +210,55 @@ def _perform(
 ) -> int:
     """Run a new score (``fresh``) or the next segment of a journaled run (``resume``); ``bus``
     overrides the journaled bus of a resumed run."""
-    from hct_cli.home import connect, set_durability
-    from hct_cli.journal import Journal, find_run, recall, squashed_versions
+    from hct_cli.home import connect
+    from hct_cli.journal import claim, find_run
 
     refs: SchemaRefs | None = None
     if fresh is not None:
         _refuse_exec(fresh[0], allow_exec)  # before anything is written
         refs = _schema_refs(fresh[0], allow_path)
     db = connect(durable=durable or "normal")
+    # One performer a run: held from before the journal is read (a resume recalls what it holds)
+    # until the segment's end is journaled.
+    run_id = find_run(db, resume).run_id if fresh is None and resume is not None else uuid.uuid4().hex[:12]
+    with claim(db, run_id):
+        return _perform_claimed(
+            db,
+            run_id,
+            fresh,
+            as_json=as_json,
+            allow_exec=allow_exec,
+            allow_path=allow_path,
+            refs=refs,
+            durable=durable,
+            view=view,
+            bus=bus,
+        )
+
+
+def _perform_claimed(
+    db: sqlite3.Connection,
+    run_id: str,
+    fresh: tuple[Score, Path, RunConfig] | None,
+    *,
+    as_json: bool,
+    allow_exec: bool,
+    allow_path: bool,
+    refs: SchemaRefs | None,
+    durable: str | None,
+    view: _View,
+    bus: str | None,
+) -> int:
+    from hct_cli.home import set_durability
+    from hct_cli.journal import Journal, find_run, recall, squashed_versions
+
     recalled = None
     start_versions: dict[str, int] = {}
     if fresh is not None:
         score, score_path, config = fresh
         run_row = None
-        run_id = uuid.uuid4().hex[:12]
     else:
-        assert resume is not None
-        run_row = find_run(db, resume)
-        run_id = run_row.run_id
+        run_row = find_run(db, run_id)  # again, now that it is ours: a segment may have ended meanwhile
         config = run_row.config
         if durable is None and config.durable != "normal":
             set_durability(db, config.durable)  # as journaled, unless --durable says otherwise
@@ -236,6 +268,10 @@ def _perform(
         start_versions = squashed_versions(db, run_id)
         if bus is not None:
             config = replace(config, bus=bus)
+        elif config.bus is not None:
+            from hct_cli.distributed.session import journaled_bus_url
+
+            config = replace(config, bus=journaled_bus_url(config.bus, run_id))
     if config.local is not None:
         score = _route_to_local(score, everything=config.local == "all")
     program = compile_score(score)
@@ -332,6 +368,7 @@ def _perform(
             digests=True,
             tokenizer=tokenizer,
         )
+        journal.on_failure = performer.fail
         tiers = list(program.tiers)
         play = (lambda: session.play(performer, tiers)) if session is not None else performer.run
         if ensemble is not None:

@@ -9,20 +9,21 @@ loop, and trims them when the run ends however it ends.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from hct_cli.bus.redis import shown_url
+from hct_cli.bus.redis import PASSWORD_ENV, is_masked, shown_url, with_password
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
-from hct_cli.errors import UsageError
+from hct_cli.errors import BusError, UsageError
 
 if TYPE_CHECKING:
     from hct_cli.bus.redis import RedisBus, WorkerStatus
     from hct_cli.engine.perform import Performer
     from hct_cli.engine.result import RunResult
 
-__all__ = ["Session", "check_bus_url"]
+__all__ = ["Session", "check_bus_url", "journaled_bus_url"]
 
 _SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -33,6 +34,19 @@ def check_bus_url(url: str) -> None:
             f"--bus takes a Redis URL, not {shown_url(url)!r}",
             hint="Use --bus redis://HOST:PORT/DB (leave it out to run in process).",
         )
+
+
+def journaled_bus_url(url: str, run_id: str) -> str:
+    """The bus URL a run was journaled with, its password (never journaled) from the environment."""
+    if not is_masked(url):
+        return url
+    password = os.environ.get(PASSWORD_ENV)
+    if not password:
+        raise BusError(
+            f"run {run_id} used Redis at {url}, with a password hct does not keep in its journal",
+            hint=f"Set {PASSWORD_ENV} to that password (or pass the full URL with --bus), then resume again.",
+        )
+    return with_password(url, password)
 
 
 class Session:

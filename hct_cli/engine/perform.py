@@ -533,6 +533,11 @@ class Performer:
         if self._done is not None and not self._done.done():
             self._done.set_exception(exc)
 
+    def fail(self, exc: Exception) -> None:
+        """End the run with ``exc`` raised from :meth:`run`: an observer cannot go on (the journal
+        cannot write), so going on would pay for calls nothing records."""
+        self._fault(exc)
+
     # -- commit ----------------------------------------------------------------------------
 
     def _on_broadcast(self, message: Broadcast) -> None:
