@@ -33,7 +33,13 @@ _DECISIONS = frozenset(
         "page",
         "refused",
         "warm_up_failed",
+        "replay",
+        "stale_read",
     }
+)
+#: Decisions worded by the conductor's :func:`describe`, so the two views say the same.
+_DESCRIBED = frozenset(
+    {"reclaim", "hand_back", "interrupt", "listen", "page", "refused", "warm_up_failed", "replay", "stale_read"}
 )
 #: Seconds between two redraws of the live status line.
 _REDRAW_S = 0.04
@@ -91,8 +97,8 @@ class PlainLog:
                 detail = f"waits for a person: hct approve {self.run_id} {event.station} (or hct reject)"
             else:
                 detail = "held until its gate decides"
-        elif event.kind in ("reclaim", "hand_back", "interrupt", "listen", "page", "refused", "warm_up_failed"):
-            detail = describe(event)  # a worker's word about a call, or why the run stopped
+        elif event.kind in _DESCRIBED:
+            detail = describe(event)  # worded as the conductor words it
         elif event.kind in _DECISIONS:
             target = event.data.get("model") or ""
             detail = f"{event.data.get('tier') or ''} {target}: {event.data.get('reason', '')}".strip()
