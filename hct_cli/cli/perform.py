@@ -331,11 +331,10 @@ def _perform(
     if as_json:
         sys.stdout.write(json.dumps(Redactor.from_environ().data(data), indent=2, default=str) + "\n")
     else:
-        from rich.console import Console
-
+        from hct_cli.cli.console import table_console
         from hct_cli.cli.plain import SUMMARY_ROWS, summary_table
 
-        Console().print(summary_table(data, SUMMARY_ROWS))
+        table_console().print(summary_table(data, SUMMARY_ROWS))
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "completed" else 1
