@@ -96,12 +96,14 @@ def resolve_inputs(
     cwd: Path | None = None,
     allow_path: bool = False,
     ask: Ask | None = None,
+    missing_hint: str = "",
 ) -> dict[str, Any]:
     """The value of every declared input; ``given`` comes from ``--input``.
 
     An input with no default (required or not) must be given: ``ask`` is asked for each one
     missing (a person at a terminal); without ``ask`` they are all named in one error, before
-    anything runs. An empty value is never made up for one.
+    anything runs (``missing_hint`` replaces the error's hint where there is no ``--input``). An
+    empty value is never made up for one.
     """
     unknown = sorted(set(given) - set(score.inputs))
     if unknown:
@@ -119,7 +121,8 @@ def resolve_inputs(
         raise InputError(
             f"input{'s' if len(unset) > 1 else ''} {', '.join(map(repr, unset))} "
             f"{'have' if len(unset) > 1 else 'has'} no value and no default",
-            hint=f"Pass {flags} (or NAME=@FILE), or give the score a default: for {'them' if len(unset) > 1 else 'it'}.",
+            hint=missing_hint
+            or f"Pass {flags} (or NAME=@FILE), or give the score a default: for {'them' if len(unset) > 1 else 'it'}.",
         )
     values: dict[str, Any] = {}
     here = cwd or Path.cwd()

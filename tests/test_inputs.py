@@ -140,3 +140,10 @@ def test_perform_on_a_terminal_asks_and_runs(tmp_path: Path) -> None:
         os.close(leader)
     assert process.returncode == 0
     assert json.loads(out)["status"] == "completed"
+
+
+def test_bench_says_how_to_give_a_value_it_cannot_take(resources: Path) -> None:
+    score = resources / "scores" / "bad" / "input_without_default.yaml"
+    result = runner.invoke(app, ["bench", str(score)])
+    assert result.exit_code == 1, result.output
+    assert "'topic'" in result.stderr and "default:" in result.stderr and "--input topic=" not in result.stderr

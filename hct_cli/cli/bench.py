@@ -90,7 +90,9 @@ def bench_command(
 
         assert score is not None
         model = load_score(score)
-        inputs = resolve_inputs(model, {})
+        inputs = resolve_inputs(
+            model, {}, missing_hint="hct bench takes no --input: give each input a default: in the score."
+        )
     program = compile_score(model)
     policies: list[Variant]
     if asked == ["no-listen"]:
