@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,12 @@ from hct_cli.errors import InputError
 from hct_cli.jsonio import loads
 from hct_cli.score.model import InputSpec, Score
 
-__all__ = ["MAX_INPUT_BYTES", "confined_file", "parse_input_args", "resolve_inputs"]
+__all__ = ["MAX_INPUT_BYTES", "Ask", "ask_on_terminal", "confined_file", "parse_input_args", "resolve_inputs"]
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
+
+#: Asks a person for the value of an input the command line did not give (``NAME=@file`` allowed).
+Ask = Callable[[InputSpec], str]
 
 
 def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
@@ -100,21 +104,65 @@ def _convert(spec: InputSpec, raw: Any) -> Any:
         ) from exc
 
 
+def ask_on_terminal(spec: InputSpec) -> str:
+    """Ask for ``spec``'s value on stderr, read the answer from stdin (both a terminal)."""
+    about = f" ({spec.description})" if spec.description else ""
+    kind = "" if spec.type == "text" else f" [{spec.type}]"
+    sys.stderr.write(f"input {spec.name}{about}{kind}, or @FILE: ")
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise InputError(
+            f"no value for input {spec.name!r}: the terminal closed",
+            hint=f"Pass --input {spec.name}=VALUE (or {spec.name}=@FILE).",
+        )
+    return line.rstrip("\r\n")
+
+
 def resolve_inputs(
-    score: Score, given: Mapping[str, str], *, cwd: Path | None = None, allow_path: bool = False
+    score: Score,
+    given: Mapping[str, str],
+    *,
+    cwd: Path | None = None,
+    allow_path: bool = False,
+    ask: Ask | None = None,
+    missing_hint: str = "",
 ) -> dict[str, Any]:
-    """The value of every declared input; ``given`` comes from ``--input``."""
+    """The value of every declared input; ``given`` comes from ``--input``.
+
+    An input with no default (required or not) must be given: ``ask`` is asked for each one
+    missing (a person at a terminal); without ``ask`` they are all named in one error, before
+    anything runs (``missing_hint`` replaces the error's hint where there is no ``--input``). An
+    empty value is never made up for one.
+    """
     unknown = sorted(set(given) - set(score.inputs))
     if unknown:
         raise InputError(
             f"unknown input {unknown[0]!r}",
             hint=f"This score's inputs: {', '.join(score.inputs) or 'none'}.",
         )
+    unset = [
+        name
+        for name, spec in score.inputs.items()
+        if name not in given and spec.default_file is None and not spec.has_default
+    ]
+    if unset and ask is None:
+        flags = " ".join(f"--input {name}=VALUE" for name in unset)
+        raise InputError(
+            f"input{'s' if len(unset) > 1 else ''} {', '.join(map(repr, unset))} "
+            f"{'have' if len(unset) > 1 else 'has'} no value and no default",
+            hint=missing_hint
+            or f"Pass {flags} (or NAME=@FILE), or give the score a default: for {'them' if len(unset) > 1 else 'it'}.",
+        )
     values: dict[str, Any] = {}
     here = cwd or Path.cwd()
     for name, spec in score.inputs.items():
-        if name in given:
-            raw: Any = given[name]
+        if name in given or name in unset:
+            if name in given:
+                raw: Any = given[name]
+            else:
+                assert ask is not None  # an unset input without someone to ask was refused above
+                raw = ask(spec)
             if raw.startswith("@"):
                 raw = _read(Path(raw[1:]), here, allow_path=allow_path, what=f"--input {name}")
             else:
@@ -123,11 +171,7 @@ def resolve_inputs(
             raw = _read(
                 Path(spec.default_file), score.base_dir, allow_path=allow_path, what=f"default_file of {name!r}"
             )
-        elif spec.has_default:
-            raw = spec.default
-        elif spec.required:
-            raise InputError(f"input {name!r} is required", hint=f"Pass --input {name}=VALUE or {name}=@file.")
         else:
-            raw = None
+            raw = spec.default
         values[name] = _convert(spec, raw)
     return values

@@ -179,12 +179,15 @@ def show(
     trace: Annotated[
         Path | None, typer.Option("--trace", help="Also write a Chrome trace-event JSON file (open in Perfetto).")
     ] = None,
+    outputs: Annotated[
+        bool, typer.Option("--outputs", help="Print every agent's output and the final shared state as plain text.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Show one run: every agent, every call (paid, cached, lost in a crash)."""
     from hct_cli.cli.runs import show_command
 
-    run_command(lambda: show_command(run, as_json=as_json, trace=trace), as_json=as_json)
+    run_command(lambda: show_command(run, as_json=as_json, trace=trace, outputs=outputs), as_json=as_json)
 
 
 @app.command()

@@ -90,7 +90,9 @@ def bench_command(
 
         assert score is not None
         model = load_score(score)
-        inputs = resolve_inputs(model, {})
+        inputs = resolve_inputs(
+            model, {}, missing_hint="hct bench takes no --input: give each input a default: in the score."
+        )
     program = compile_score(model)
     policies: list[Variant]
     if asked == ["no-listen"]:
@@ -138,8 +140,9 @@ def bench_command(
 
 
 def _print_table(report: BenchReport) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from hct_cli.cli.console import table_console
 
     data = report.to_json()
     table = Table(title=f"{report.agents} agents, {report.trials} trials", title_justify="left")
@@ -152,7 +155,7 @@ def _print_table(report: BenchReport) -> None:
     if cache:
         columns += ["input $", f"input ÷ {base}", "cached tokens"]
     for column in columns:
-        table.add_column(column, justify="left" if column == "policy" else "right")
+        table.add_column(column, justify="left" if column == "policy" else "right", overflow="fold")
     ratios = data["ratios"]
     for name, figures in data["policies"].items():
         row = [
@@ -177,4 +180,4 @@ def _print_table(report: BenchReport) -> None:
         caption += f"; resource-constrained bound {report.constrained_bound_s:.4f} s"
     caption += f"; peak RSS {report.peak_rss_mb:.0f} MB"
     table.caption = caption
-    Console().print(table)
+    table_console().print(table)

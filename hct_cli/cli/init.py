@@ -77,7 +77,9 @@ def init_score(name: str, directory: Path, *, force: bool, as_json: bool) -> int
         raise UsageError(f"{target} already exists", hint="Pick another name, or pass --force to overwrite it.")
     if not directory.is_dir():
         raise UsageError(f"{directory} is not a directory", hint="Create it first, or pass another --dir.")
-    schema_ref = "https://hct.dev/schemas/score.schema.json"
+    from hct_cli.score.validate import schema_reference
+
+    schema_ref = schema_reference(directory)
     target.write_text(STARTER.format(name=name, file=target, schema=schema_ref), encoding="utf-8")
     if as_json:
         sys.stdout.write(dumps({"path": str(target), "name": name}) + "\n")

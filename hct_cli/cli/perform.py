@@ -22,7 +22,7 @@ from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
-from hct_cli.inputs import parse_input_args, resolve_inputs
+from hct_cli.inputs import ask_on_terminal, parse_input_args, resolve_inputs
 from hct_cli.journal import RunConfig
 from hct_cli.jsonio import dumps
 from hct_cli.providers.base import Provider
@@ -154,7 +154,12 @@ def perform_command(
     if local is not None and simulate:
         raise UsageError("--local calls a real model; --simulate calls none", hint="Choose one of them.")
     score = load_score(path)
-    values = resolve_inputs(score, parse_input_args(inputs), allow_path=allow_path)
+    # A person at the terminal is asked for inputs without a value (stdout may be piped: the
+    # question goes to stderr); anywhere else the run is refused before anything is journaled.
+    someone = all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stderr))
+    values = resolve_inputs(
+        score, parse_input_args(inputs), allow_path=allow_path, ask=ask_on_terminal if someone else None
+    )
     config = RunConfig(
         inputs=values,
         seed=seed,
@@ -398,11 +403,10 @@ def _perform_claimed(
     if as_json:
         sys.stdout.write(dumps(Redactor.from_environ().data(data), indent=2) + "\n")
     else:
-        from rich.console import Console
-
+        from hct_cli.cli.console import table_console
         from hct_cli.cli.plain import SUMMARY_ROWS, summary_table
 
-        Console().print(summary_table(data, SUMMARY_ROWS))
+        table_console().print(summary_table(data, SUMMARY_ROWS))
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "completed" else 1

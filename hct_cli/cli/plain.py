@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import IO, Any
 from hct_cli.engine.events import Event
 from hct_cli.tui.ensemble import describe
 
-__all__ = ["PlainLog", "summary_table"]
+__all__ = ["PlainLog", "outputs_text", "summary_table"]
 
 
 #: Decisions a person wants to see as they happen: retries, fallbacks, the governor's steps.
@@ -33,7 +34,13 @@ _DECISIONS = frozenset(
         "page",
         "refused",
         "warm_up_failed",
+        "replay",
+        "stale_read",
     }
+)
+#: Decisions worded by the conductor's :func:`describe`, so the two views say the same.
+_DESCRIBED = frozenset(
+    {"reclaim", "hand_back", "interrupt", "listen", "page", "refused", "warm_up_failed", "replay", "stale_read"}
 )
 #: Seconds between two redraws of the live status line.
 _REDRAW_S = 0.04
@@ -91,8 +98,8 @@ class PlainLog:
                 detail = f"waits for a person: hct approve {self.run_id} {event.station} (or hct reject)"
             else:
                 detail = "held until its gate decides"
-        elif event.kind in ("reclaim", "hand_back", "interrupt", "listen", "page", "refused", "warm_up_failed"):
-            detail = describe(event)  # a worker's word about a call, or why the run stopped
+        elif event.kind in _DESCRIBED:
+            detail = describe(event)  # worded as the conductor words it
         elif event.kind in _DECISIONS:
             target = event.data.get("model") or ""
             detail = f"{event.data.get('tier') or ''} {target}: {event.data.get('reason', '')}".strip()
@@ -127,7 +134,11 @@ def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
 
     table = Table(title=f"run {data['run_id']}: {data['status']}", title_justify="left")
     for column in ("agent", "status", "tier", "model", "v", "tokens in/out", "cost", "start", "end"):
-        table.add_column(column, justify="right" if column in ("v", "cost", "start", "end") else "left")
+        # On a narrow screen cells fold onto more lines rather than lose their ends: two names cut
+        # to the same prefix look like one agent twice.
+        table.add_column(
+            column, justify="right" if column in ("v", "cost", "start", "end") else "left", overflow="fold"
+        )
     agents = data.get("agents", {})
     for shown, (name, r) in enumerate(agents.items()):
         if limit is not None and shown == limit:
@@ -171,3 +182,38 @@ def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
         )
     table.caption = caption + ("\n" + "  ".join(extras) if extras else "")
     return table
+
+
+def outputs_text(data: Mapping[str, Any]) -> str:
+    """Every agent's output and the final shared state of a run (``perform --json``'s object), as
+    plain text to read or to pipe on: what ``hct show RUN --outputs`` prints."""
+    parts: list[str] = []
+    for name, agent in (data.get("agents") or {}).items():
+        model = f", {agent['model']}" if agent.get("model") else ""
+        parts.append(f"== {name} ({agent.get('status', '-')}{model}, v{agent.get('version', 0)}) ==")
+        output = agent.get("output")
+        parts.append("(no output)" if output is None else _plain(output))
+        if agent.get("error"):
+            parts.append(f"error: {agent['error']}")
+        parts.append("")
+    state = data.get("state")
+    parts.append("== state ==")
+    if state is None:
+        parts.append("(not journaled: the run did not finish)")
+    for key, value in (state or {}).items():
+        parts.append(f"{key}:")
+        parts.append(_indent(_plain(value), "  "))
+    return "\n".join(parts) + "\n"
+
+
+def _plain(value: Any) -> str:
+    """Text as itself, a list as its items, anything else as indented JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value:
+        return "\n".join("- " + _indent(_plain(item), "  ")[2:] for item in value)
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line for line in text.splitlines() or [""])

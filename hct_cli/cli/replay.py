@@ -57,9 +57,8 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
     if app.error is not None:
         raise app.error
     if row.result is not None:
-        from rich.console import Console
-
+        from hct_cli.cli.console import table_console
         from hct_cli.cli.plain import SUMMARY_ROWS, summary_table
 
-        Console().print(summary_table(row.result, SUMMARY_ROWS))
+        table_console().print(summary_table(row.result, SUMMARY_ROWS))
     return 0

@@ -53,13 +53,14 @@ def route(path: Path, *, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(dumps(report, indent=2) + "\n")
         return 0
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from hct_cli.cli.console import table_console
+
+    console = table_console()
     tiers = Table(title="Tiers", title_justify="left")
     for column in ("tier", "model", "concurrency", "rpm", "tpm"):
-        tiers.add_column(column)
+        tiers.add_column(column, overflow="fold")
     for name, tier in report["tiers"].items():
         tiers.add_row(name, tier["model"], *(str(tier[k] or "-") for k in ("concurrency", "rpm", "tpm")))
     console.print(tiers)
@@ -73,7 +74,7 @@ def route(path: Path, *, as_json: bool) -> int:
     console.print(grid)
     agents = Table(title="Agents", title_justify="left")
     for column in ("agent", "tier", "model", "reason"):
-        agents.add_column(column, no_wrap=column != "reason")
+        agents.add_column(column, overflow="fold")
     for name, agent in report["agents"].items():
         agents.add_row(name, agent["tier"] or "-", agent["model"] or "-", agent["reason"])
     console.print(agents)

@@ -25,16 +25,17 @@ def runs_command(*, as_json: bool, limit: int | None) -> int:
     if not runs:
         sys.stderr.write("no runs yet: start one with `hct perform SCORE --simulate`\n")
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from hct_cli.cli.console import table_console
 
     table = Table(title="runs, newest first", title_justify="left")
     for column in ("run", "score", "status", "started", "cost"):
-        table.add_column(column, justify="right" if column == "cost" else "left")
+        table.add_column(column, justify="right" if column == "cost" else "left", overflow="fold")  # never cut
     for run in runs:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run.started_at))
         table.add_row(run.run_id, run.score, run.status, started, f"${run.cost_usd:.4f}")
-    Console().print(table)
+    table_console().print(table)
     return 0
 
 
@@ -81,7 +82,7 @@ def _from_events(run_id: str, status: str, events: list[dict[str, Any]]) -> dict
     return {"run_id": run_id, "status": status, "cost_usd": round(cost, 8), "agents": agents}
 
 
-def show_command(run_id: str, *, as_json: bool, trace: Path | None) -> int:
+def show_command(run_id: str, *, as_json: bool, trace: Path | None, outputs: bool = False) -> int:
     data, events, score = _show_data(run_id)
     if trace is not None:
         from hct_cli.trace import chrome_trace
@@ -94,9 +95,11 @@ def show_command(run_id: str, *, as_json: bool, trace: Path | None) -> int:
     if as_json:
         sys.stdout.write(dumps(Redactor.from_environ().data(data), indent=2) + "\n")
         return 0
-    from rich.console import Console
+    from hct_cli.cli.console import table_console
+    from hct_cli.cli.plain import outputs_text, summary_table
 
-    from hct_cli.cli.plain import summary_table
-
-    Console().print(summary_table(data))
+    if outputs:
+        sys.stdout.write(outputs_text(Redactor.from_environ().data(data)))
+        return 0
+    table_console().print(summary_table(data))
     return 0

@@ -54,6 +54,7 @@ CODES: dict[str, str] = {
     "HCT252": "human approval without timeout",
     "HCT253": "agent runs code and needs --allow-exec",
     "HCT261": "input default problem",
+    "HCT262": "input without a default or required",
     "HCT271": "prompt and reference frame overflow the model's window",
     "HCT281": "regex does not compile",
     "HCT282": "JSON Schema not valid against its metaschema",

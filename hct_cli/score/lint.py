@@ -529,6 +529,16 @@ class _Checks:
                     "Drop required: true, or drop the default.",
                     key=True,
                 )
+            if not (spec.required or spec.has_default or spec.default_file is not None):
+                yield self.at(
+                    base,
+                    Severity.WARNING,
+                    "HCT262",
+                    f"input {spec.name!r} has no default and is not marked required: "
+                    "hct perform asks for it, or refuses to start off a terminal",
+                    "Give it default: or default_file:, or say required: true if every run must pass it.",
+                    key=True,
+                )
             if spec.default_file is not None:
                 yield from self._default_file(spec.name, spec.default_file)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 from collections.abc import Iterator
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -15,12 +17,28 @@ from jsonschema.exceptions import ValidationError, best_match
 from hct_cli.score.findings import Finding, Pos, Severity
 from hct_cli.score.load import Document, JsonPath
 
-__all__ = ["schema", "schema_text", "validate"]
+__all__ = ["schema", "schema_reference", "schema_text", "validate"]
 
 
 def schema_text() -> str:
     """The score JSON Schema, as shipped in the package."""
     return resources.files("hct_cli").joinpath("schemas/score.schema.json").read_text("utf-8")
+
+
+def schema_reference(directory: Path) -> str:
+    """What a ``$schema=`` modeline of a score written in ``directory`` should say.
+
+    An editor must find the schema without a network: inside a checkout that carries this very
+    schema under ``schemas/``, a path relative to the score (which stays right when the checkout
+    moves); anywhere else, the absolute path of the schema installed with the package.
+    """
+    shipped = resources.files("hct_cli").joinpath("schemas/score.schema.json")
+    here = directory.resolve()
+    for parent in (here, *here.parents):
+        candidate = parent / "schemas" / "score.schema.json"
+        if candidate.is_file() and candidate.read_text("utf-8") == schema_text():
+            return Path(os.path.relpath(candidate, here)).as_posix()
+    return Path(str(shipped)).resolve().as_posix()
 
 
 @cache

@@ -490,10 +490,17 @@ def describe(event: Event) -> str:
         return f"→ {data.get('tier')} {data.get('model')}: {data.get('reason', '')}"
     if kind in ("retry", "fallback_skipped"):
         return ", ".join(f"{k}={v}" for k, v in data.items())
-    if kind in ("stale_read", "replay", "hold"):
-        keys = data.get("keys") or []
-        behind = f" behind {data['behind']}" if data.get("behind") else ""
-        return f"{', '.join(keys)}{behind}"
+    if kind in ("stale_read", "replay"):
+        keys = ", ".join(data.get("keys") or [])
+        if kind == "stale_read":
+            return f"read {keys}, which changed while it ran; committed anyway (coherence: off)"
+        turns = "; replays did not converge, it takes turns from now on" if data.get("hold") else ""
+        return (
+            f"read {keys}, which changed while it ran: runs again on fresh values (replay {data.get('replay')}){turns}"
+        )
+    if kind == "hold":
+        keys = ", ".join(data.get("keys") or [])
+        return f"{keys} behind {data['behind']}" if data.get("behind") else keys
     if kind == "run_end":
         return f"{data.get('status')} · ${float(data.get('cost_usd') or 0.0):.4f}"
     if kind in ("pause", "resume"):
