@@ -15,11 +15,12 @@ import heapq
 import resource
 import statistics
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.perform import Performer
@@ -31,7 +32,17 @@ from hct_cli.providers.simulated import SimulatedProvider
 if TYPE_CHECKING:
     from hct_cli.journal import Journal
 
-__all__ = ["COHERENCE", "BenchReport", "PolicyFigures", "Variant", "ideal_makespan", "run_bench"]
+__all__ = [
+    "COHERENCE",
+    "BenchProgress",
+    "BenchReport",
+    "PolicyFigures",
+    "TrialDone",
+    "Variant",
+    "estimate_remaining",
+    "ideal_makespan",
+    "run_bench",
+]
 
 #: Coherence policies ``--compare`` accepts besides the dispatch policies.
 COHERENCE = ("replay", "hold", "off")
@@ -45,6 +56,42 @@ class Variant:
     dispatch: str = "reactive"
     coherence: str | None = None  # None: the score's own
     listening: bool = True
+
+
+@dataclass(frozen=True)
+class TrialDone:
+    """One trial of one variant has ended: what progress shows."""
+
+    variant: str
+    trial: int  # from 1
+    trials: int
+    makespan_s: float
+    done: int  # runs ended so far, this one included, out of ``total``
+    total: int
+    elapsed_s: float  # wall time since the bench began
+    remaining_s: float  # wall time the runs still to come should take
+
+
+class BenchProgress(Protocol):
+    """Told as each run of the bench begins and ends."""
+
+    def started(self, variant: str, trial: int, trials: int) -> None: ...
+
+    def finished(self, done: TrialDone) -> None: ...
+
+
+def estimate_remaining(walls: Mapping[str, Sequence[float]], pending: Iterable[str]) -> float:
+    """The wall time the ``pending`` runs should take, from the runs done so far.
+
+    A variant's runs are timed by its own mean, since policies differ by several times (sequential
+    against reactive); a variant not yet run is timed by the mean of every run so far.
+    """
+    every = [wall for seconds in walls.values() for wall in seconds]
+    if not every:
+        return 0.0
+    overall = statistics.fmean(every)
+    means = {name: statistics.fmean(seconds) for name, seconds in walls.items() if seconds}
+    return sum(means.get(name, overall) for name in pending)
 
 
 @dataclass
@@ -211,7 +258,7 @@ def run_bench(
     trials: int = 5,
     seed: int = 0,
     inputs: Mapping[str, Any] | None = None,
-    progress: Callable[[str, int], None] | None = None,
+    progress: BenchProgress | None = None,
     time_scale: float = 1.0,
     journal: bool = False,
 ) -> BenchReport:
@@ -227,11 +274,14 @@ def run_bench(
         len(program.stations), trials, [], {v.name: PolicyFigures() for v in variants}, journal=journal
     )
     n = max(1, len(program.stations))
+    walls: dict[str, list[float]] = {v.name: [] for v in variants}
+    began = time.perf_counter()
     for trial in range(trials):
-        for variant in variants:
+        for position, variant in enumerate(variants):
             policy = variant.dispatch
             if progress is not None:
-                progress(variant.name, trial)
+                progress.started(variant.name, trial + 1, trials)
+            run_began = time.perf_counter()
             provider = SimulatedProvider(seed + trial, time_scale=time_scale)
 
             def provider_for(_spec: StationSpec, chosen: SimulatedProvider = provider) -> Provider:
@@ -274,5 +324,20 @@ def run_bench(
                 bound = _constrained_bound(program, latency)
                 if bound is not None:
                     report.constrained_bound_s = bound
+            if progress is not None:
+                walls[variant.name].append(time.perf_counter() - run_began)
+                pending = [v.name for v in variants[position + 1 :]] + [v.name for v in variants] * (trials - trial - 1)
+                progress.finished(
+                    TrialDone(
+                        variant.name,
+                        trial + 1,
+                        trials,
+                        result.makespan_s,
+                        done=trial * len(variants) + position + 1,
+                        total=trials * len(variants),
+                        elapsed_s=time.perf_counter() - began,
+                        remaining_s=estimate_remaining(walls, pending),
+                    )
+                )
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report

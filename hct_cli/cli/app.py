@@ -253,7 +253,10 @@ def bench(
     trials: Annotated[int, typer.Option("--trials", help="Trials per policy (medians are reported).")] = 5,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the DAG and of trial 1.")] = 0,
     emit: Annotated[Path | None, typer.Option("--emit", help="Write the synthetic score as YAML.")] = None,
-    gantt: Annotated[Path | None, typer.Option("--gantt", help="Draw the reactive and batch timelines as SVG.")] = None,
+    gantt: Annotated[
+        Path | None,
+        typer.Option("--gantt", help="Draw every measured policy's timeline as SVG (tiers, critical path, time axis)."),
+    ] = None,
     time_scale: Annotated[
         float, typer.Option("--time-scale", help="Multiply simulated latencies, e.g. 0.1 for a quick comparison.")
     ] = 1.0,

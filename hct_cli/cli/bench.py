@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
-from hct_cli.bench import COHERENCE, BenchReport, Variant, run_bench
+from hct_cli.bench import COHERENCE, BenchProgress, BenchReport, TrialDone, Variant, run_bench
 from hct_cli.compile import compile_score
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.errors import BenchError, UsageError
 from hct_cli.jsonio import dumps
 
-__all__ = ["bench_command"]
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+__all__ = ["bench_command", "progress_lines"]
+
+#: Off a terminal, about this many progress lines at most, however many trials.
+PROGRESS_LINES = 20
 
 
 def _latency(text: str) -> tuple[float, float]:
@@ -107,36 +117,115 @@ def bench_command(
     else:
         policies = [Variant(name, dispatch=name) for name in dict.fromkeys(["reactive", *asked])]
 
-    def progress(policy: str, trial: int) -> None:
-        if sys.stderr.isatty() or not as_json:
-            sys.stderr.write(f"\rtrial {trial + 1}/{trials}: {policy:<10}")
-            sys.stderr.flush()
-
-    report = run_bench(
-        program,
-        policies=policies,
-        trials=trials,
-        seed=seed,
-        inputs=inputs,
-        progress=progress,
-        time_scale=time_scale,
-        journal=journal,
-    )
-    if not as_json or sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[K" if sys.stderr.isatty() else "\n")
+    with _progress(sys.stderr, trials * len(policies)) as progress:
+        report = run_bench(
+            program,
+            policies=policies,
+            trials=trials,
+            seed=seed,
+            inputs=inputs,
+            progress=progress,
+            time_scale=time_scale,
+            journal=journal,
+        )
     if gantt is not None:
         from hct_cli.gantt import gantt_svg
 
         panels = [(name, fig.last) for name, fig in report.policies.items() if fig.last is not None]
         try:
-            gantt.write_text(gantt_svg([p for p in panels if p[0] in ("reactive", "batch")] or panels), "utf-8")
+            gantt.write_text(gantt_svg(program, panels), "utf-8")
         except OSError as exc:
             raise BenchError(f"cannot write {gantt}: {exc.strerror}", hint="Pick a writable path.") from None
     if as_json:
-        sys.stdout.write(dumps(report.to_json(), indent=2) + "\n")
+        data = report.to_json()
+        if gantt is not None:
+            data["gantt"] = str(gantt)
+        sys.stdout.write(dumps(data, indent=2) + "\n")
     else:
         _print_table(report)
+        if gantt is not None:
+            sys.stderr.write(f"wrote {gantt}\n")
     return 0
+
+
+def _left(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s left"
+    if seconds < 90:
+        return f"about {seconds:.0f} s left"
+    if seconds < 5400:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
+def _line(done: TrialDone) -> str:
+    head = f"trial {done.trial}/{done.trials} {done.variant}: {done.makespan_s:.3f} s"
+    if done.done == done.total:
+        return f"{head} (all {done.total} runs in {done.elapsed_s:.0f} s)"
+    return f"{head} ({_left(done.remaining_s)})"
+
+
+class _Lines:
+    """Off a terminal (a log, a pipe, CI): plain lines, thinned so that a long bench prints about
+    :data:`PROGRESS_LINES` of them; the last run always gets one."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def started(self, variant: str, trial: int, trials: int) -> None:
+        pass
+
+    def finished(self, done: TrialDone) -> None:
+        step = math.ceil(done.total / PROGRESS_LINES)
+        if done.done % step == 0 or done.done == done.total:
+            self.stream.write(_line(done) + "\n")
+            self.stream.flush()
+
+
+class _Live:
+    """On a terminal: one rich progress line, redrawn as runs begin and end, gone at the end."""
+
+    def __init__(self, bar: Progress, total: int) -> None:
+        self.bar = bar
+        self.task = bar.add_task("starting", total=total, left="")
+
+    def started(self, variant: str, trial: int, trials: int) -> None:
+        self.bar.update(self.task, description=f"trial {trial}/{trials} {variant}")
+        self.bar.refresh()
+
+    def finished(self, done: TrialDone) -> None:
+        left = "" if done.done == done.total else _left(done.remaining_s)
+        self.bar.update(self.task, completed=done.done, left=left)
+        self.bar.refresh()
+
+
+def progress_lines(console: Console) -> bool:
+    """Whether progress goes to ``console`` as plain lines rather than as a live line."""
+    return not console.is_terminal or console.is_dumb_terminal
+
+
+@contextmanager
+def _progress(stream: IO[str], total: int) -> Iterator[BenchProgress]:
+    from rich.console import Console
+
+    console = Console(file=stream)
+    if progress_lines(console):
+        yield _Lines(stream)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    # Redrawn only when a run begins or ends: a refresh thread would take the GIL from the run
+    # being measured.
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[left]}"),
+        console=console,
+        auto_refresh=False,
+        transient=True,
+    ) as bar:
+        yield _Live(bar, total)
 
 
 def _print_table(report: BenchReport) -> None:

@@ -12,16 +12,40 @@ from hct_cli.governor import worst_case_usd
 from hct_cli.models import ModelInfo, model_info
 from hct_cli.routing import TIER_ORDER
 
-__all__ = ["critical_path", "frontier_cost", "frontier_price", "price_worst_cases"]
+__all__ = ["critical_chain", "critical_path", "frontier_cost", "frontier_price", "price_worst_cases"]
 
 
-def critical_path(program: Program, records: Mapping[str, AgentRecord]) -> float:
-    """The longest chain of the tag graph, timed with each agent's calls as they happened."""
+def _finish_times(program: Program, records: Mapping[str, AgentRecord]) -> dict[str, float]:
+    """When each agent would finish with no overhead at all: its latest cue's finish plus its calls."""
     finish: dict[str, float] = {}
     for name in program.order:
         start = max((finish.get(tag, 0.0) for tag in program.stations[name].tags), default=0.0)
         finish[name] = start + records[name].latency_s
-    return max(finish.values(), default=0.0)
+    return finish
+
+
+def critical_path(program: Program, records: Mapping[str, AgentRecord]) -> float:
+    """The longest chain of the tag graph, timed with each agent's calls as they happened."""
+    return max(_finish_times(program, records).values(), default=0.0)
+
+
+def critical_chain(program: Program, records: Mapping[str, AgentRecord]) -> list[str]:
+    """The agents on the chain :func:`critical_path` measures, first to last.
+
+    Walked back from the last finish through the cue each agent waited for longest; of chains
+    that tie, the one through the earlier-declared cue (and the earlier-ordered end) is taken.
+    """
+    finish = _finish_times(program, records)
+    if not finish:
+        return []
+    name: str | None = max(program.order, key=finish.__getitem__)
+    chain: list[str] = []
+    while name is not None:
+        chain.append(name)
+        tags = program.stations[name].tags
+        name = max(tags, key=finish.__getitem__) if tags else None
+    chain.reverse()
+    return chain
 
 
 def frontier_price(program: Program) -> ModelInfo | None:
