@@ -35,6 +35,9 @@ class AgentRecord:
     squashed: list[Broadcast] = field(default_factory=list)  # results thrown away (speculation, caesura)
     paged: list[dict[str, Any]] = field(default_factory=list)  # what L1 paged out of the last call's prompt
     warm_ups: list[Broadcast] = field(default_factory=list)  # one-token calls that wrote a prompt cache
+    # Answers a resume took from the journal: their time was spent in an earlier segment.
+    recalled: list[Broadcast] = field(default_factory=list)
+    speculated: set[str] = field(default_factory=set)  # producers whose held result it fired on, committed
 
     @property
     def operands(self) -> dict[str, int]:

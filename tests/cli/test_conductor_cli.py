@@ -227,7 +227,7 @@ def test_perform_on_a_terminal_runs_the_conductor_then_prints_the_summary(
     assert "Traceback" not in _plain(text)
 
     _assert_summary(after, run_id, "completed", _agents(repo))
-    assert "paid calls 14" in _plain(after)
+    assert "calls: 14 paid" in _plain(after)
     assert _runs(tmp_path)[run_id]["status"] == "completed"
 
 

@@ -138,7 +138,10 @@ def test_show_prints_a_table_for_people(code_review: Path) -> None:
     text = invoke("show", data["run_id"])
     assert text.exit_code == 0
     assert f"run {data['run_id']}: completed" in text.stdout
-    assert "parse" in text.stdout and "paid calls 14, lost to a crash or an interruption 0" in text.stdout
+    assert (
+        "parse" in text.stdout
+        and "calls: 14 paid, 0 cached, 0 squashed, 0 lost to a crash or an interruption" in text.stdout
+    )
     assert not text.stdout.lstrip().startswith("{")
 
 
@@ -232,7 +235,7 @@ def test_show_a_crashed_run_from_its_events() -> None:
         {"agent": "a", "version": 1, "model": "gpt-4o-mini", "cost_usd": 0.5, "cached": False, "worker": None}
     ]
     text = invoke("show", "crashed0001")
-    assert text.exit_code == 0 and "crashed" in text.stdout and "lost to a crash or an interruption 1" in text.stdout
+    assert text.exit_code == 0 and "crashed" in text.stdout and "1 lost to a crash or an interruption" in text.stdout
 
 
 # -- hct approve / reject ---------------------------------------------------------------------
