@@ -372,16 +372,17 @@ def _latest_resumable(db: sqlite3.Connection) -> RunRow:
     if not runs:
         raise RunNotFoundError("no run to resume: nothing is journaled yet", hint="Start one with `hct perform SCORE`.")
     raise RunNotFoundError(
-        f"no run to resume: none of the {len(runs)} journaled runs is {', '.join(RESUMABLE[:-1])} or {RESUMABLE[-1]}",
-        hint="List them with `hct runs`; `hct perform --resume RUN` continues one by its id.",
+        "no run to resume: no journaled run is interrupted, crashed, failed or stopped at a caesura",
+        hint="List the runs with `hct runs`; `hct perform --resume RUN` continues one by its id.",
     )
 
 
 def _when(run: RunRow) -> str:
     """How the run ended and how long ago, e.g. "interrupted 5 min ago"."""
+    status = "stopped at a caesura" if run.status == "caesura" else run.status
     if run.ended_at is not None:
-        return f"{run.status} {_ago(run.ended_at)}"
-    return f"{run.status}, started {_ago(run.started_at)}"  # a crash journals no end
+        return f"{status} {_ago(run.ended_at)}"
+    return f"{status}, started {_ago(run.started_at)}"  # a crash journals no end
 
 
 def _ago(at: float) -> str:

@@ -178,6 +178,7 @@ class RunResult:
 
     @property
     def savings(self) -> float:
+        """What routing saved against the all-frontier counterfactual of the paid calls (docs/figures.md)."""
         if self.frontier_cost_usd <= 0:
             return 0.0
         return 1.0 - self.cost_usd / self.frontier_cost_usd
