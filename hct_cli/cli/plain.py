@@ -147,7 +147,8 @@ def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
             "-" if finished is None else f"{finished:.3f}",
         )
     hidden = f"`hct show {data['run_id']}` lists every agent\n" if limit is not None and len(agents) > limit else ""
-    caption = hidden + "  ".join((_timing(data), _spend(data), f"stale reads {data.get('stale_reads', 0)}"))
+    figures = (_timing(data), _spend(data), f"stale reads {data['stale_reads']}" if "stale_reads" in data else "")
+    caption = hidden + "  ".join(figure for figure in figures if figure)
     extras = []
     if data.get("speculated") or data.get("squashes"):
         extras.append(
@@ -172,6 +173,8 @@ def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
 
 def _timing(data: Mapping[str, Any]) -> str:
     """Makespan and critical path, both of this segment (docs/figures.md)."""
+    if "makespan_s" not in data:
+        return ""  # a run that never ended (``hct show`` of a crash): no figure is better than a 0
     makespan = f"makespan {float(data.get('makespan_s', 0.0)):.3f} s"
     critical = float(data.get("critical_path_s", 0.0))
     journaled = int(data.get("segment", data.get("segments", 1)) or 1) > 1
@@ -187,6 +190,8 @@ def _timing(data: Mapping[str, Any]) -> str:
 def _spend(data: Mapping[str, Any]) -> str:
     """What the run paid against the all-frontier counterfactual of the same paid calls."""
     cost, frontier = float(data.get("cost_usd", 0.0)), float(data.get("frontier_cost_usd", 0.0))
+    if "frontier_cost_usd" not in data:
+        return f"cost ${cost:.4f}"  # a run that never ended was never priced on the frontier
     cached = int(data.get("cached_calls") or 0)
     if cost == 0 and frontier == 0 and cached and not data.get("paid_calls"):
         return f"cost $0.0000: all {cached} calls served from the cache"

@@ -237,6 +237,8 @@ def test_show_a_crashed_run_from_its_events() -> None:
     ]
     text = invoke("show", "crashed0001")
     assert text.exit_code == 0 and "crashed" in text.stdout and "1 lost to a crash or an interruption" in text.stdout
+    # A run that never ended has no makespan or counterfactual: none is printed as if it were 0.
+    assert "cost $0.5000" in text.stdout and "makespan" not in text.stdout and "saving" not in text.stdout
 
 
 # -- hct approve / reject ---------------------------------------------------------------------
