@@ -525,25 +525,47 @@ def calls_of(db: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
 
 
 def call_counts(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
-    """``paid_calls``: successful results not served by the cache; ``lost_calls``: calls issued
-    to a provider whose result no segment journaled before it ended, and calls a worker was
-    making when it died or stopped (``reclaim``, ``hand_back``: another worker made them again)."""
-    paid, lost = db.execute(
+    """How the calls of a run (every segment) ended, as docs/figures.md defines them.
+
+    ``paid_calls``: successful results not served by the cache (judges and warm-ups included);
+    ``cached_calls``: results the cache served; ``squashed_calls``: calls a speculation's squash
+    or a caesura threw away, in flight or answered (an answered one is paid too);
+    ``lost_calls``: calls issued to a provider whose result no segment journaled before it ended,
+    squashed ones aside, and calls a worker was making when it died or stopped (``reclaim``,
+    ``hand_back``: another worker made them again)."""
+    paid, cached, squashed, lost = db.execute(
         """
+        WITH squashed(segment, station, version) AS (
+          SELECT segment, station, version FROM events
+          WHERE run_id = :run AND kind = 'squash' AND COALESCE(json_extract(data, '$.call'), 1)
+          UNION ALL
+          SELECT events.segment, squashed.key, squashed.value
+          FROM events, json_each(events.data, '$.squashed') AS squashed
+          WHERE run_id = :run AND kind = 'caesura')
         SELECT
           (SELECT COUNT(*) FROM events WHERE run_id = :run AND kind = 'result'
              AND COALESCE(json_extract(data, '$.ok'), 1) AND NOT COALESCE(json_extract(data, '$.cached'), 0)),
+          (SELECT COUNT(*) FROM events WHERE run_id = :run AND kind = 'result'
+             AND COALESCE(json_extract(data, '$.cached'), 0)),
+          (SELECT COUNT(*) FROM squashed),
           (SELECT COUNT(*) FROM (
              SELECT segment, station, version FROM events
              WHERE run_id = :run AND kind = 'issue' AND NOT COALESCE(json_extract(data, '$.restored'), 0)
              EXCEPT
              SELECT segment, station, version FROM events
-             WHERE run_id = :run AND kind = 'result' AND COALESCE(json_extract(data, '$.purpose'), 'call') = 'call'))
+             WHERE run_id = :run AND kind = 'result' AND COALESCE(json_extract(data, '$.purpose'), 'call') = 'call'
+             EXCEPT
+             SELECT segment, station, version FROM squashed))
           + (SELECT COUNT(*) FROM events WHERE run_id = :run AND kind IN ('reclaim', 'hand_back'))
         """,
         {"run": run_id},
     ).fetchone()
-    return {"paid_calls": int(paid), "lost_calls": int(lost)}
+    return {
+        "paid_calls": int(paid),
+        "cached_calls": int(cached),
+        "squashed_calls": int(squashed),
+        "lost_calls": int(lost),
+    }
 
 
 def squashed_versions(db: sqlite3.Connection, run_id: str) -> dict[str, int]:

@@ -7,7 +7,8 @@ numbered by first appearance.
 
 - A model call is a complete ("X") event ``"{station}@{version}"`` from its ``issue`` to its ``result``; a call
   whose segment ended without a result (the process died) ends at that segment's last event, args
-  ``{"lost": true}``.
+  ``{"lost": true}``; one that a speculation's ``squash`` or a ``caesura`` threw away while it was out ends
+  there, args ``{"squashed": true}``.
 - A ``judge`` result has no ``issue``: it is drawn as ``"{station}@{version} judge"`` (cat ``"judge"``), ending
   at its ``at`` and lasting its ``latency_s``.
 - An ``issue`` with ``restored: true`` made no real call (the result came from an earlier segment's journal):
@@ -51,6 +52,15 @@ def _event(ph: str, name: str, tid: int, args: Mapping[str, Any], **fields: Any)
 
 def _is_judge(event: Mapping[str, Any]) -> bool:
     return event["kind"] == "result" and (event.get("data") or {}).get("purpose") == "judge"
+
+
+def _thrown(kind: str, key: tuple[str, int], data: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """The calls a ``squash`` (its own) or a ``caesura`` (its map) threw away."""
+    if kind == "squash":
+        return [key]
+    if kind == "caesura":
+        return [(str(agent), int(version)) for agent, version in (data.get("squashed") or {}).items()]
+    return []
 
 
 def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score: str = "") -> dict[str, Any]:
@@ -102,6 +112,11 @@ def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score
                 spent += float(data.get("cost_usd", 0.0))
                 out.append(_event("C", "cost_usd", 0, {"cost_usd": round(spent, 10)}, ts=us(at)))
             elif kind in _INSTANTS:
+                for thrown in _thrown(kind, key, data):  # a call still out ends where it was squashed
+                    issue = pending.pop(thrown, None)
+                    if issue is not None:
+                        args = {**_args(issue.get("data") or {}), "squashed": True}
+                        span(f"{thrown[0]}@{thrown[1]}", "call", lanes.get(thrown[0], 0), float(issue["at"]), at, args)
                 label = kind if station is None else f"{kind} {name}"
                 out.append(_event("i", label, tid, _args(data), cat=kind, s="t", ts=us(at)))
         first, last = float(seg[0]["at"]), float(seg[-1]["at"])

@@ -355,6 +355,22 @@ def test_lost_calls_are_issues_without_a_result_in_their_segment() -> None:
     assert call_counts(db, first.run_id)["lost_calls"] == 2
 
 
+def test_squashed_calls_are_counted_squashed_not_lost() -> None:
+    db = connect()
+    journal = _start(db)
+    journal(_issue("a"))
+    journal(_result("a"))
+    journal(_issue("b"))  # fired on the held a@1, still in flight when its gate failed
+    journal(Event("squash", 1.0, "b", 1, {"on": "a@1", "cost_usd": 0.0, "call": True}))
+    journal(Event("squash", 1.0, "c", 0, {"on": "a@1", "cost_usd": 0.0, "call": False}))  # had not called
+    journal(_issue("d"))  # in flight at the caesura
+    journal(_issue("e"))
+    journal(_result("e", cached=True))  # answered (from the cache), then thrown away by the caesura
+    journal(Event("caesura", 2.0, None, 0, {"reason": "stop", "checkpoint": 0, "squashed": {"d": 1, "e": 1}}))
+    journal(_issue("f"))  # in flight when the process died
+    assert call_counts(db, journal.run_id) == {"paid_calls": 1, "cached_calls": 1, "squashed_calls": 3, "lost_calls": 1}
+
+
 def test_recall_keys_by_agent_version_and_purpose() -> None:
     db = connect()
     journal = _start(db)

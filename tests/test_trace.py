@@ -185,3 +185,20 @@ def test_no_events_is_an_empty_trace_with_metadata() -> None:
     trace = chrome_trace([], score="s")
     assert [e["name"] for e in trace["traceEvents"]] == ["process_name", "thread_name", "thread_sort_index"]
     assert json.loads(json.dumps(trace)) == trace
+
+
+def test_a_call_squashed_in_flight_ends_at_its_squash_not_lost() -> None:
+    j = Journal()
+    j.add(0.0, "run_start", run_id="r3")
+    j.add(1.0, "issue", "a", 1, model="m", tier="small", digest="d")
+    j.add(2.0, "result", "a", 1, **result())
+    j.add(2.0, "issue", "b", 1, model="m", tier="small", digest="e")  # fired on the held a@1
+    j.add(3.0, "squash", "b", 1, on="a@1", cost_usd=0.0, call=True)
+    j.add(3.0, "issue", "c", 1, model="m", tier="small", digest="f")
+    j.add(4.0, "caesura", "a", 1, reason="stop", checkpoint=0, squashed={"a": 1, "c": 1})
+    j.add(5.0, "run_end", status="caesura", cost_usd=0.01)
+    trace = chrome_trace(j.rows)
+    spans = {e["name"]: (e["ts"], e["dur"], e["args"].get("squashed"), e["args"].get("lost")) for e in of(trace, "X")}
+    assert spans["b@1"] == (2_000_000, 1_000_000, True, None)
+    assert spans["c@1"] == (3_000_000, 1_000_000, True, None)
+    assert spans["a@1"] == (1_000_000, 1_000_000, None, None)  # answered before the caesura: drawn as it ran

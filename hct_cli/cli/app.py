@@ -98,8 +98,14 @@ def perform(
     local_all: Annotated[bool, typer.Option("--local-all", hidden=True)] = False,
     resume: Annotated[
         str | None,
-        typer.Option("--resume", help="Continue a journaled run (after a crash, Ctrl-C or a caesura).", metavar="RUN"),
+        typer.Option(
+            "--resume",
+            help="Continue a journaled run (after a crash, Ctrl-C or a caesura); "
+            "without RUN, the latest one that can be resumed.",
+            metavar="[RUN]",
+        ),
     ] = None,
+    resume_latest: Annotated[bool, typer.Option("--resume-latest", hidden=True)] = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Call every model even when an identical call was answered before.")
     ] = False,
@@ -134,7 +140,8 @@ def perform(
     c calls a caesura, / filters the signals, q quits); --no-tui or --json print plainly.
 
     Every run is journaled under $HCT_HOME; `--resume RUN` continues one without paying again for
-    any call whose result was journaled. Exits 0 only when the run completes.
+    any call whose result was journaled (`--resume` alone: the latest interrupted, crashed, failed
+    or caesura run; a completed run is left as it is). Exits 0 only when the run completes.
     """
     from hct_cli.cli.perform import perform_command
 
@@ -152,6 +159,7 @@ def perform(
             local="all" if local_all else "local" if local else None,
             time_scale=time_scale,
             resume=resume,
+            resume_latest=resume_latest,
             cache=not no_cache,
             durable=durable,
             tui=not no_tui,
@@ -375,8 +383,17 @@ def init(
 
 
 def _spell_out(argv: list[str]) -> list[str]:
-    """``--local=all`` is spelt as the hidden flag ``--local-all`` (the parser has no optional values)."""
-    return ["--local-all" if arg == "--local=all" else arg for arg in argv]
+    """Options with an optional value, spelt as hidden flags (the parser has no optional values):
+    ``--local=all`` as ``--local-all``, ``--resume`` without a run (last, or before another
+    option) as ``--resume-latest``."""
+    spelt = []
+    for i, arg in enumerate(argv):
+        if arg == "--local=all":
+            arg = "--local-all"
+        elif arg == "--resume" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            arg = "--resume-latest"
+        spelt.append(arg)
+    return spelt
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import math
 import signal
 import sqlite3
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
@@ -21,9 +22,9 @@ from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
-from hct_cli.errors import CredentialsError, ExecNotAllowedError, UsageError
+from hct_cli.errors import CredentialsError, ExecNotAllowedError, RunNotFoundError, UsageError
 from hct_cli.inputs import ask_on_terminal, parse_input_args, resolve_inputs
-from hct_cli.journal import RunConfig
+from hct_cli.journal import RunConfig, RunRow
 from hct_cli.jsonio import dumps
 from hct_cli.providers.base import Provider
 from hct_cli.redact import Redactor
@@ -31,6 +32,8 @@ from hct_cli.routing import tiers_of
 from hct_cli.score import Score, load_score, load_score_text
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from hct_cli.distributed.session import Session
     from hct_cli.engine.context import Tokenizer
     from hct_cli.providers.human import HumanDesk
@@ -104,6 +107,7 @@ def perform_command(
     local: str | None = None,
     time_scale: float = 1.0,
     resume: str | None = None,
+    resume_latest: bool = False,
     cache: bool = True,
     durable: str | None = None,
     tui: bool = True,
@@ -119,12 +123,14 @@ def perform_command(
         from hct_cli.distributed.session import check_bus_url
 
         check_bus_url(bus)
-    if resume is not None:
+    if resume is not None or resume_latest:
         if path is not None or inputs:
             raise UsageError(
                 "--resume takes the score and inputs from the journal",
-                hint=f"Run `hct perform --resume {resume}` without a score or --input.",
+                hint=f"Run `hct perform --resume{' ' + resume if resume else ''}` without a score or --input.",
             )
+        if resume is not None and resume_latest:
+            raise UsageError("--resume was given twice", hint="Give it once: `hct perform --resume RUN`, or alone.")
         return _perform(
             None,
             resume=resume,
@@ -213,8 +219,8 @@ def _perform(
     view: _View,
     bus: str | None = None,
 ) -> int:
-    """Run a new score (``fresh``) or the next segment of a journaled run (``resume``); ``bus``
-    overrides the journaled bus of a resumed run."""
+    """Run a new score (``fresh``) or the next segment of a journaled run (``resume``; None: the
+    latest that can be resumed); ``bus`` overrides the journaled bus of a resumed run."""
     from hct_cli.home import connect
     from hct_cli.journal import claim, find_run
 
@@ -225,7 +231,13 @@ def _perform(
     db = connect(durable=durable or "normal")
     # One performer a run: held from before the journal is read (a resume recalls what it holds)
     # until the segment's end is journaled.
-    run_id = find_run(db, resume).run_id if fresh is None and resume is not None else uuid.uuid4().hex[:12]
+    if fresh is None:
+        row = find_run(db, resume) if resume is not None else _latest_resumable(db)
+        if row.status == "completed":
+            return _completed(row.run_id, as_json)
+        run_id = row.run_id
+    else:
+        run_id = uuid.uuid4().hex[:12]
     with claim(db, run_id):
         return _perform_claimed(
             db,
@@ -235,6 +247,7 @@ def _perform(
             allow_exec=allow_exec,
             allow_path=allow_path,
             refs=refs,
+            latest=fresh is None and resume is None,
             durable=durable,
             view=view,
             bus=bus,
@@ -250,6 +263,7 @@ def _perform_claimed(
     allow_exec: bool,
     allow_path: bool,
     refs: SchemaRefs | None,
+    latest: bool,
     durable: str | None,
     view: _View,
     bus: str | None,
@@ -264,6 +278,8 @@ def _perform_claimed(
         run_row = None
     else:
         run_row = find_run(db, run_id)  # again, now that it is ours: a segment may have ended meanwhile
+        if run_row.status == "completed":
+            return _completed(run_id, as_json)
         config = run_row.config
         if durable is None and config.durable != "normal":
             set_durability(db, config.durable)  # as journaled, unless --durable says otherwise
@@ -330,7 +346,10 @@ def _perform_claimed(
             if run_row is not None
             else Journal.start(db, run_id, score.name, str(score_path.resolve()), score_text, config)
         )
-        verb = f"resuming run {run_id} (segment {journal.segment})" if run_row is not None else f"run {run_id}"
+        verb = f"run {run_id}"
+        if run_row is not None:
+            picked = "" if not latest else f", the latest run to resume ({_when(run_row)}; "
+            verb = f"resuming run {run_id}{picked or ' ('}segment {journal.segment})"
         sys.stderr.write(f"{verb}: journaled; resume with `hct perform --resume {run_id}` after a crash\n")
         plain = not view.tui and (not as_json or sys.stderr.isatty())
         observers: list[Observer] = [journal]
@@ -407,9 +426,62 @@ def _perform_claimed(
         from hct_cli.cli.plain import SUMMARY_ROWS, summary_table
 
         table_console().print(summary_table(data, SUMMARY_ROWS))
+    if result.status in ("interrupted", "caesura"):
+        # The last line: what to type to go on, whatever scrolled past before it.
+        sys.stdout.flush()
+        sys.stderr.write(f"continue with:\nhct perform --resume {run_id}\n")
     if result.status == "interrupted":
         return 130
     return 0 if result.status == "completed" else 1
+
+
+#: Run statuses ``--resume`` without a run picks from: stopped before the end by a crash, a
+#: person, a failed call or a caesura. A budget_exhausted run would stop again at the same cap
+#: (a resume keeps it), so it is resumed only when named.
+RESUMABLE = ("interrupted", "crashed", "failed", "caesura")
+
+
+def _latest_resumable(db: sqlite3.Connection) -> RunRow:
+    """The most recently started run that can be resumed."""
+    from hct_cli.journal import list_runs
+
+    runs = list_runs(db)
+    for run in runs:
+        if run.status in RESUMABLE:
+            return run
+    if not runs:
+        raise RunNotFoundError("no run to resume: nothing is journaled yet", hint="Start one with `hct perform SCORE`.")
+    raise RunNotFoundError(
+        "no run to resume: no journaled run is interrupted, crashed, failed or stopped at a caesura",
+        hint="List the runs with `hct runs`; `hct perform --resume RUN` continues one by its id.",
+    )
+
+
+def _when(run: RunRow) -> str:
+    """How the run ended and how long ago, e.g. "interrupted 5 min ago"."""
+    status = "stopped at a caesura" if run.status == "caesura" else run.status
+    if run.ended_at is not None:
+        return f"{status} {_ago(run.ended_at)}"
+    return f"{status}, started {_ago(run.started_at)}"  # a crash journals no end
+
+
+def _ago(at: float) -> str:
+    seconds = max(0, int(time.time() - at))
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} ago"
+    return f"{seconds} s ago"
+
+
+def _completed(run_id: str, as_json: bool) -> int:
+    """``--resume`` of a completed run: say so, change nothing; with --json, the run's document."""
+    sys.stderr.write(f"run {run_id} is completed: nothing to resume (see it with `hct show {run_id}`)\n")
+    if as_json:
+        from hct_cli.cli.runs import _show_data
+
+        data, _, _ = _show_data(run_id)
+        sys.stdout.write(dumps(Redactor.from_environ().data(data), indent=2) + "\n")
+    return 0
 
 
 @dataclass(frozen=True)

@@ -158,23 +158,21 @@ def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
             "-" if finished is None else f"{finished:.3f}",
         )
     hidden = f"`hct show {data['run_id']}` lists every agent\n" if limit is not None and len(agents) > limit else ""
-    caption = hidden + (
-        f"makespan {float(data.get('makespan_s', 0.0)):.3f} s (critical path {float(data.get('critical_path_s', 0.0)):.3f} s)  "
-        f"cost ${float(data.get('cost_usd', 0.0)):.4f} vs ${float(data.get('frontier_cost_usd', 0.0)):.4f} all-frontier "
-        f"(saving {float(data.get('savings', 0.0)):.1%})  stale reads {data.get('stale_reads', 0)}"
-    )
+    figures = (_timing(data), _spend(data), f"stale reads {data['stale_reads']}" if "stale_reads" in data else "")
+    caption = hidden + "  ".join(figure for figure in figures if figure)
     extras = []
     if data.get("speculated") or data.get("squashes"):
         extras.append(
             f"speculation: {data.get('speculated', 0)} hits, {data.get('squashes', 0)} squashed "
             f"(${float(data.get('squashed_cost_usd', 0.0)):.4f})"
         )
-    if data.get("cached_calls"):
-        extras.append(f"{data['cached_calls']} calls from the cache")
-    if "paid_calls" in data:
+    if "paid_calls" in data:  # the journal's count, over every segment
         extras.append(
-            f"paid calls {data['paid_calls']}, lost to a crash or an interruption {data.get('lost_calls', 0)}"
+            f"calls: {data['paid_calls']} paid, {data.get('cached_calls', 0)} cached, "
+            f"{data.get('squashed_calls', 0)} squashed, {data.get('lost_calls', 0)} lost to a crash or an interruption"
         )
+    elif data.get("cached_calls"):
+        extras.append(f"{data['cached_calls']} calls from the cache")
     caesura = data.get("caesura")
     if caesura:
         extras.append(
@@ -217,3 +215,30 @@ def _plain(value: Any) -> str:
 
 def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line for line in text.splitlines() or [""])
+
+
+def _timing(data: Mapping[str, Any]) -> str:
+    """Makespan and critical path, both of this segment (docs/figures.md)."""
+    if "makespan_s" not in data:
+        return ""  # a run that never ended (``hct show`` of a crash): no figure is better than a 0
+    makespan = f"makespan {float(data.get('makespan_s', 0.0)):.3f} s"
+    critical = float(data.get("critical_path_s", 0.0))
+    journaled = int(data.get("segment", data.get("segments", 1)) or 1) > 1
+    if critical == 0 and (data.get("cached_calls") or journaled):
+        # A critical path of 0 is exact, yet reads like a broken timer: say why there is none.
+        source = " or ".join(
+            s for s, used in (("the cache", data.get("cached_calls")), ("the journal", journaled)) if used
+        )
+        return f"{makespan} (no call to wait for: every answer came from {source})"
+    return f"{makespan} (critical path {critical:.3f} s)"
+
+
+def _spend(data: Mapping[str, Any]) -> str:
+    """What the run paid against the all-frontier counterfactual of the same paid calls."""
+    cost, frontier = float(data.get("cost_usd", 0.0)), float(data.get("frontier_cost_usd", 0.0))
+    if "frontier_cost_usd" not in data:
+        return f"cost ${cost:.4f}"  # a run that never ended was never priced on the frontier
+    cached = int(data.get("cached_calls") or 0)
+    if cost == 0 and frontier == 0 and cached and not data.get("paid_calls"):
+        return f"cost $0.0000: all {cached} calls served from the cache"
+    return f"cost ${cost:.4f} vs ${frontier:.4f} all-frontier (saving {float(data.get('savings', 0.0)):.1%})"

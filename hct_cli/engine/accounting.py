@@ -1,10 +1,12 @@
 """The figures of a run that are worked out once it ends, off the hot path: the critical path
-the calls' own latencies allow, the all-frontier counterfactual cost, each call's worst case."""
+the calls' own latencies allow, the all-frontier counterfactual cost, each call's worst case.
+docs/figures.md defines each figure."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from hct_cli.bus.base import Broadcast
 from hct_cli.compile import Program
 from hct_cli.engine.result import AgentRecord
 from hct_cli.engine.station import Station
@@ -16,16 +18,35 @@ __all__ = ["critical_chain", "critical_path", "frontier_cost", "frontier_price",
 
 
 def _finish_times(program: Program, records: Mapping[str, AgentRecord]) -> dict[str, float]:
-    """When each agent would finish with no overhead at all: its latest cue's finish plus its calls."""
-    finish: dict[str, float] = {}
+    """When each agent would commit with no overhead at all (see :func:`critical_path`)."""
+    held: dict[str, float] = {}  # when the result dependents could speculate on was there
+    done: dict[str, float] = {}  # when it committed
     for name in program.order:
-        start = max((finish.get(tag, 0.0) for tag in program.stations[name].tags), default=0.0)
-        finish[name] = start + records[name].latency_s
-    return finish
+        record = records[name]
+        start = max(
+            (held[tag] if tag in record.speculated else done[tag] for tag in program.stations[name].tags),
+            default=0.0,
+        )
+        recalled = {id(message) for message in record.recalled}
+        own = [*record.warm_ups, *record.earlier] + ([record.result] if record.result is not None else [])
+        judges = [_spent(message, recalled) for message in record.checks]
+        last = judges[-1] if judges else 0.0  # the judge of the result that committed
+        # Its own result waits for the producers it fired on to commit before it is held or commits.
+        confirmed = max((done[tag] for tag in record.speculated), default=0.0)
+        held[name] = max(start + sum(_spent(message, recalled) for message in own) + sum(judges) - last, confirmed)
+        done[name] = held[name] + last
+    return done
 
 
 def critical_path(program: Program, records: Mapping[str, AgentRecord]) -> float:
-    """The longest chain of the tag graph, timed with each agent's calls as they happened."""
+    """The least makespan the tag graph allows with the calls this segment waited for
+    (docs/figures.md): the longest chain, each agent taking its own calls, then its gates' judges.
+
+    A dependent that fired on a held result (speculation, ``attacca``) waited for the result, not
+    for the judge that held it; work a squash threw away is off the chain (it overlapped the
+    judge that squashed it); an answer taken from the journal on a resume, or from the result
+    cache, took none of this segment's time. So the figure never exceeds the makespan.
+    """
     return max(_finish_times(program, records).values(), default=0.0)
 
 
@@ -48,6 +69,11 @@ def critical_chain(program: Program, records: Mapping[str, AgentRecord]) -> list
     return chain
 
 
+def _spent(message: Broadcast, recalled: set[int]) -> float:
+    """The time a call took of this segment: none when its answer was taken from the journal."""
+    return 0.0 if id(message) in recalled else message.latency_s
+
+
 def frontier_price(program: Program) -> ModelInfo | None:
     """The price of the program's highest tier: what the all-frontier counterfactual pays."""
     frontier_tier = next((t for t in reversed(TIER_ORDER) if t in program.tiers), None)
@@ -55,14 +81,19 @@ def frontier_price(program: Program) -> ModelInfo | None:
 
 
 def frontier_cost(program: Program, stations: Iterable[Station]) -> float:
-    """What the same token counts would have cost on the frontier tier; sets it per agent too."""
+    """What the calls the run paid for would have cost on the frontier tier (their own token
+    counts; a cache hit paid nothing either way); sets it per agent too."""
     price = frontier_price(program)
     total = 0.0
     for station in stations:
         record = station.record
         if station.agent.kind != "llm" or not record.calls:
             continue
-        cost = price.cost(record.prompt_tokens, record.completion_tokens) if price else record.cost_usd
+        paid = [message for message in record.all_calls() if not message.cached]
+        cost = sum(
+            price.cost(message.prompt_tokens, message.completion_tokens) if price else message.cost_usd
+            for message in paid
+        )
         record.frontier_cost_usd = cost
         total += cost
     return total

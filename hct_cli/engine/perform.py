@@ -175,7 +175,7 @@ class Performer:
         self._paused = False
         self._held_back: list[str] = []  # released while paused, in release order
         self._t0: float | None = None
-        self._last_commit = 0.0
+        self._last_settle = 0.0  # when the last result committed or failed, or the run stopped: the makespan
         self._done: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         order = {name: i for i, name in enumerate(program.order)}
@@ -524,6 +524,7 @@ class Performer:
             return
         self._status = "interrupted"
         self._stop_issuing = True
+        self._last_settle = self._now()
         self.interruption = reason
         if self.observers:
             self._emit("interrupt", reason=reason)
@@ -554,6 +555,7 @@ class Performer:
             station.reserved = 0.0
         if station.restored:
             station.restored = False
+            station.record.recalled.append(message)
         elif self.observers:
             self._emit_result(message, "call")
         if station.unconfirmed:
@@ -577,7 +579,7 @@ class Performer:
     def _land(self, station: Station, message: Broadcast) -> None:
         """A result whose inputs are all committed: through its fermata, then commit."""
         record = station.record
-        record.finished_s = self._last_commit = time.perf_counter() - self._t0  # type: ignore[operator]
+        record.finished_s = self._last_settle = time.perf_counter() - self._t0  # type: ignore[operator]
         record.result = message
         if message.tier is not None:
             record.tier = message.tier  # a fallback may have moved the call
@@ -654,6 +656,7 @@ class Performer:
         found = self._recall.get((station.name, request.version, "judge")) if self._recall is not None else None
         if found is not None:
             message = found.result
+            station.record.recalled.append(message)
         else:
             provider = self._judge_provider or self._first_model_provider()
             message = broadcast_of(station.name, request, await provider.call(request))
@@ -721,6 +724,9 @@ class Performer:
     def _squash_speculation(self, producer: Station) -> None:
         """``producer``'s held result will not commit: squash what fired on it."""
         on = f"{producer.name}@{producer.version}"
+        # Dependents whose call of this version is thrown away (in flight, or answered and
+        # buffered): the journal counts that call squashed, not lost.
+        called = {d.name for d in producer.spec_out if d.task is not None or d.buffered is not None}
         for dependent, cost in self.speculation.squash(producer):
             self._cancel_call(dependent)
             dependent.queued = False
@@ -728,7 +734,9 @@ class Performer:
             self.policy.withdraw(dependent.name)
             dependent.record.status = "waiting"
             if self.observers:
-                self._emit("squash", dependent.name, dependent.version, on=on, cost_usd=cost)
+                self._emit(
+                    "squash", dependent.name, dependent.version, on=on, cost_usd=cost, call=dependent.name in called
+                )
 
     # -- commit ----------------------------------------------------------------------------
 
@@ -782,6 +790,7 @@ class Performer:
         """The result commits: broadcast it to every dependent and release those now ready."""
         record = station.record
         record.status = status
+        self._last_settle = self._now()  # a gate may have held it since it landed
         observed = bool(self.observers)
         if observed:
             self._emit("cue", station.name, message.version, cost_usd=message.cost_usd, keys=cued or {})
@@ -917,6 +926,7 @@ class Performer:
         self._status = "caesura"
         self._stop_issuing = True
         self._paused = False
+        self._last_settle = self._now()
         after, number, checkpoint = self._checkpoint
         squashed: dict[str, int] = {}
         for station in self._stations.values():
@@ -953,7 +963,7 @@ class Performer:
         record = station.record
         record.status = "failed"
         record.error = error
-        record.finished_s = self._now()
+        record.finished_s = self._last_settle = self._now()
         self._status = "failed" if self._status == "completed" else self._status
         if self.observers:
             self._emit("fail", station.name, record.version, error=error)
@@ -1059,6 +1069,7 @@ class Performer:
             await self._done
         except asyncio.CancelledError:
             self._status = "interrupted"
+            self._last_settle = self._now()
             raise
         finally:
             for station in self._stations.values():
@@ -1081,7 +1092,9 @@ class Performer:
 
     def interrupted(self) -> RunResult:
         """The run as it stood when it was interrupted: everything committed so far."""
-        self._status = "interrupted"
+        if self._status != "interrupted":  # the run did not see it stop (a conductor's quit): now
+            self._status = "interrupted"
+            self._last_settle = self._now()
         return self.result()
 
     def result(self) -> RunResult:
@@ -1092,7 +1105,7 @@ class Performer:
             run_id=self.run_id,
             status=self._status,
             dispatch=self.dispatch,
-            makespan_s=self._last_commit,
+            makespan_s=self._last_settle,
             critical_path_s=critical_path(self.program, self.records),
             cost_usd=sum(r.cost_usd for r in self.records.values()),
             frontier_cost_usd=frontier_cost(self.program, self._stations.values()),

@@ -35,6 +35,9 @@ class AgentRecord:
     squashed: list[Broadcast] = field(default_factory=list)  # results thrown away (speculation, caesura)
     paged: list[dict[str, Any]] = field(default_factory=list)  # what L1 paged out of the last call's prompt
     warm_ups: list[Broadcast] = field(default_factory=list)  # one-token calls that wrote a prompt cache
+    # Answers a resume took from the journal: their time was spent in an earlier segment.
+    recalled: list[Broadcast] = field(default_factory=list)
+    speculated: set[str] = field(default_factory=set)  # producers whose held result it fired on, committed
 
     @property
     def operands(self) -> dict[str, int]:
@@ -175,6 +178,7 @@ class RunResult:
 
     @property
     def savings(self) -> float:
+        """What routing saved against the all-frontier counterfactual of the paid calls (docs/figures.md)."""
         if self.frontier_cost_usd <= 0:
             return 0.0
         return 1.0 - self.cost_usd / self.frontier_cost_usd

@@ -61,6 +61,7 @@ class Speculation:
         if producer not in dependent.unconfirmed:
             return False
         dependent.unconfirmed.discard(producer)
+        dependent.record.speculated.add(producer)  # it did not wait for the gate (the critical path)
         self.hits += 1
         return True
 

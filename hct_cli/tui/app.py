@@ -331,7 +331,10 @@ class Conductor(App[None]):
                 self.action_interrupt()
 
         self.push_screen(
-            Confirm("Work is running. Stop the run? It is journaled: `hct perform --resume` continues it."),
+            Confirm(
+                "Work is running. Stop the run? It is journaled: "
+                f"`hct perform --resume {self.ensemble.run_id}` continues it."
+            ),
             answer,
         )
 

@@ -291,7 +291,8 @@ class Ensemble:
             return
         row.tokens += prompt + completion
         row.cost_usd += cost
-        if row.kind == "llm":  # judges too: the run's own figure prices every call of an LLM agent
+        # Judges too, cache hits not: the run's own figure prices every call of an LLM agent it paid for.
+        if row.kind == "llm" and not data.get("cached"):
             self.frontier_usd += self._frontier.cost(prompt, completion) if self._frontier is not None else cost
 
     def _close(self, row: AgentRow, at: float, state: str) -> None:
@@ -479,7 +480,9 @@ def describe(event: Event) -> str:
         extra = f" (back to checkpoint {data.get('checkpoint')})" if kind == "caesura" else ""
         return f"{verdict}{data.get('reason', '')}{extra}".strip()
     if kind == "squash":
-        return f"fired on {data.get('on')}, which did not commit (${float(data.get('cost_usd') or 0.0):.4f} lost)"
+        return (
+            f"fired on {data.get('on')}, which did not commit (${float(data.get('cost_usd') or 0.0):.4f} thrown away)"
+        )
     if kind == "speculate":
         return f"fires on {data.get('on')} before it commits"
     if kind == "downbeat":

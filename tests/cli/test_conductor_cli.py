@@ -227,7 +227,7 @@ def test_perform_on_a_terminal_runs_the_conductor_then_prints_the_summary(
     assert "Traceback" not in _plain(text)
 
     _assert_summary(after, run_id, "completed", _agents(repo))
-    assert "paid calls 14" in _plain(after)
+    assert "calls: 14 paid" in _plain(after)
     assert _runs(tmp_path)[run_id]["status"] == "completed"
 
 
@@ -332,6 +332,39 @@ def test_sigterm_under_the_conductor_exits_130_and_journals_interrupted(
     _assert_summary(after, run_id, "interrupted", _agents(repo))
     assert "Traceback" not in _plain(text)
     assert _runs(tmp_path)[run_id]["status"] == "interrupted"
+
+
+def _last_line(text: str) -> str:
+    return [line for line in _plain(text).splitlines() if line.strip()][-1].strip()
+
+
+def test_q_in_the_conductor_ends_with_the_resume_command(terminal: Any, score: str, repo: Path, tmp_path: Path) -> None:
+    hct = terminal(["perform", score, "--simulate", "--time-scale", "5"], tmp_path)
+    hct.read_until(r"\b[1-9]\d*/14 done")  # the run is under way
+    found = _RUN_ID.search(_plain(hct.text))
+    assert found
+    run_id = found.group(1)
+    os.write(hct.master, b"q")
+    hct.read_until(r"Stop the run\?")
+    os.write(hct.master, b"y")
+    code = hct.finish()
+    assert code == 130, _plain(hct.text)[-3000:]
+    _, _, after = _split_screen(hct.text)
+    _assert_summary(after, run_id, "interrupted", _agents(repo))
+    assert _last_line(after) == f"hct perform --resume {run_id}"
+    assert _runs(tmp_path)[run_id]["status"] == "interrupted"
+
+
+def test_ctrl_c_in_the_plain_view_ends_with_the_resume_command(terminal: Any, score: str, tmp_path: Path) -> None:
+    hct = terminal(["perform", score, "--simulate", "--time-scale", "5", "--no-tui"], tmp_path)
+    hct.read_until(r"\b[1-9]\d*/14 done")
+    found = _RUN_ID.search(_plain(hct.text))
+    assert found
+    hct.process.send_signal(signal.SIGINT)
+    code = hct.finish()
+    assert code == 130, _plain(hct.text)[-3000:]
+    assert f"run {found.group(1)}: interrupted" in _plain(hct.text)  # the summary, then the command
+    assert _last_line(hct.text) == f"hct perform --resume {found.group(1)}"
 
 
 # -- replay ---------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from hct_cli.cli import app
+from hct_cli.cli.app import _spell_out
 from hct_cli.engine.events import Event
 from hct_cli.home import connect
 from hct_cli.journal import Journal, RunConfig, next_verdict
@@ -138,7 +139,10 @@ def test_show_prints_a_table_for_people(code_review: Path) -> None:
     text = invoke("show", data["run_id"])
     assert text.exit_code == 0
     assert f"run {data['run_id']}: completed" in text.stdout
-    assert "parse" in text.stdout and "paid calls 14, lost to a crash or an interruption 0" in text.stdout
+    assert (
+        "parse" in text.stdout
+        and "calls: 14 paid, 0 cached, 0 squashed, 0 lost to a crash or an interruption" in text.stdout
+    )
     assert not text.stdout.lstrip().startswith("{")
 
 
@@ -232,7 +236,9 @@ def test_show_a_crashed_run_from_its_events() -> None:
         {"agent": "a", "version": 1, "model": "gpt-4o-mini", "cost_usd": 0.5, "cached": False, "worker": None}
     ]
     text = invoke("show", "crashed0001")
-    assert text.exit_code == 0 and "crashed" in text.stdout and "lost to a crash or an interruption 1" in text.stdout
+    assert text.exit_code == 0 and "crashed" in text.stdout and "1 lost to a crash or an interruption" in text.stdout
+    # A run that never ended has no makespan or counterfactual: none is printed as if it were 0.
+    assert "cost $0.5000" in text.stdout and "makespan" not in text.stdout and "saving" not in text.stdout
 
 
 # -- hct approve / reject ---------------------------------------------------------------------
@@ -371,22 +377,54 @@ def test_dependents_follow_the_cues() -> None:
 # -- hct perform --resume ----------------------------------------------------------------------
 
 
-def test_resume_of_a_finished_run_pays_for_nothing(code_review: Path, tmp_path: Path) -> None:
+def test_resume_of_a_completed_run_says_so_and_does_nothing(code_review: Path) -> None:
     first = perform(code_review)
     result = invoke("perform", "--resume", first["run_id"][:8], "--json")
     assert result.exit_code == 0, result.output
-    assert f"resuming run {first['run_id']} (segment 2)" in result.stderr
+    assert f"run {first['run_id']} is completed: nothing to resume" in result.stderr
+    document = json.loads(result.stdout)  # the run's document, as `hct show --json` prints it
+    assert (document["run_id"], document["status"], document["segments"]) == (first["run_id"], "completed", 1)
+    assert document["paid_calls"] == 14 and document["cost_usd"] == pytest.approx(first["cost_usd"])
+    assert show(first["run_id"])["segments"] == 1  # no segment was added
+    plain = invoke("perform", "--resume", first["run_id"])
+    assert plain.exit_code == 0 and "nothing to resume" in plain.stderr and plain.stdout == ""
+
+
+def _crash(score: Path, fault: str = "mid:5") -> str:
+    """A run of ``score`` killed by HCT_FAULT; its id."""
+    env = {**os.environ, "HCT_FAULT": fault}
+    killed = subprocess.run([*HCT, "perform", str(score), *FAST, "--json"], env=env, capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    return killed.stderr.split()[1].rstrip(":")
+
+
+def test_resume_without_a_run_resumes_the_latest_that_can_be_resumed(code_review: Path) -> None:
+    older = _crash(code_review)
+    crashed = _crash(code_review)
+    perform(code_review)  # the newest run completed: nothing to resume there
+    result = invoke(*_spell_out(["perform", "--resume", "--json"]))
+    assert result.exit_code == 0, result.output
+    first = result.stderr.splitlines()[0]
+    assert first.startswith(f"resuming run {crashed}, the latest run to resume (crashed, started ")
     resumed = json.loads(result.stdout)
-    assert (resumed["run_id"], resumed["status"], resumed["segment"]) == (first["run_id"], "completed", 2)
-    assert resumed["paid_calls"] == 14  # the first segment's calls, none added
-    assert resumed["cost_usd"] == pytest.approx(first["cost_usd"])
-    shown = show(first["run_id"])
-    assert shown["segments"] == 2 and len(shown["calls"]) == 14
-    path = tmp_path / "t.json"
-    assert invoke("show", first["run_id"], "--trace", str(path)).exit_code == 0
-    events = json.loads(path.read_text())["traceEvents"]
-    assert sum(1 for e in events if e.get("cat") == "restored") == 14
-    assert [e["name"] for e in events if e.get("cat") == "segment"] == ["segment 1", "segment 2"]
+    assert (resumed["run_id"], resumed["status"], resumed["segment"]) == (crashed, "completed", 2)
+    # Now the older crashed run is the latest one to resume.
+    again = invoke(*_spell_out(["perform", "--resume"]))
+    assert again.exit_code == 0, again.output
+    assert f"resuming run {older}, the latest run to resume" in again.stderr
+    assert {row["run_id"]: row["status"] for row in runs_json()}[older] == "completed"
+
+
+def test_resume_without_a_run_when_none_can_be_resumed_fails_clearly(code_review: Path) -> None:
+    empty = invoke(*_spell_out(["perform", "--resume"]))
+    assert empty.exit_code == 1
+    assert "error: no run to resume" in empty.stderr and "hint:" in empty.stderr
+    perform(code_review)
+    done = invoke(*_spell_out(["perform", "--resume", "--json"]))
+    assert done.exit_code == 1
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == "RunNotFoundError" and "no run to resume" in error["message"]
+    assert len(runs_json()) == 1 and runs_json()[0]["status"] == "completed"
 
 
 def test_resume_refuses_a_score_too(code_review: Path) -> None:
@@ -397,7 +435,7 @@ def test_resume_refuses_a_score_too(code_review: Path) -> None:
     assert unknown.exit_code == 1 and json.loads(unknown.stdout)["error"]["type"] == "RunNotFoundError"
 
 
-def test_a_killed_run_shows_as_crashed_and_resumes_without_paying_twice(code_review: Path) -> None:
+def test_a_killed_run_shows_as_crashed_and_resumes_without_paying_twice(code_review: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HCT_FAULT": "mid:5"}
     killed = subprocess.run(
         [*HCT, "perform", str(code_review), *FAST, "--json"], env=env, capture_output=True, text=True, timeout=60
@@ -422,3 +460,9 @@ def test_a_killed_run_shows_as_crashed_and_resumes_without_paying_twice(code_rev
     assert set(calls) == set(_agents(code_review))
     assert shown["segments"] == 2 and shown["status"] == "completed"
     assert runs_json()[0]["status"] == "completed"
+    path = tmp_path / "t.json"
+    assert invoke("show", row["run_id"], "--trace", str(path)).exit_code == 0
+    events = json.loads(path.read_text())["traceEvents"]
+    # Each call journaled before the kill is answered from the journal: an instant, not a call.
+    assert sum(1 for e in events if e.get("cat") == "restored") == len(crashed["calls"])
+    assert [e["name"] for e in events if e.get("cat") == "segment"] == ["segment 1", "segment 2"]

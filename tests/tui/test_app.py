@@ -143,6 +143,7 @@ async def test_q_asks_while_work_runs_and_stops_the_run_when_confirmed(code_revi
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, Confirm)
+        assert "`hct perform --resume test-run` continues it" in app.screen.question  # the run's own command
         await pilot.press("n")
         await pilot.pause()
         assert app.is_running and not app.ensemble.finished

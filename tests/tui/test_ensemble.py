@@ -151,6 +151,19 @@ def test_a_result_adds_tokens_and_cost_to_the_agent_and_to_the_spend() -> None:
     assert a.state == "running", "a result alone does not commit"
 
 
+def test_a_cache_hit_is_not_in_the_frontier_counterfactual() -> None:
+    ensemble = feed(
+        Ensemble(program()),
+        ev("issue", 0.0, "a", 1),
+        ev("result", 0.1, "a", 1, prompt_tokens=3, completion_tokens=5, cost_usd=0.0, cached=True),
+        ev("issue", 0.0, "b", 1),
+        ev("result", 0.2, "b", 1, prompt_tokens=30, completion_tokens=50, cost_usd=0.01),
+    )
+    # docs/figures.md: the counterfactual prices the calls the run paid for, as cost_usd counts them.
+    assert ensemble.agents["a"].tokens == 8
+    assert ensemble.frontier_usd == pytest.approx(frontier_cost(30, 50))
+
+
 def test_a_result_for_no_station_is_still_spent() -> None:
     ensemble = feed(Ensemble(program()), ev("result", 0.1, None, 0, prompt_tokens=1, completion_tokens=1, cost_usd=0.5))
     assert ensemble.spend_usd == pytest.approx(0.5)
@@ -336,7 +349,7 @@ def test_a_squashed_agent_waits_again_with_a_squashed_span() -> None:
     assert list(c.missing) == ["a"] and c.waits_for() == "a"
     assert ensemble.done == 1  # b only
     [signal] = list(ensemble.signals("squash"))
-    assert signal.text == "fired on a@1, which did not commit ($0.0020 lost)"
+    assert signal.text == "fired on a@1, which did not commit ($0.0020 thrown away)"
 
 
 def test_a_conductors_caesura_squashes_work_in_flight_and_skips_what_never_ran() -> None:
