@@ -185,12 +185,13 @@ def _perform(
     """Run a new score (``fresh``) or the next segment of a journaled run (``resume``); ``bus``
     overrides the journaled bus of a resumed run."""
     from hct_cli.home import connect, set_durability
-    from hct_cli.journal import Journal, find_run, recall, squashed_versions
+    from hct_cli.journal import Journal, find_run, recall, spend, squashed_versions
 
     if fresh is not None:
         _refuse_exec(fresh[0], allow_exec)  # before anything is written
     db = connect(durable=durable or "normal")
     recalled = None
+    spent_before = 0.0
     start_versions: dict[str, int] = {}
     if fresh is not None:
         score, score_path, config = fresh
@@ -206,6 +207,7 @@ def _perform(
         base = Path(run_row.score_path) if run_row.score_path else None
         score = load_score_text(run_row.score_text, run_row.score_path or run_row.score, base)
         recalled = recall(db, run_id)
+        spent_before = spend(db, run_id)
         start_versions = squashed_versions(db, run_id)
         if bus is not None:
             config = replace(config, bus=bus)
@@ -298,6 +300,7 @@ def _perform(
             judge_provider=judges,
             predictors=Predictors(db),
             recall=recalled,
+            spent_before_usd=spent_before,
             start_versions=start_versions,
             digests=True,
             tokenizer=tokenizer,
