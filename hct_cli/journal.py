@@ -75,15 +75,28 @@ class RunConfig:
     cache: bool = True
     durable: str = "normal"
     bus: str | None = None  # a Redis URL in distributed mode; None: in process
+    # Inputs journaled redacted -> a keyed hash of the real value (hct_cli.redact.seal).
+    sealed: Mapping[str, str] = field(default_factory=dict)
 
     def budget(self, score: Score) -> float | None:
         """The spend cap in force: ``--budget``, else the score's ``routing.budget_usd``."""
         return self.budget_usd if self.budget_usd is not None else score.routing.budget_usd
 
     def to_json(self, redact: Redactor | None = None) -> str:
-        """The configuration as JSON; with ``redact``, secrets replaced in its values first."""
+        """The configuration as JSON; with ``redact``, secrets replaced in its values first, and
+        each input that held one sealed, so that a resume can tell its real value again."""
         data = asdict(self)
-        return json.dumps(redact.data(data) if redact is not None else data, default=str)
+        if redact is None or not redact:
+            return json.dumps(data, default=str)
+        from hct_cli.redact import seal
+
+        data = redact.data(data)
+        sealed = dict(self.sealed)
+        for name, value in self.inputs.items():
+            if data["inputs"].get(name) != value:
+                sealed[name] = seal(value)
+        data["sealed"] = sealed
+        return json.dumps(data, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
