@@ -62,6 +62,7 @@ __all__ = [
     "process_start",
     "recall",
     "record_verdict",
+    "spend",
     "squashed_versions",
 ]
 
@@ -87,20 +88,33 @@ class RunConfig:
     cache: bool = True
     durable: str = "normal"
     bus: str | None = None  # a Redis URL in distributed mode; None: in process
+    # Inputs journaled redacted -> a keyed hash of the real value (hct_cli.redact.seal).
+    sealed: Mapping[str, str] = field(default_factory=dict)
 
     def budget(self, score: Score) -> float | None:
         """The spend cap in force: ``--budget``, else the score's ``routing.budget_usd``."""
         return self.budget_usd if self.budget_usd is not None else score.routing.budget_usd
 
     def to_json(self, redact: Redactor | None = None) -> str:
-        """The configuration as JSON; with ``redact``, secrets replaced in its values first. A
+        """The configuration as JSON; with ``redact``, secrets replaced in its values first, and
+        each input that held one sealed, so that a resume can tell its real value again. A
         password in the bus URL is masked: a resume takes it from the environment."""
         data = asdict(self)
         if self.bus is not None:
             from hct_cli.bus.redis import shown_url
 
             data["bus"] = shown_url(self.bus)
-        return dumps(redact.data(data) if redact is not None else data)
+        if redact is None or not redact:
+            return dumps(data)
+        from hct_cli.redact import seal
+
+        data = redact.data(data)
+        sealed = dict(self.sealed)
+        for name, value in self.inputs.items():
+            if data["inputs"].get(name) != value:
+                sealed[name] = seal(value)
+        data["sealed"] = sealed
+        return dumps(data)
 
     @classmethod
     def from_json(cls, text: str) -> RunConfig:
@@ -143,6 +157,7 @@ class RecalledCall:
     tier: str | None
     digest: str | None
     result: Broadcast
+    arrived_s: float = 0.0  # when it arrived on the run's one timeline (see :func:`recall`)
 
 
 class Journal:
@@ -451,15 +466,22 @@ def list_runs(db: sqlite3.Connection, limit: int | None = None) -> list[RunRow]:
     return [_with_spend(db, row) for row in rows]
 
 
+def spend(db: sqlite3.Connection, run_id: str) -> float:
+    """What a run cost so far: the sum over every journaled result (calls, judges, warm-ups; a
+    cache hit costs nothing), which is what ``hct show`` lists. A finished segment's ``cost_usd``
+    is the same figure: the engine starts a resume from it (``spent_before_usd``)."""
+    (total,) = db.execute(
+        "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE run_id = ? AND kind = 'result'",
+        (run_id,),
+    ).fetchone()
+    return float(total)
+
+
 def _with_spend(db: sqlite3.Connection, run: RunRow) -> RunRow:
     """An unfinished run's cost, summed from its journaled results."""
     if run.ended_at is not None:
         return run
-    (total,) = db.execute(
-        "SELECT COALESCE(SUM(json_extract(data, '$.cost_usd')), 0) FROM events WHERE run_id = ? AND kind = 'result'",
-        (run.run_id,),
-    ).fetchone()
-    return RunRow(**{**run.__dict__, "cost_usd": float(total)})
+    return RunRow(**{**run.__dict__, "cost_usd": spend(db, run.run_id)})
 
 
 def find_run(db: sqlite3.Connection, run_id: str) -> RunRow:
@@ -498,12 +520,17 @@ def events_of(db: sqlite3.Connection, run_id: str) -> Iterator[dict[str, Any]]:
         }
 
 
-def _results(db: sqlite3.Connection, run_id: str) -> Iterator[tuple[int, str, int, dict[str, Any]]]:
-    for segment, station, version, data in db.execute(
-        "SELECT segment, station, version, data FROM events WHERE run_id = ? AND kind = 'result' ORDER BY segment, seq",
+def _results(db: sqlite3.Connection, run_id: str, *, with_time: bool = False) -> Iterator[tuple[Any, ...]]:
+    for segment, station, version, data, at in db.execute(
+        "SELECT segment, station, version, data, at FROM events WHERE run_id = ? AND kind = 'result'"
+        " ORDER BY segment, seq",
         (run_id,),
     ):
-        yield segment, station, version, json.loads(data)
+        yield (
+            (segment, station, version, json.loads(data), at)
+            if with_time
+            else (segment, station, version, json.loads(data))
+        )
 
 
 def calls_of(db: sqlite3.Connection, run_id: str) -> list[dict[str, Any]]:
@@ -578,24 +605,47 @@ def squashed_versions(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
 
 
 def recall(db: sqlite3.Connection, run_id: str) -> dict[tuple[str, int, str], RecalledCall]:
-    """Every successful journaled call, keyed by (agent, version, purpose); the latest wins."""
+    """Every successful journaled call, keyed by (agent, version, purpose); the latest wins. The
+    dict's order is the order the results arrived in, segment after segment (a result called again
+    in a later segment takes the later place): the order a resume delivers them in."""
     squashed = squashed_versions(db, run_id)
     issued: dict[tuple[int, str, int], dict[str, Any]] = {}
     for segment, station, version, data in db.execute(
         "SELECT segment, station, version, data FROM events WHERE run_id = ? AND kind = 'issue'", (run_id,)
     ):
         issued[(segment, station, version)] = json.loads(data) if data else {}
+    clock = _timeline(db, run_id)
     found: dict[tuple[str, int, str], RecalledCall] = {}
-    for segment, station, version, data in _results(db, run_id):
+    for segment, station, version, data, at in _results(db, run_id, with_time=True):
         if not data.get("ok", True) or version <= squashed.get(station, 0):
             continue
         purpose = data.get("purpose", "call")
         request = issued.get((segment, station, version), {}) if purpose == "call" else data
         message = Broadcast.from_data(station, version, data)
+        found.pop((station, version, purpose), None)
+        base, offset = clock.get(segment, (at, 0.0))
         found[(station, version, purpose)] = RecalledCall(
-            request.get("model"), request.get("tier"), request.get("digest"), message
+            request.get("model"), request.get("tier"), request.get("digest"), message, at - base + offset
         )
     return found
+
+
+def _timeline(db: sqlite3.Connection, run_id: str) -> dict[int, tuple[float, float]]:
+    """Per segment, (its start, where that start lies on the run's one timeline). Segment 1 starts
+    it at 0; a resumed segment replays the journal in no time and then runs on from where its
+    first new call was first issued: its ``replay_order`` event says where (``offset_s``)."""
+    clock: dict[int, tuple[float, float]] = {}
+    for segment, start in db.execute(
+        "SELECT segment, MIN(at) FROM events WHERE run_id = ? GROUP BY segment", (run_id,)
+    ):
+        clock[segment] = (float(start), 0.0)
+    for segment, data in db.execute(
+        "SELECT segment, data FROM events WHERE run_id = ? AND kind = 'replay_order'", (run_id,)
+    ):
+        offset = (json.loads(data) if data else {}).get("offset_s")
+        if segment in clock and isinstance(offset, int | float):
+            clock[segment] = (clock[segment][0], float(offset))
+    return clock
 
 
 # -- approvals -------------------------------------------------------------------------------

@@ -2,9 +2,16 @@
 
 ``HCT_FAULT=mid:K`` makes the process SIGKILL itself while the SQLite transaction holding the
 K-th journaled call result is open (that transaction is lost); ``HCT_FAULT=after:K`` right after
-it commits. For every kill point the crashed run must complete with one ``--resume``, pay for
-exactly the calls an uninterrupted run with the same seed pays for, and end with the same
-outputs and shared state.
+it commits. For every example score (and fixtures with coherence hold, speculation and vamps), at
+every kill point, the crashed run must complete with one ``--resume``, pay for exactly the calls
+an uninterrupted run with the same seed pays for, end with the same outputs and shared state, and
+report as ``cost_usd`` the sum of the paid calls ``hct show`` lists. So must a run killed again
+during its resume, resumed once more.
+
+Each score runs at a time scale at which no two results that the run's decisions depend on the
+order of arrive close together (collab-writing's three writers commit every few hundred
+simulated milliseconds, so it runs slower than the others): the uninterrupted run is then a
+reference, which the fixture checks by running it twice.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -22,10 +30,12 @@ from typing import Any
 
 import pytest
 
-SCORE = Path(__file__).resolve().parent / "resources" / "scores" / "durable.yaml"
+RESOURCES = Path(__file__).resolve().parent / "resources" / "scores"
+EXAMPLES = Path(__file__).resolve().parents[1] / "scores"
+SCORE = RESOURCES / "durable.yaml"
 SEED = 7
 TIME_SCALE = "0.05"
-WORKERS = 3
+WORKERS = 4  # the runs mostly sleep out simulated latencies
 KILLED = (-9, 137)  # SIGKILL as seen by subprocess, or as a shell reports it
 
 #: Fields of the run document that measure wall time (or the segment) rather than the run.
@@ -62,9 +72,34 @@ def _hct_run(home: Path, *args: str, fault: str | None = None) -> subprocess.Com
     )
 
 
-def _perform(home: Path, fault: str | None = None) -> subprocess.CompletedProcess[str]:
-    options = ["--simulate", "--seed", str(SEED), "--no-cache", "--json", "--time-scale", TIME_SCALE]
-    return _hct_run(home, "perform", str(SCORE), *options, fault=fault)
+@dataclass(frozen=True)
+class Case:
+    """A score the suite kills and resumes, and the time scale its reference run is stable at."""
+
+    score: Path
+    time_scale: str = "0.1"
+
+    @property
+    def id(self) -> str:
+        return self.score.stem
+
+
+CASES = (
+    Case(SCORE, TIME_SCALE),
+    Case(EXAMPLES / "code-review.yaml"),
+    Case(EXAMPLES / "collab-writing.yaml", "0.5"),
+    Case(EXAMPLES / "mixed-workload.yaml"),
+    Case(EXAMPLES / "release-gate.yaml"),
+    Case(EXAMPLES / "research-brief.yaml"),
+    Case(EXAMPLES / "shared-context.yaml"),
+    Case(RESOURCES / "hold-speculate.yaml"),
+)
+DURABLE = CASES[0]
+
+
+def _perform(home: Path, fault: str | None = None, case: Case = DURABLE) -> subprocess.CompletedProcess[str]:
+    options = ["--simulate", "--seed", str(SEED), "--no-cache", "--json", "--time-scale", case.time_scale]
+    return _hct_run(home, "perform", str(case.score), *options, fault=fault)
 
 
 def _run_id(proc: subprocess.CompletedProcess[str]) -> str:
@@ -98,8 +133,13 @@ def _paid_keys(show: Mapping[str, Any]) -> list[tuple[str, int, str, str, float]
     )
 
 
+def _paid_sum(show: Mapping[str, Any]) -> float:
+    return sum(c["cost_usd"] for c in show["calls"] if not c["cached"])
+
+
 @dataclass(frozen=True)
 class Reference:
+    case: Case
     doc: dict[str, Any]
     show: dict[str, Any]
 
@@ -109,16 +149,37 @@ class Reference:
         return len(self.show["calls"])
 
 
+_REFERENCES: dict[Case, Reference] = {}
+
+
+def _reference(case: Case, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    if case not in _REFERENCES:
+        home = tmp_path_factory.mktemp(f"reference-{case.id}")
+        first = _perform(home, case=case)
+        doc = _document(first)
+        show = json.loads(_hct_run(home, "show", _run_id(first), "--json").stdout)
+        # The comparison below is only meaningful if the run is reproducible at all.
+        again = _document(_perform(tmp_path_factory.mktemp(f"reference-again-{case.id}"), case=case))
+        assert _comparable(again) == _comparable(doc)
+        assert doc["status"] == "completed"
+        assert doc["cost_usd"] == pytest.approx(_paid_sum(show), rel=1e-9, abs=1e-12)
+        _REFERENCES[case] = Reference(case, doc, show)
+    return _REFERENCES[case]
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    home = tmp_path_factory.mktemp("reference")
-    first = _perform(home)
-    doc = _document(first)
-    show = json.loads(_hct_run(home, "show", _run_id(first), "--json").stdout)
-    # The comparison below is only meaningful if the run is reproducible at all.
-    again = _document(_perform(tmp_path_factory.mktemp("reference-again")))
-    assert _comparable(again) == _comparable(doc)
-    return Reference(doc, show)
+    return _reference(DURABLE, tmp_path_factory)
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[case.id for case in CASES])
+def scored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Reference:
+    case: Case = request.param
+    return _reference(case, tmp_path_factory)
+
+
+def test_every_example_score_is_killed_and_resumed() -> None:
+    assert {case.score for case in CASES} >= set(EXAMPLES.glob("*.yaml"))
 
 
 def test_reference_run_exercises_the_score(reference: Reference) -> None:
@@ -153,15 +214,68 @@ class Outcome:
     show: dict[str, Any]
 
 
-def _crash_and_resume(root: Path, fault: str) -> Outcome:
-    home = root / fault.replace(":", "-")
+def _status_of(home: Path, run_id: str) -> str:
+    """The journal's status of a run (read in this process: one subprocess fewer per kill point)."""
+    from hct_cli.journal import find_run
+
+    db = sqlite3.connect(home / "hct.db")
+    try:
+        return find_run(db, run_id).status
+    finally:
+        db.close()
+
+
+def _crash_and_resume(root: Path, fault: str, case: Case = DURABLE, again: str | None = None) -> Outcome:
+    """Crash at ``fault``; resume (with ``again``, crash that resume too and resume once more)."""
+    home = root / f"{case.id}-{fault.replace(':', '-')}"
     home.mkdir()
-    crashed = _perform(home, fault)
+    crashed = _perform(home, fault, case)
     run_id = _run_id(crashed)
-    status = json.loads(_hct_run(home, "show", run_id, "--json").stdout or "{}").get("status", "?")
-    resumed = _hct_run(home, "perform", "--resume", run_id, "--json")
+    status = _status_of(home, run_id)
+    resumed = _hct_run(home, "perform", "--resume", run_id, "--json", fault=again)
+    if again is not None:
+        if resumed.returncode not in KILLED:
+            resumed = subprocess.CompletedProcess(resumed.args, 1, "", f"the resume was not killed at {again}")
+        else:
+            resumed = _hct_run(home, "perform", "--resume", run_id, "--json")
     show = json.loads(_hct_run(home, "show", run_id, "--json").stdout or "{}")
     return Outcome(fault, crashed, status, resumed, show)
+
+
+def _same_run(o: Outcome, reference: Reference, segments: int = 2) -> None:
+    """The resumed run is the uninterrupted one: outputs, state, paid calls, cost."""
+    assert o.crashed.returncode in KILLED, f"exit {o.crashed.returncode}, stderr {o.crashed.stderr!r}"
+    assert '"status": "completed"' not in o.crashed.stdout
+    assert o.crashed_status == "crashed"
+    doc = _document(o.resumed)
+    assert doc["status"] == "completed"
+    assert doc["segment"] == segments
+    assert doc["paid_calls"] == reference.doc["paid_calls"]
+    assert doc["lost_calls"] >= 0
+    assert doc["cost_usd"] == pytest.approx(reference.doc["cost_usd"], rel=1e-9, abs=1e-12)
+    assert doc["state"] == reference.doc["state"]
+    assert {n: a["output"] for n, a in doc["agents"].items()} == {
+        n: a["output"] for n, a in reference.doc["agents"].items()
+    }
+    assert _comparable(doc) == _comparable(reference.doc)
+    # The journal agrees: each call paid once, the same calls as the uninterrupted run.
+    assert o.show["status"] == "completed"
+    assert o.show["paid_calls"] == reference.doc["paid_calls"]
+    assert o.show["lost_calls"] == doc["lost_calls"]
+    assert _paid_keys(o.show) == _paid_keys(reference.show)
+    # What the run says it cost is what the journal lists as paid.
+    assert doc["cost_usd"] == pytest.approx(_paid_sum(o.show), rel=1e-9, abs=1e-12)
+    assert o.show["cost_usd"] == pytest.approx(_paid_sum(o.show), rel=1e-9, abs=1e-12)
+
+
+def _failures(outcomes: list[Outcome], reference: Reference, segments: int = 2) -> list[str]:
+    failures: list[str] = []
+    for o in outcomes:
+        try:
+            _same_run(o, reference, segments)
+        except (AssertionError, ValueError, KeyError) as exc:
+            failures.append(f"{reference.case.id} HCT_FAULT={o.fault}: {exc}")
+    return failures
 
 
 @pytest.mark.timeout(300)
@@ -170,44 +284,43 @@ def test_kill_anywhere_then_resume_gives_the_same_run(reference: Reference, tmp_
     assert len(points) >= 20
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         outcomes = list(pool.map(lambda fault: _crash_and_resume(tmp_path, fault), points))
-
-    expected = _comparable(reference.doc)
-    failures: list[str] = []
-    lost_mid = 0
-    for o in outcomes:
-        try:
-            assert o.crashed.returncode in KILLED, f"exit {o.crashed.returncode}, stderr {o.crashed.stderr!r}"
-            assert '"status": "completed"' not in o.crashed.stdout
-            assert o.crashed_status == "crashed"
-            doc = _document(o.resumed)
-            assert doc["status"] == "completed"
-            assert doc["segment"] == 2  # one resume completes the run
-            assert doc["paid_calls"] == reference.doc["paid_calls"]
-            assert doc["lost_calls"] >= 0
-            assert doc["cost_usd"] == pytest.approx(reference.doc["cost_usd"], rel=1e-9, abs=1e-12)
-            assert doc["state"] == reference.doc["state"]
-            assert {n: a["output"] for n, a in doc["agents"].items()} == {
-                n: a["output"] for n, a in reference.doc["agents"].items()
-            }
-            assert _comparable(doc) == expected
-            # The journal agrees: each call paid once, the same calls as the uninterrupted run.
-            assert o.show["status"] == "completed"
-            assert o.show["paid_calls"] == reference.doc["paid_calls"]
-            assert o.show["lost_calls"] == doc["lost_calls"]
-            assert _paid_keys(o.show) == _paid_keys(reference.show)
-            if o.fault.startswith("mid:"):
-                lost_mid += doc["lost_calls"] > 0
-        except (AssertionError, ValueError, KeyError) as exc:
-            failures.append(f"HCT_FAULT={o.fault}: {exc}")
+    failures = _failures(outcomes, reference)
     assert not failures, f"{len(failures)} of {len(outcomes)} kill points failed:\n" + "\n".join(failures)
     # A transaction lost mid-commit held a paid result: the journal counts it as lost.
-    assert lost_mid > 0
+    assert sum(_document(o.resumed)["lost_calls"] > 0 for o in outcomes if o.fault.startswith("mid:")) > 0
 
 
-@pytest.mark.timeout(120)
-def test_repeated_crashes_still_converge(reference: Reference, tmp_path: Path) -> None:
-    """Crash every segment after two more results; each resume makes progress until done."""
-    crashed = _perform(tmp_path, "after:2")
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_every_score_killed_anywhere_resumes_to_the_same_run(scored: Reference, tmp_path: Path) -> None:
+    """Every score at every kill point, then twice more: killed again during its resume."""
+    if scored.case == DURABLE:
+        pytest.skip("durable.yaml's kill points are test_kill_anywhere_then_resume_gives_the_same_run")
+    n = scored.results
+    points = _kill_points(n)
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        outcomes = list(pool.map(lambda fault: _crash_and_resume(tmp_path, fault, scored.case), points))
+    failures = _failures(outcomes, scored)
+    assert not failures, f"{len(failures)} of {len(outcomes)} kill points failed:\n" + "\n".join(failures)
+
+
+@pytest.mark.timeout(300)
+def test_a_kill_during_the_resume_then_another_resume_gives_the_same_run(scored: Reference, tmp_path: Path) -> None:
+    n = scored.results
+    twice = [(f"after:{max(1, n // 3)}", "mid:1"), (f"mid:{max(1, n // 2)}", "after:1")]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        outcomes = list(pool.map(lambda f: _crash_and_resume(tmp_path, f[0], scored.case, again=f[1]), twice))
+    failures = _failures(outcomes, scored, segments=3)
+    assert not failures, f"{len(failures)} of {len(outcomes)} runs failed:\n" + "\n".join(failures)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("case", [DURABLE, CASES[2]], ids=lambda case: case.id)
+def test_repeated_crashes_still_converge(case: Case, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """Crash every segment after two more results; each resume makes progress until done, and
+    the last one (its order rebuilt from every segment before it) is the uninterrupted run."""
+    reference = _reference(case, tmp_path_factory)
+    crashed = _perform(tmp_path, "after:2", case)
     assert crashed.returncode in KILLED
     run_id = _run_id(crashed)
     segment = 1
@@ -223,6 +336,9 @@ def test_repeated_crashes_still_converge(reference: Reference, tmp_path: Path) -
     assert segment >= 3  # it did crash more than once
     assert doc["paid_calls"] == reference.doc["paid_calls"]
     assert _comparable(doc) == _comparable(reference.doc)
+    show = json.loads(_hct_run(tmp_path, "show", run_id, "--json").stdout)
+    assert _paid_keys(show) == _paid_keys(reference.show)
+    assert doc["cost_usd"] == pytest.approx(_paid_sum(show), rel=1e-9, abs=1e-12)
 
 
 @pytest.mark.timeout(60)

@@ -541,3 +541,26 @@ def test_a_journal_that_cannot_write_mid_run_ends_the_run_with_the_error(tmp_pat
         loop.close()
     assert not logged  # nothing escaped into the loop's handler (which prints a traceback)
     assert [type(f) for f in failures] == [CorruptStoreError]
+
+
+def test_recall_is_in_arrival_order_on_one_timeline_across_segments() -> None:
+    from dataclasses import replace
+
+    db = connect()
+    first = _start(db)
+    first(Event("run_start", 0.0))
+    for name, at in (("b", 1.0), ("a", 2.0), ("c", 3.0)):
+        first(_issue(name))
+        first(replace(_result(name), time_s=at))
+    first.finish("crashed", 0.0, {})
+    second = Journal.resume(db, find_run(db, first.run_id))
+    second(Event("run_start", 0.0))
+    # Segment 2 replayed segment 1 in no time; its clock runs 2.5 s behind the run's timeline.
+    second(Event("replay_order", 0.01, None, 0, {"how": "drained", "offset_s": 2.5}))
+    second(_issue("d"))
+    second(replace(_result("d"), time_s=1.0))
+    second(_issue("a", 1))
+    second(replace(_result("a", output="again"), time_s=1.5))  # called again: it takes the later place
+    found = recall(db, first.run_id)
+    assert [key[0] for key in found] == ["b", "c", "d", "a"]
+    assert [round(call.arrived_s, 6) for call in found.values()] == [1.0, 3.0, 3.5, 4.0]

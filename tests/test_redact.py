@@ -42,3 +42,24 @@ def test_data_is_redacted_deeply_and_left_alone_without_secrets() -> None:
 def test_a_secret_containing_another_is_replaced_whole() -> None:
     redactor = Redactor.from_environ({"A_KEY": "abcdefgh", "B_KEY": "abcdefgh-and-more"})
     assert redactor.text("abcdefgh-and-more abcdefgh") == "[redacted B_KEY] [redacted A_KEY]"
+
+
+def test_a_sealed_input_is_recognised_again_only_at_its_real_value() -> None:
+    from hct_cli.redact import _REMEMBERED, placeholders, seal, unseal
+
+    real = {"text": "use tok-0123456789 here", "n": 3}
+    redact = Redactor({"SVC_TOKEN": "tok-0123456789"})
+    redacted = redact.data(real)
+    sealed = seal(real)
+    assert "tok-0123456789" not in sealed and placeholders(redacted) == ["SVC_TOKEN"]
+    assert unseal(redacted, sealed, {"SVC_TOKEN": "tok-0123456789"}) == real
+    assert unseal(redacted, sealed, {"SVC_TOKEN": "tok-9999999999"}) is None
+    assert unseal(redacted, sealed, {}) is None
+    assert unseal(redacted, sealed, {}, given={"text": "use it here", "n": 3}) is None
+    assert unseal(redacted, sealed, {}, given=real) == real
+    # Given again rather than from the environment, it is redacted all the same.
+    try:
+        assert "tok-0123456789" not in Redactor.from_environ({}).text("say tok-0123456789")
+    finally:
+        _REMEMBERED.clear()  # process-wide: leave other tests a clean slate
+    assert seal(real) != sealed  # salted: the same value seals differently each time

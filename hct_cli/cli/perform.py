@@ -9,7 +9,7 @@ import sqlite3
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -124,10 +124,10 @@ def perform_command(
 
         check_bus_url(bus)
     if resume is not None or resume_latest:
-        if path is not None or inputs:
+        if path is not None:
             raise UsageError(
                 "--resume takes the score and inputs from the journal",
-                hint=f"Run `hct perform --resume{' ' + resume if resume else ''}` without a score or --input.",
+                hint=f"Run `hct perform --resume{' ' + resume if resume else ''}` without a score.",
             )
         if resume is not None and resume_latest:
             raise UsageError("--resume was given twice", hint="Give it once: `hct perform --resume RUN`, or alone.")
@@ -140,6 +140,7 @@ def perform_command(
             durable=durable,
             view=view,
             bus=bus,
+            given=parse_input_args(inputs),
         )
     if path is None:
         raise UsageError("perform needs a score", hint="Run `hct perform SCORE --simulate`, or --resume RUN.")
@@ -189,6 +190,47 @@ def perform_command(
     )
 
 
+def _unsealed(config: RunConfig, score: Score, run_id: str, given: Mapping[str, str], *, allow_path: bool) -> RunConfig:
+    """The journaled configuration with every input that held a secret back at its real value:
+    from the secret's variable, or given again with ``--input``. Never a redaction placeholder."""
+    import os
+
+    from hct_cli.redact import placeholders, unseal
+
+    sealed = config.sealed
+    extra = sorted(set(given) - set(sealed))
+    if extra:
+        may = f"only {', '.join(sorted(sealed))} may be given again" if sealed else "this run has none"
+        raise UsageError(
+            "--resume takes the score and inputs from the journal",
+            hint=f"--input on a resume gives again an input the journal keeps redacted ({may}): "
+            f"run `hct perform --resume {run_id}` without --input {extra[0]}.",
+        )
+    if not sealed:
+        return config
+    # Only the inputs given again are read (the others, a required one among them, are journaled).
+    only = replace(score, inputs=MappingProxyType({name: score.inputs[name] for name in given}))
+    values = resolve_inputs(only, given, allow_path=allow_path) if given else {}
+    inputs = dict(config.inputs)
+    for name, seal in sealed.items():
+        redacted = inputs.get(name)
+        value = unseal(redacted, seal, os.environ, values.get(name) if name in given else None)
+        if value is None:
+            secrets = ", ".join(f"${n}" for n in placeholders(redacted)) or "an environment secret"
+            if name in given:
+                why = "the value given is not the one the run started with"
+            else:
+                why = f"{secrets} is not set, or no longer holds the value it had"
+            raise UsageError(
+                f"input {name!r} of run {run_id} held {secrets}, which the journal keeps only redacted, "
+                f"and {why}: the run will not go on with a placeholder instead",
+                hint=f"Set {secrets.replace('$', '')} to the value it had when the run started, or give the "
+                f"input again: `hct perform --resume {run_id} --input {name}=...`.",
+            )
+        inputs[name] = value
+    return replace(config, inputs=inputs)
+
+
 def _refuse_exec(score: Score, allow_exec: bool) -> None:
     runs_code = _needs_exec(score)
     if runs_code and not allow_exec:
@@ -218,9 +260,11 @@ def _perform(
     durable: str | None,
     view: _View,
     bus: str | None = None,
+    given: Mapping[str, str] | None = None,
 ) -> int:
     """Run a new score (``fresh``) or the next segment of a journaled run (``resume``; None: the
-    latest that can be resumed); ``bus`` overrides the journaled bus of a resumed run."""
+    latest that can be resumed); ``bus`` overrides the journaled bus of a resumed run, ``given``
+    gives again inputs it journaled redacted."""
     from hct_cli.home import connect
     from hct_cli.journal import claim, find_run
 
@@ -251,6 +295,7 @@ def _perform(
             durable=durable,
             view=view,
             bus=bus,
+            given=given or {},
         )
 
 
@@ -267,11 +312,13 @@ def _perform_claimed(
     durable: str | None,
     view: _View,
     bus: str | None,
+    given: Mapping[str, str],
 ) -> int:
     from hct_cli.home import set_durability
-    from hct_cli.journal import Journal, find_run, recall, squashed_versions
+    from hct_cli.journal import Journal, find_run, recall, spend, squashed_versions
 
     recalled = None
+    spent_before = 0.0
     start_versions: dict[str, int] = {}
     if fresh is not None:
         score, score_path, config = fresh
@@ -285,7 +332,9 @@ def _perform_claimed(
             set_durability(db, config.durable)  # as journaled, unless --durable says otherwise
         base = Path(run_row.score_path) if run_row.score_path else None
         score = load_score_text(run_row.score_text, run_row.score_path or run_row.score, base)
+        config = _unsealed(config, score, run_id, given, allow_path=allow_path)
         recalled = recall(db, run_id)
+        spent_before = spend(db, run_id)
         start_versions = squashed_versions(db, run_id)
         if bus is not None:
             config = replace(config, bus=bus)
@@ -388,6 +437,7 @@ def _perform_claimed(
             judge_provider=judges,
             predictors=Predictors(db),
             recall=recalled,
+            spent_before_usd=spent_before,
             start_versions=start_versions,
             digests=True,
             tokenizer=tokenizer,

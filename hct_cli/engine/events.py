@@ -14,7 +14,10 @@ Kinds, by what they tell:
 * coherence: ``mesi``, ``stale_read``, ``replay``, ``hold``;
 * the conductor's hands: ``pause``, ``resume`` (issuing stops and starts again);
 * routing: ``step_down``, ``boost``, ``budget_stop``, and a provider's ``retry``, ``fallback``,
-  ``fallback_skipped``.
+  ``fallback_skipped``;
+* a resume: ``replay_order`` (the journaled results were all delivered in their first order,
+  ``drained``, or the run went another way, ``diverged``; ``offset_s`` places the segment's clock
+  on the run's timeline).
 """
 
 from __future__ import annotations

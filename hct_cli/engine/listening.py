@@ -156,6 +156,11 @@ class Listening:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(prefix.written.wait(), ticket.bound_s)
 
+    def recalled(self, request: CallRequest) -> None:
+        """A journaled call (a resume) met ``request``'s prefix in the cache: it is warm now."""
+        if self.enabled:
+            self._warm[request.prefix_key] = asyncio.get_running_loop().time()
+
     def settled(self, station: Station) -> None:
         """``station``'s call ended: if it led a prefix not written yet, its followers go."""
         for key, prefix in list(self._on_way.items()):

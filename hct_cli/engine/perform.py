@@ -41,6 +41,7 @@ from hct_cli.engine.dispatch import DispatchPolicy, make_policy
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.listening import Listening, Ticket
+from hct_cli.engine.replay import ReplayOrder
 from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.engine.shared import SharedState
 from hct_cli.engine.speculation import Speculation
@@ -108,6 +109,7 @@ class Performer:
         tokenizer: Tokenizer | None = None,
         redactor: Redactor | None = None,
         listening: bool = True,
+        spent_before_usd: float = 0.0,
     ) -> None:
         self.program = program
         self.inputs = dict(inputs or {})
@@ -151,7 +153,18 @@ class Performer:
         self._provider_for = provider_for
         self.speculation = Speculation(program.score.name, predictors if predictors is not None else Predictors())
         self._recall = dict(recall) if recall else None
+        # What the run cost: every result paid for, in this segment and (journaled) the earlier ones.
+        self._spent_before = spent_before_usd
+        self.spent_usd = spent_before_usd
+        self._restored_usd = 0.0  # of it, what journaled results delivered again in this segment cost
         self._digests = digests or self._recall is not None
+        # A recall's order is the order its results first arrived in: a resume delivers them so.
+        arrivals = [
+            (key, found.arrived_s) for key, found in (self._recall or {}).items() if key[2] in ("call", "judge")
+        ]
+        self._replay = ReplayOrder(
+            arrivals, self._only_replay_moves, self._now, self._emit if self.observers else None, self._replay_ended
+        )
         self._commits = 0
         self._caesura: dict[str, Any] | None = None
         self.coherence = coherence or program.score.coherence
@@ -165,6 +178,8 @@ class Performer:
         )
         # Before the run a station has no operands yet: the estimate counts its prompt, inputs and state.
         self.governor = Governor(program, budget_usd, lambda spec: self._prompt_tokens(self._stations[spec.name]))
+        if not self._replay.active:
+            self._replay_ended()  # nothing to deliver again: the governor starts from the journal's spend
         # Until a downbeat checkpoints, a caesura rolls back to the initial state.
         self._checkpoint: tuple[int, int, Checkpoint] = (0, 0, self.shared.directory.checkpoint())
         self._queue: list[tuple[tuple[int, float, int], str]] = []
@@ -316,6 +331,7 @@ class Performer:
             def wake() -> None:
                 self._timer = None
                 self._drain()
+                self._replay.poke()
 
             self._timer = loop.call_later(delay, wake)
 
@@ -355,7 +371,8 @@ class Performer:
             else:
                 self._emit("issue", station.name, version, model=request.model, tier=request.tier)
         ticket = self.listening.issue(station, request) if request.shared else None
-        station.task = self._loop.create_task(self._execute(station, request, ticket))
+        delay = self._replay.delay() if self._replay.active else 0.0
+        station.task = self._loop.create_task(self._execute(station, request, ticket, delay))
 
     def _restore(self, station: Station, found: RecalledCall) -> bool:
         """Answer the next call of ``station`` from the journal if it is the same request; else False."""
@@ -372,10 +389,41 @@ class Performer:
         version = self._start(station)
         station.unit.in_flight += 1
         station.restored = True
+        result = found.result
+        if request.shared and (result.cache_write_tokens or result.cached_tokens):
+            # Its prefix is in the provider's cache: the journaled call wrote or read it.
+            self.listening.recalled(request)
+            recalled = getattr(station.provider, "recalled", None)
+            if recalled is not None:
+                recalled(request)
         if self.observers:
             self._emit("issue", station.name, version, model=request.model, tier=request.tier, restored=True)
-        station.task = self._loop.create_task(self._publish(found.result))
+        station.task = self._loop.create_task(self._publish_recalled(station.name, version, found.result))
         return True
+
+    async def _publish_recalled(self, name: str, version: int, message: Broadcast) -> None:
+        """A journaled result, published in its turn (the order it first arrived in)."""
+        turn = self._replay.turn((name, version, "call"))
+        if turn is not None:
+            await turn
+        await self._publish(message)
+
+    def _replay_ended(self) -> None:
+        """Earlier segments paid for results this one does not deliver again (squashed by a
+        caesura, warm-ups, a path that went another way): the governor counts them from now on."""
+        self.governor.spent += max(0.0, self._spent_before - self._restored_usd)
+
+    def _only_replay_moves(self) -> bool:
+        """Whether nothing but the replay order can move the run: every call, check and timer is
+        done or waits for its turn (then a journaled result that is never asked for ends the order)."""
+        if self._paused or self._timer is not None:
+            return False
+        live = 0
+        for station in self._stations.values():
+            for task in (station.task, station.gate_task):
+                if task is not None and not task.done():
+                    live += 1
+        return live <= self._replay.waiting
 
     def _request(self, station: Station, version: int) -> CallRequest:
         agent = station.agent
@@ -449,8 +497,12 @@ class Performer:
         if self.observers:
             self._emit(kind, agent, version, **data)
 
-    async def _execute(self, station: Station, request: CallRequest, ticket: Ticket | None = None) -> None:
+    async def _execute(
+        self, station: Station, request: CallRequest, ticket: Ticket | None = None, delay: float = 0.0
+    ) -> None:
         try:
+            if delay > 0:  # a resume keeps the spacing of calls made anew (see ReplayOrder.delay)
+                await asyncio.sleep(delay)
             if request.shared:
                 result = await self._listened(station, request, ticket)
             else:
@@ -504,6 +556,7 @@ class Performer:
         message = broadcast_of(station.name, warm, await station.provider.call(warm))
         station.record.warm_ups.append(message)
         self.governor.settle(0.0, message.cost_usd)
+        self.spent_usd += message.cost_usd
         if self.observers:
             self._emit_result(message, "warm_up")
 
@@ -545,6 +598,8 @@ class Performer:
         station = self._stations.get(message.station)
         if station is None or message.version != station.version or station.record.status != "running":
             return  # a duplicate or a superseded version: commits are idempotent per tag
+        if self._replay.active and not station.restored and self._replay.hold(lambda: self._on_broadcast(message)):
+            return  # a new result on a resume: it first arrived after every journaled one
         station.task = None
         station.unit.in_flight -= 1
         if self._redacting:
@@ -556,8 +611,11 @@ class Performer:
         if station.restored:
             station.restored = False
             station.record.recalled.append(message)
-        elif self.observers:
-            self._emit_result(message, "call")
+            self._restored_usd += message.cost_usd
+        else:
+            self.spent_usd += message.cost_usd
+            if self.observers:
+                self._emit_result(message, "call")
         if station.unconfirmed:
             # It fired on results not yet committed: keep its own (even a failure) until they are.
             station.buffered = message
@@ -639,6 +697,7 @@ class Performer:
         except Exception as exc:  # a check that breaks fails, it does not end the run
             verdict = Verdict(False, f"the check failed: {type(exc).__name__}: {exc}")
         station.gate_task = None
+        self._replay.poke()
         if (station.record.status, station.version) != expected:
             return  # squashed by a caesura meanwhile
         on_verdict(verdict)
@@ -655,11 +714,22 @@ class Performer:
         """One judge call for a gate of ``station``: answered from the journal on a resume, priced, journaled."""
         found = self._recall.get((station.name, request.version, "judge")) if self._recall is not None else None
         if found is not None:
+            turn = self._replay.turn((station.name, request.version, "judge"))
+            if turn is not None:
+                await turn
             message = found.result
             station.record.recalled.append(message)
+            self._restored_usd += message.cost_usd
         else:
             provider = self._judge_provider or self._first_model_provider()
+            delay = self._replay.delay() if self._replay.active else 0.0
+            if delay > 0:
+                await asyncio.sleep(delay)
             message = broadcast_of(station.name, request, await provider.call(request))
+            held = self._replay.wait()
+            if held is not None:
+                await held
+            self.spent_usd += message.cost_usd
             if self.observers:
                 self._emit_result(message, "judge")
         station.record.checks.append(message)
@@ -1034,6 +1104,7 @@ class Performer:
         for name in sorted(held, key=lambda n: self._stations[n].spec.priority):
             self._release(name)
         self._drain()
+        self._replay.poke()
 
     def caesura(self, reason: str = "called by the conductor") -> bool:
         """Stop the run now, as a gate's ``on_fail: caesura`` would; False once the run has ended."""
@@ -1107,7 +1178,7 @@ class Performer:
             dispatch=self.dispatch,
             makespan_s=self._last_settle,
             critical_path_s=critical_path(self.program, self.records),
-            cost_usd=sum(r.cost_usd for r in self.records.values()),
+            cost_usd=self.spent_usd,
             frontier_cost_usd=frontier_cost(self.program, self._stations.values()),
             stale_reads=shared.stale_reads,
             replays=shared.replays,

@@ -30,6 +30,12 @@ class CachingProvider:
         """How fast its inner provider runs time (a simulated one may run it faster)."""
         return float(getattr(self.inner, "time_scale", 1.0))
 
+    def recalled(self, request: CallRequest) -> None:
+        """Tell the provider underneath of a journaled call's prompt cache (see SimulatedProvider)."""
+        recalled = getattr(self.inner, "recalled", None)
+        if recalled is not None:
+            recalled(request)
+
     def _namespace(self, request: CallRequest) -> str:
         if self.simulated_seed is None:
             return "live"

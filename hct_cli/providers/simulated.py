@@ -217,6 +217,14 @@ class SimulatedProvider:
         )
         return base + prefill
 
+    def recalled(self, request: CallRequest) -> None:
+        """An earlier segment of the run (a resume) met ``request``'s prefix in the cache. A
+        provider's cache outlives the conductor's process; this one lives in it, so it is told."""
+        now = asyncio.get_running_loop().time()
+        written = self._caches.get(request.prefix_key)
+        if written is None or written > now or now >= written + _CACHE_TTL_S:
+            self._caches[request.prefix_key] = now
+
     async def call(self, request: CallRequest) -> CallResult:
         result = self.plan(request)
         first = min(self._prompt_cache(request, result), result.latency_s) if request.shared else 0.0
