@@ -556,7 +556,8 @@ def call_counts(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
 
     ``paid_calls``: successful results not served by the cache (judges and warm-ups included);
     ``cached_calls``: results the cache served; ``squashed_calls``: calls a speculation's squash
-    or a caesura threw away, in flight or answered (an answered one is paid too);
+    or a caesura threw away, in flight or answered (an answered one is paid too), each once
+    though a resume replays its squash;
     ``lost_calls``: calls issued to a provider whose result no segment journaled before it ended,
     squashed ones aside, and calls a worker was making when it died or stopped (``reclaim``,
     ``hand_back``: another worker made them again)."""
@@ -574,7 +575,7 @@ def call_counts(db: sqlite3.Connection, run_id: str) -> dict[str, int]:
              AND COALESCE(json_extract(data, '$.ok'), 1) AND NOT COALESCE(json_extract(data, '$.cached'), 0)),
           (SELECT COUNT(*) FROM events WHERE run_id = :run AND kind = 'result'
              AND COALESCE(json_extract(data, '$.cached'), 0)),
-          (SELECT COUNT(*) FROM squashed),
+          (SELECT COUNT(*) FROM (SELECT DISTINCT station, version FROM squashed)),
           (SELECT COUNT(*) FROM (
              SELECT segment, station, version FROM events
              WHERE run_id = :run AND kind = 'issue' AND NOT COALESCE(json_extract(data, '$.restored'), 0)
