@@ -15,8 +15,8 @@ import gc
 import statistics
 import time
 
-from hct_cli.compile import compile_score
-from hct_cli.synthetic import random_dag
+from hct_cli.bench.synthetic import random_dag
+from hct_cli.program.compile import compile_score
 
 
 async def _run(dependents: dict[str, tuple[str, ...]], waiting: dict[str, int], roots: list[str]) -> float:

@@ -4,7 +4,7 @@ gets to its critical path over workers.
     python bench/distributed.py --trials 5
 
 Starts a private ``redis-server`` on a free loopback port and ``hct worker`` processes, and runs
-the conductor in this process on generated random DAGs (``hct_cli.synthetic.random_dag``):
+the conductor in this process on generated random DAGs (``hct_cli.bench.synthetic.random_dag``):
 
 * ``overhead``: a 1,000-agent DAG whose calls take no time, over 1, 2 and 4 workers, and in
   process for reference. Per-agent overhead is the makespan (first issue to last commit) divided
@@ -35,13 +35,13 @@ from contextlib import contextmanager
 from dataclasses import replace
 from types import MappingProxyType
 
-from hct_cli.compile import compile_score
+from hct_cli.bench.synthetic import random_dag
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
 from hct_cli.engine.perform import Performer
+from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import Agent, Score
-from hct_cli.synthetic import random_dag
 
 
 def free_port() -> int:

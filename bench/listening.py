@@ -22,11 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from hct_cli.compile import compile_score
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
-from hct_cli.inputs import resolve_inputs
 from hct_cli.models import model_info
+from hct_cli.program.compile import compile_score
+from hct_cli.program.inputs import resolve_inputs
 from hct_cli.providers.simulated import SimulatedProvider, prefill_of
 from hct_cli.score import Score, load_score
 

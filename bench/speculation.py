@@ -17,9 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
-from hct_cli.compile import compile_score
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.perform import Performer
+from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import Score, load_score
 

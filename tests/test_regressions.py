@@ -12,23 +12,23 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from engine.fakes import score
 
-from hct_cli.compile import compile_score
 from hct_cli.distributed.work import Mode, Work
 from hct_cli.distributed.worker import Worker
-from hct_cli.enclave import readonly
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.engine import listening as listening_module
-from hct_cli.home import connect
-from hct_cli.inputs import resolve_inputs
-from hct_cli.journal import Journal, RunConfig, find_run
-from hct_cli.memory import ResultCache
+from hct_cli.engine.enclave import readonly
+from hct_cli.program.compile import compile_score
+from hct_cli.program.inputs import resolve_inputs
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import load_score
 from hct_cli.score.model import Agent
+from hct_cli.store.cache import ResultCache
+from hct_cli.store.home import connect
+from hct_cli.store.journal import Journal, RunConfig, find_run
+from tests.engine.fakes import score
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from hct_cli.bench import COHERENCE, BenchProgress, BenchReport, TrialDone, Variant, run_bench
-from hct_cli.compile import compile_score
+from hct_cli.bench.measure import COHERENCE, BenchProgress, BenchReport, TrialDone, Variant, run_bench
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.errors import BenchError, UsageError
 from hct_cli.jsonio import dumps
+from hct_cli.program.compile import compile_score
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -85,7 +85,7 @@ def bench_command(
             raise UsageError(f"unknown synthetic workload {synthetic!r}", hint="Use --synthetic random.")
         if agents < 1:
             raise UsageError("--agents must be at least 1", hint="Pass --agents 1000.")
-        from hct_cli.synthetic import emit_yaml, random_dag
+        from hct_cli.bench.synthetic import emit_yaml, random_dag
 
         model = random_dag(agents, seed=seed, latency_ms=_latency(latency_ms))
         if emit is not None:
@@ -95,7 +95,7 @@ def bench_command(
                 raise BenchError(f"cannot write {emit}: {exc.strerror}", hint="Pick a writable path.") from None
         inputs: dict[str, object] = {}
     else:
-        from hct_cli.inputs import resolve_inputs
+        from hct_cli.program.inputs import resolve_inputs
         from hct_cli.score import load_score
 
         assert score is not None
@@ -129,7 +129,7 @@ def bench_command(
             journal=journal,
         )
     if gantt is not None:
-        from hct_cli.gantt import gantt_svg
+        from hct_cli.bench.gantt import gantt_svg
 
         panels = [(name, fig.last) for name, fig in report.policies.items() if fig.last is not None]
         try:

@@ -16,20 +16,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from hct_cli.checks import SchemaRefs
-from hct_cli.compile import Program, StationSpec, compile_score
+from hct_cli.engine.checks import SchemaRefs
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, RunNotFoundError, UsageError
-from hct_cli.inputs import ask_on_terminal, parse_input_args, resolve_inputs
-from hct_cli.journal import RunConfig, RunRow
 from hct_cli.jsonio import dumps
+from hct_cli.program.compile import Program, StationSpec, compile_score
+from hct_cli.program.inputs import ask_on_terminal, parse_input_args, resolve_inputs
+from hct_cli.program.routing import tiers_of
 from hct_cli.providers.base import Provider
 from hct_cli.redact import Redactor
-from hct_cli.routing import tiers_of
 from hct_cli.score import Score, load_score, load_score_text
+from hct_cli.store.journal import RunConfig, RunRow
 
 if TYPE_CHECKING:
     import sqlite3
@@ -265,8 +265,8 @@ def _perform(
     """Run a new score (``fresh``) or the next segment of a journaled run (``resume``; None: the
     latest that can be resumed); ``bus`` overrides the journaled bus of a resumed run, ``given``
     gives again inputs it journaled redacted."""
-    from hct_cli.home import connect
-    from hct_cli.journal import claim, find_run
+    from hct_cli.store.home import connect
+    from hct_cli.store.journal import claim, find_run
 
     refs: SchemaRefs | None = None
     if fresh is not None:
@@ -314,8 +314,8 @@ def _perform_claimed(
     bus: str | None,
     given: Mapping[str, str],
 ) -> int:
-    from hct_cli.home import set_durability
-    from hct_cli.journal import Journal, find_run, recall, spend, squashed_versions
+    from hct_cli.store.home import set_durability
+    from hct_cli.store.journal import Journal, find_run, recall, spend, squashed_versions
 
     recalled = None
     spent_before = 0.0
@@ -381,8 +381,8 @@ def _perform_claimed(
         if session is not None:
             models = session.provider
         if config.cache:
-            from hct_cli.memory import ResultCache
             from hct_cli.providers.cached import CachingProvider
+            from hct_cli.store.cache import ResultCache
 
             models = CachingProvider(models, ResultCache(db), simulated_seed=config.seed if config.simulate else None)
 
@@ -415,8 +415,8 @@ def _perform_claimed(
         else:
             observers.append(_approval_notice(run_id))
         from hct_cli.engine.gates import Gatekeeper
-        from hct_cli.memory import Predictors
         from hct_cli.providers.human import HumanDesk
+        from hct_cli.store.cache import Predictors
 
         desk = HumanDesk(run_id, db, terminal=plain and not as_json and sys.stdin.isatty() and sys.stderr.isatty())
         performer = Performer(
@@ -460,7 +460,7 @@ def _perform_claimed(
             )
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
-    from hct_cli.journal import call_counts
+    from hct_cli.store.journal import call_counts
 
     data.update(call_counts(db, run_id))
     data["segment"] = journal.segment
@@ -493,7 +493,7 @@ RESUMABLE = ("interrupted", "crashed", "failed", "caesura")
 
 def _latest_resumable(db: sqlite3.Connection) -> RunRow:
     """The most recently started run that can be resumed."""
-    from hct_cli.journal import list_runs
+    from hct_cli.store.journal import list_runs
 
     runs = list_runs(db)
     for run in runs:

@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hct_cli.compile import Program, compile_score
 from hct_cli.jsonio import dumps
 from hct_cli.models import model_info
-from hct_cli.routing import DEFAULT_TABLE, routing_table
+from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.routing import DEFAULT_TABLE, routing_table
 from hct_cli.score import load_score
 from hct_cli.score.model import DYNAMICS, TEMPOS
 

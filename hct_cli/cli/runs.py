@@ -15,8 +15,8 @@ __all__ = ["runs_command", "show_command"]
 
 
 def runs_command(*, as_json: bool, limit: int | None) -> int:
-    from hct_cli.home import connect
-    from hct_cli.journal import list_runs
+    from hct_cli.store.home import connect
+    from hct_cli.store.journal import list_runs
 
     runs = list_runs(connect(), limit)
     if as_json:
@@ -41,8 +41,8 @@ def runs_command(*, as_json: bool, limit: int | None) -> int:
 
 def _show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """The object ``hct show --json`` prints, the run's events, and its score's name."""
-    from hct_cli.home import connect
-    from hct_cli.journal import call_counts, calls_of, events_of, find_run
+    from hct_cli.store.home import connect
+    from hct_cli.store.journal import call_counts, calls_of, events_of, find_run
 
     db = connect()
     run = find_run(db, run_id)
@@ -85,7 +85,7 @@ def _from_events(run_id: str, status: str, events: list[dict[str, Any]]) -> dict
 def show_command(run_id: str, *, as_json: bool, trace: Path | None, outputs: bool = False) -> int:
     data, events, score = _show_data(run_id)
     if trace is not None:
-        from hct_cli.trace import chrome_trace
+        from hct_cli.store.trace import chrome_trace
 
         try:
             trace.write_text(dumps(chrome_trace(events, run_id=data["run_id"], score=score)))

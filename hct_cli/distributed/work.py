@@ -17,8 +17,8 @@ from typing import Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.jsonio import dumps
+from hct_cli.program.routing import Route
 from hct_cli.providers.base import CallRequest
-from hct_cli.routing import Route
 from hct_cli.score.model import Agent, Simulate
 
 __all__ = ["Mode", "Result", "Work", "decode_result", "decode_work", "encode_notice", "encode_result", "encode_work"]

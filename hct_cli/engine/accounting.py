@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.compile import Program
+from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.result import AgentRecord
 from hct_cli.engine.station import Station
-from hct_cli.governor import worst_case_usd
 from hct_cli.models import ModelInfo, model_info
-from hct_cli.routing import TIER_ORDER
+from hct_cli.program.compile import Program
+from hct_cli.program.routing import TIER_ORDER
 
 __all__ = ["critical_chain", "critical_path", "frontier_cost", "frontier_price", "price_worst_cases"]
 

@@ -1,6 +1,6 @@
 """L1 for the performer: how each call is laid out, its window, and what it may page out.
 
-:mod:`hct_cli.memory` fits a layout to a window; this module knows the run: which model a call
+:mod:`hct_cli.engine.paging` fits a layout to a window; this module knows the run: which model a call
 is routed to, which cues, inputs and state keys a prompt refers to, how many agents share each,
 how much each matters to the agent and when it was produced.
 
@@ -21,8 +21,18 @@ from typing import Any
 
 from jinja2 import nodes
 
+from hct_cli.engine.paging import (
+    Assembly,
+    Count,
+    Layout,
+    Piece,
+    Window,
+    assemble,
+    estimate_tokens,
+    fits_surely,
+    window_for,
+)
 from hct_cli.engine.station import Station
-from hct_cli.memory import Assembly, Count, Layout, Piece, Window, assemble, estimate_tokens, fits_surely, window_for
 from hct_cli.providers.base import CallRequest
 from hct_cli.score.model import TierSpec
 from hct_cli.score.template import NAMESPACES, Marker, check_template, parse_template, render_compiled, shown

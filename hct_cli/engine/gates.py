@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.checks import SchemaRefs, Verdict, evaluate, needs_gate
+from hct_cli.engine.checks import SchemaRefs, Verdict, evaluate, needs_gate
 from hct_cli.jsonio import dumps, loads
 from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.exec import call_function, load_callable

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.coherence import Directory, HoldTable
-from hct_cli.enclave import refused_write
+from hct_cli.engine.coherence import Directory, HoldTable
+from hct_cli.engine.enclave import refused_write
 from hct_cli.engine.station import Station
 from hct_cli.errors import AccessError
 from hct_cli.jsonio import loads

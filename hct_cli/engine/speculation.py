@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine.station import Station, by_priority
-from hct_cli.memory import Predictors
+from hct_cli.store.cache import Predictors
 
 __all__ = ["Speculation"]
 

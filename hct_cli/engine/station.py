@@ -6,17 +6,17 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.coherence import Mode, lock_modes
-from hct_cli.compile import StationSpec
+from hct_cli.engine.coherence import Mode, lock_modes
 from hct_cli.engine.result import AgentRecord
 from hct_cli.engine.units import Unit
+from hct_cli.program.compile import StationSpec
+from hct_cli.program.routing import Route
 from hct_cli.providers.base import Provider
-from hct_cli.routing import Route
 
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from hct_cli.memory import Window
+    from hct_cli.engine.paging import Window
 
 __all__ = ["Station", "by_priority"]
 

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.errors import HctError
-from hct_cli.routing import Route
+from hct_cli.program.routing import Route
 from hct_cli.score.model import Agent
 
 __all__ = [

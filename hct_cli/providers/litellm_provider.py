@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 from hct_cli.models import model_info
+from hct_cli.program.routing import Route
 from hct_cli.providers.base import (
     BACKOFF_S,
     MAX_BACKOFF_S,
@@ -32,7 +33,6 @@ from hct_cli.providers.base import (
     ProviderError,
     timeout_for,
 )
-from hct_cli.routing import Route
 
 __all__ = [
     "TEMPO_TIMEOUT_S",

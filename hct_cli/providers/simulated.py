@@ -26,8 +26,9 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from hct_cli.compile import expected_latency_s
 from hct_cli.models import ModelInfo, model_info, prefill_of
+from hct_cli.program.compile import expected_latency_s
+from hct_cli.program.routing import Route
 from hct_cli.providers.base import (
     BACKOFF_S,
     MAX_BACKOFF_S,
@@ -37,7 +38,6 @@ from hct_cli.providers.base import (
     ProviderError,
     timeout_for,
 )
-from hct_cli.routing import Route
 
 __all__ = ["SimulatedProvider", "draw", "prefill_of"]
 

@@ -292,7 +292,7 @@ class _Checks:
 
     def routing(self) -> Iterator[Finding]:
         from hct_cli.models import known_model
-        from hct_cli.routing import tiers_of
+        from hct_cli.program.routing import tiers_of
 
         tiers = tiers_of(self.score)
         for (tempo, dynamics), tier in self.score.routing.table.items():
@@ -343,8 +343,8 @@ class _Checks:
     def windows(self) -> Iterator[Finding]:
         """A prompt whose own text and the reference frame overflow its model's window can never
         be sent, whatever its cues hold: refuse it before any call."""
-        from hct_cli.memory import estimate_tokens, frame_text, window_for
-        from hct_cli.routing import resolve_route, tiers_of
+        from hct_cli.engine.paging import estimate_tokens, frame_text, window_for
+        from hct_cli.program.routing import resolve_route, tiers_of
 
         frame = estimate_tokens(frame_text(self.score.reference_frame))
         tiers = tiers_of(self.score)
@@ -482,7 +482,7 @@ class _Checks:
     def check_contents(self) -> Iterator[Finding]:
         """Every regex compiles, every JSON Schema is valid and its refs stay in the score: a
         check that cannot be evaluated is refused now, not in the middle of a run."""
-        from hct_cli.checks import SchemaRefs, regex_problem
+        from hct_cli.engine.checks import SchemaRefs, regex_problem
 
         # Lint has no --allow-path: a file outside the score's directory is reported, never read.
         refs = SchemaRefs(self.score.base_dir)

@@ -16,8 +16,8 @@ import pytest
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.compile import compile_score
 from hct_cli.engine import perform
+from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import build_score
 

@@ -50,7 +50,7 @@ def test_inside_a_checkout_the_modeline_is_relative_to_its_schemas(tmp_path: Pat
 
 
 def test_an_emitted_synthetic_score_names_a_schema_that_exists(tmp_path: Path) -> None:
-    from hct_cli.synthetic import emit_yaml, random_dag
+    from hct_cli.bench.synthetic import emit_yaml, random_dag
 
     path = tmp_path / "random.yaml"
     emit_yaml(random_dag(3, seed=0, latency_ms=(0, 0)), path)

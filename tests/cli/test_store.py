@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from hct_cli.cli import app
-from hct_cli.home import DB_NAME, connect
-from hct_cli.journal import Journal, RunConfig, find_run
+from hct_cli.store.home import DB_NAME, connect
+from hct_cli.store.journal import Journal, RunConfig, find_run
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from hct_cli.compile import compile_score
 from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
@@ -15,6 +14,7 @@ from hct_cli.distributed.worker import Worker
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
+from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import build_score
 

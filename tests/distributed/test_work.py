@@ -23,9 +23,9 @@ from hct_cli.distributed.work import (
     encode_result,
     encode_work,
 )
+from hct_cli.program.routing import Route
 from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.routing import Route
 from hct_cli.score.model import Agent, Simulate
 
 pytestmark = pytest.mark.timeout(60)

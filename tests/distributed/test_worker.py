@@ -20,13 +20,13 @@ import redis.asyncio as aioredis
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.redis import GROUP, RedisBus, work_stream
-from hct_cli.compile import Program, compile_score
 from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker, WorkerReport
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.errors import BusError, UsageError
+from hct_cli.program.compile import Program, compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import load_score
 from hct_cli.score.model import build_score

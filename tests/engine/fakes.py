@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.compile import Program, compile_score
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.program.compile import Program, compile_score
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
 from hct_cli.score import load_score_text
 from hct_cli.score.model import build_score
@@ -174,7 +174,7 @@ class Recording:
 def gatechecks(resources: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """``python: gatechecks:NAME`` predicates importable, their record empty.
 
-    A test module uses it with ``from engine.fakes import gatechecks as gatechecks``.
+    A test module uses it with ``from tests.engine.fakes import gatechecks as gatechecks``.
     """
     monkeypatch.syspath_prepend(str(resources))
     module = importlib.import_module("gatechecks")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.fakes import program_of
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine.accounting import critical_chain, critical_path
 from hct_cli.engine.result import AgentRecord
+from tests.engine.fakes import program_of
 
 pytestmark = pytest.mark.timeout(30)
 

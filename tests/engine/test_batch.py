@@ -10,11 +10,11 @@ import asyncio
 
 import pytest
 
-from engine.fakes import GatedProvider, program_of, seen, settle, until
 from hct_cli.engine import Event, Performer, RunResult, perform
 from hct_cli.engine.dispatch import Batch
 from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.providers.simulated import SimulatedProvider
+from tests.engine.fakes import GatedProvider, program_of, seen, settle, until
 
 pytestmark = pytest.mark.timeout(60)
 

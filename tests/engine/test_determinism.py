@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from engine.fakes import program_of
-from hct_cli.compile import Program
 from hct_cli.engine import RunResult, perform
+from hct_cli.program.compile import Program
 from hct_cli.providers.simulated import SimulatedProvider
+from tests.engine.fakes import program_of
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from engine.fakes import program_of
 from hct_cli.engine import Event, perform
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
+from tests.engine.fakes import program_of
 
 pytestmark = pytest.mark.timeout(60)
 

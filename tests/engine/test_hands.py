@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from engine.fakes import Scripted, conduct, kinds, performer, score, settle, until
 from hct_cli.engine import Event
+from tests.engine.fakes import Scripted, conduct, kinds, performer, score, settle, until
 
 
 def _chain() -> object:

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from engine.fakes import GatedProvider, program_of, settle, until
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
 from hct_cli.engine import Event, perform
+from tests.engine.fakes import GatedProvider, program_of, settle, until
 
 pytestmark = pytest.mark.timeout(60)
 

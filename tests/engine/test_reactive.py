@@ -11,9 +11,9 @@ import asyncio
 
 import pytest
 
-from engine.fakes import GatedProvider, index_of, program_of, seen, settle, until
 from hct_cli.bus.base import Broadcast, Handler
 from hct_cli.engine import Event, RunResult, perform
+from tests.engine.fakes import GatedProvider, index_of, program_of, seen, settle, until
 
 pytestmark = pytest.mark.timeout(60)
 

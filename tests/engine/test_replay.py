@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.fakes import Scripted, kinds, run, score
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine import Event
-from hct_cli.journal import RecalledCall
+from hct_cli.store.journal import RecalledCall
+from tests.engine.fakes import Scripted, kinds, run, score
 
 pytestmark = pytest.mark.timeout(30)
 

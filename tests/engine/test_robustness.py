@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.perform import Performer, perform
-from hct_cli.governor import worst_case_usd
 from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of

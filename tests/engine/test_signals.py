@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine.fakes import Scripted, conduct, eventually, held_gates, index_of, kinds, performer, run, score, seen
-from engine.fakes import gatechecks as gatechecks  # the autouse fixture
-from hct_cli.compile import Program
 from hct_cli.engine import Event, Performer
+from hct_cli.program.compile import Program
+from tests.engine.fakes import Scripted, conduct, eventually, held_gates, index_of, kinds, performer, run, score, seen
+from tests.engine.fakes import gatechecks as gatechecks  # the autouse fixture
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,15 +15,26 @@ from typing import Any
 
 import pytest
 
-from engine.fakes import Recording, Scripted, conduct, eventually, held_gates, index_of, kinds, performer, score, seen
-from engine.fakes import gatechecks as gatechecks  # the autouse fixture
-from hct_cli.compile import Program
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
-from hct_cli.home import connect
-from hct_cli.memory import Predictors
+from hct_cli.program.compile import Program
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import SimulatedProvider
+from hct_cli.store.cache import Predictors
+from hct_cli.store.home import connect
+from tests.engine.fakes import (
+    Recording,
+    Scripted,
+    conduct,
+    eventually,
+    held_gates,
+    index_of,
+    kinds,
+    performer,
+    score,
+    seen,
+)
+from tests.engine.fakes import gatechecks as gatechecks  # the autouse fixture
 
 pytestmark = pytest.mark.timeout(120)
 

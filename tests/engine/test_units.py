@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engine.fakes import GatedProvider, program_of, settle, until
 from hct_cli.engine import Event, RunResult, perform
 from hct_cli.providers.base import CallRequest, CallResult
+from tests.engine.fakes import GatedProvider, program_of, settle, until
 
 pytestmark = pytest.mark.timeout(60)
 

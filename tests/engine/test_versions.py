@@ -7,12 +7,12 @@ import asyncio
 
 import pytest
 
-from engine.fakes import GatedProvider, program_of, seen, settle, until
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
 from hct_cli.engine import Event, RunResult, perform
 from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.providers.simulated import SimulatedProvider
+from tests.engine.fakes import GatedProvider, program_of, seen, settle, until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.compile import StationSpec, compile_score
 from hct_cli.engine import perform
+from hct_cli.program.compile import StationSpec, compile_score
 from hct_cli.providers.base import CallRequest, Provider, ProviderError
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider

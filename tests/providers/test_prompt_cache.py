@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.compile import compile_score
 from hct_cli.engine import Performer
 from hct_cli.engine.result import AgentRecord
-from hct_cli.inputs import resolve_inputs
 from hct_cli.models import model_info, price_map
+from hct_cli.program.compile import compile_score
+from hct_cli.program.inputs import resolve_inputs
 from hct_cli.providers.base import CallRequest
 from hct_cli.providers.litellm_provider import LiteLLMProvider, cache_tokens, load_litellm, messages_for
 from hct_cli.score import load_score

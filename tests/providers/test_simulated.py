@@ -203,7 +203,7 @@ def _noted(req: CallRequest) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_a_call_longer_than_its_timeout_times_out_as_a_real_one_does() -> None:
-    from hct_cli.routing import Route
+    from hct_cli.program.routing import Route
 
     slow = agent(timeout_s=0.05, simulate={"latency_ms": 500})
     req = request(slow, tier="local", model="ollama/llama3.2")

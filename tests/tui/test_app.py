@@ -8,7 +8,7 @@ import pytest
 
 from hct_cli.tui.app import FPS, Confirm
 from hct_cli.tui.views import AgentsView
-from tui.conftest import SIZE, cost_lines, live, screen_text, signal_lines, states, wait_for
+from tests.tui.conftest import SIZE, cost_lines, live, screen_text, signal_lines, states, wait_for
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.anyio]
 
@@ -190,7 +190,7 @@ async def test_slash_filters_the_signals_log(code_review: Path) -> None:
 
 
 async def test_drawing_is_coalesced_into_frames(repo: Path, tmp_path: Path) -> None:
-    from hct_cli.synthetic import emit_yaml, random_dag
+    from hct_cli.bench.synthetic import emit_yaml, random_dag
 
     path = tmp_path / "big.yaml"
     emit_yaml(random_dag(2000, seed=0, latency_ms=(0, 0)), path)

@@ -11,12 +11,12 @@ import asyncio
 from typing import Any
 
 import pytest
-from engine.fakes import Scripted, score, until
 
-from hct_cli.compile import Program
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.models import model_info
+from hct_cli.program.compile import Program
 from hct_cli.tui.ensemble import LOG_LIMIT, Ensemble, Span
+from tests.engine.fakes import Scripted, score, until
 
 pytestmark = pytest.mark.timeout(60)
 

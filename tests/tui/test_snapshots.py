@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from tui.conftest import SIZE, journaled_events, program_of, screen_text, wait_for
 
 from hct_cli.engine.events import Event
 from hct_cli.tui.app import Conductor
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import Question, ReplayStage
+from tests.tui.conftest import SIZE, journaled_events, program_of, screen_text, wait_for
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.anyio]
 

@@ -11,14 +11,14 @@ from itertools import pairwise
 from typing import Any
 
 import pytest
-from engine.fakes import Scripted, score, settle, until
 
-from hct_cli.compile import Program
 from hct_cli.engine import Event, Performer
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.program.compile import Program
 from hct_cli.providers.human import HumanDesk
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import LiveStage, ReplayStage, journal_events
+from tests.engine.fakes import Scripted, score, settle, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,7 +38,7 @@ def program() -> Program:
 def row(
     segment: int, at: float, kind: str, station: str | None = None, version: int | None = 0, **data: Any
 ) -> dict[str, Any]:
-    """A journal row as ``hct_cli.journal.events_of`` yields it (``at`` in wall-clock seconds)."""
+    """A journal row as ``hct_cli.store.journal.events_of`` yields it (``at`` in wall-clock seconds)."""
     return {"segment": segment, "seq": 0, "at": at, "kind": kind, "station": station, "version": version, "data": data}
 
 

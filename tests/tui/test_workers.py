@@ -17,7 +17,7 @@ from hct_cli.tui.app import Conductor
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import LiveStage
 from hct_cli.tui.views import WorkersView
-from tui.conftest import SIZE, program_of, screen_text, wait_for
+from tests.tui.conftest import SIZE, program_of, screen_text, wait_for
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.anyio]
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.checks import REGEX_TIMEOUT_S, SchemaRefs, evaluate
+from hct_cli.engine.checks import REGEX_TIMEOUT_S, SchemaRefs, evaluate
 from hct_cli.errors import CheckError
 from hct_cli.score.model import Check
 

@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hct_cli.compile import Program, StationSpec
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
+from hct_cli.program.compile import Program, StationSpec
 from hct_cli.providers.base import Provider
 from hct_cli.providers.simulated import SimulatedProvider
 
 if TYPE_CHECKING:
-    from hct_cli.journal import Journal
+    from hct_cli.store.journal import Journal
 
 __all__ = [
     "COHERENCE",
@@ -242,8 +242,8 @@ def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float 
 
 def _scratch_journal(stack: ExitStack, program: Program, trial: int) -> Journal:
     """A journal in a scratch database, so benchmarks stay out of the run history."""
-    from hct_cli.home import connect
-    from hct_cli.journal import Journal, RunConfig
+    from hct_cli.store.home import connect
+    from hct_cli.store.journal import Journal, RunConfig
 
     scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hct-bench-")))
     db = connect(home=scratch)

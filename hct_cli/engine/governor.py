@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hct_cli.compile import Program, StationSpec
 from hct_cli.models import model_info
-from hct_cli.routing import TIER_ORDER, Route
+from hct_cli.program.compile import Program, StationSpec
+from hct_cli.program.routing import TIER_ORDER, Route
 
 __all__ = ["HEADROOM", "Decision", "Governor", "expected_output_tokens", "worst_case_usd"]
 

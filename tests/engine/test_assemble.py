@@ -19,8 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hct_cli.engine.context import block, pointer
-from hct_cli.errors import AgentError, ContextError
-from hct_cli.memory import (
+from hct_cli.engine.paging import (
     Assembly,
     Cut,
     Layout,
@@ -32,6 +31,7 @@ from hct_cli.memory import (
     frame_text,
     window_for,
 )
+from hct_cli.errors import AgentError, ContextError
 from hct_cli.models import model_info
 from hct_cli.score.model import DYNAMICS
 from hct_cli.score.template import Marker

@@ -11,10 +11,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from html import escape
 
-from hct_cli.compile import Program
 from hct_cli.engine.accounting import critical_chain
 from hct_cli.engine.result import RunResult
-from hct_cli.routing import TIER_ORDER
+from hct_cli.program.compile import Program
+from hct_cli.program.routing import TIER_ORDER
 
 __all__ = ["CRITICAL_STROKE", "NO_TIER", "TIER_COLOURS", "gantt_svg", "time_ticks"]
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from hct_cli.coherence import CoherenceError, Directory, HoldTable, lock_modes
-from hct_cli.compile import compile_score
 from hct_cli.engine import Event
+from hct_cli.engine.coherence import CoherenceError, Directory, HoldTable, lock_modes
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
-from hct_cli.inputs import resolve_inputs
+from hct_cli.program.compile import compile_score
+from hct_cli.program.inputs import resolve_inputs
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import load_score
 from tests.engine.fakes import program_of
@@ -112,7 +112,7 @@ def collab(repo: Path) -> Any:
 
 @pytest.fixture(scope="module")
 def repo() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def test_collab_writing_off_lets_stale_work_through(collab: Any) -> None:

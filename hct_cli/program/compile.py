@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from hct_cli.routing import Route, resolve_route, tiers_of
+from hct_cli.program.routing import Route, resolve_route, tiers_of
 from hct_cli.score.model import TEMPOS, Agent, Score, TierSpec
 
 __all__ = ["TEMPO_RANK", "Program", "StationSpec", "compile_score", "expected_latency_s"]

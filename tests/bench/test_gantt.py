@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from hct_cli.bench import run_bench
-from hct_cli.compile import Program, compile_score
+from hct_cli.bench.gantt import CRITICAL_STROKE, NO_TIER, TIER_COLOURS, gantt_svg, time_ticks
+from hct_cli.bench.measure import run_bench
 from hct_cli.engine.result import RunResult
-from hct_cli.gantt import CRITICAL_STROKE, NO_TIER, TIER_COLOURS, gantt_svg, time_ticks
+from hct_cli.program.compile import Program, compile_score
 from hct_cli.score import load_score
 from hct_cli.score.model import build_score
 

@@ -50,9 +50,9 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from hct_cli.coherence import Directory, HoldTable, Mode, lock_modes
+from hct_cli.engine.coherence import Directory, HoldTable, Mode, lock_modes
+from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.perform import Performer
-from hct_cli.governor import worst_case_usd
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.trace import chrome_trace
+from hct_cli.store.trace import chrome_trace
 
 T0 = 1_700_000_000.0
 

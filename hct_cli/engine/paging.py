@@ -1,37 +1,23 @@
-"""The memory hierarchy's two software-managed levels: L1, the working context of one call,
-and L5, the long-term store.
+"""L1, the working context of one call.
 
-**L1.** A call's prompt is the reference frame (L0, never paged out), then the agent's prompt
-rendered with its material: the cue operands (L2), inputs and shared keys (L3) it refers to and,
-for a vamp, its previous output. :func:`assemble` fits it to a :class:`Window`, the routed
-model's input window times the dynamics multiplier. Over the window, material is paged out in
-order (lowest priority first, then least recently produced), each piece replaced by a visible
-marker saying what was cut and how much; the last piece paged keeps as much of its head as fits.
-When the frame and the prompt alone do not fit, :class:`~hct_cli.errors.ContextError`.
-
-**L5** is what one run leaves for the next, in ``$HCT_HOME``'s database.
-
-* :class:`ResultCache` serves an identical call (same model, same messages, same output limit;
-  calls are made at temperature 0) at zero cost. Simulated calls key on their draw as well
-  (seed, agent, attempt), so a cached simulated run answers exactly as an uncached one would.
-* :class:`Predictors` keeps one 2-bit saturating counter per fermata gate for
-  ``speculate: auto``: 0-1 predict a failure (wait for the gate), 2-3 a pass (speculate).
+A call's prompt is the reference frame (L0, never paged out), then the agent's prompt rendered
+with its material: the cue operands (L2), inputs and shared keys (L3) it refers to and, for a
+vamp, its previous output. :func:`assemble` fits it to a :class:`Window`, the routed model's
+input window times the dynamics multiplier. Over the window, material is paged out in order
+(lowest priority first, then least recently produced), each piece replaced by a visible marker
+saying what was cut and how much; the last piece paged keeps as much of its head as fits. When
+the frame and the prompt alone do not fit, :class:`~hct_cli.errors.ContextError`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from hct_cli.errors import ContextError
-from hct_cli.jsonio import dumps, loads
+from hct_cli.jsonio import dumps
 from hct_cli.models import model_info
-from hct_cli.providers.base import CallRequest, CallResult
-from hct_cli.redact import Redactor
 from hct_cli.score.model import DYNAMICS
 from hct_cli.score.template import Marker
 
@@ -41,18 +27,14 @@ __all__ = [
     "Cut",
     "Layout",
     "Piece",
-    "Predictors",
-    "ResultCache",
     "Window",
     "assemble",
-    "cache_key",
     "estimate_tokens",
     "fits_surely",
     "frame_text",
     "window_for",
 ]
 
-# -- L1: the working context of one call ---------------------------------------------------
 
 #: Counts the tokens of a text for one model.
 Count = Callable[[str], int]
@@ -241,75 +223,3 @@ def assemble(
         hint="Shorten the prompt or the reference frame, raise the agent's dynamics, or route it to a model "
         "with a larger window.",
     )
-
-
-# -- L5: the long-term store ---------------------------------------------------------------
-
-
-def cache_key(namespace: str, request: CallRequest) -> str:
-    """The identity of a call: who answers it and exactly what it is asked."""
-    text = "\x1f".join(
-        (namespace, request.model, str(request.agent.max_tokens), request.purpose, request.system, request.user_text)
-    )
-    return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
-
-
-class ResultCache:
-    """Results of earlier calls, by :func:`cache_key`."""
-
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-        self.hits = 0
-        self._redact = Redactor.from_environ()  # the store keeps no secret a model echoed
-
-    def get(self, key: str) -> CallResult | None:
-        row = self.db.execute(
-            "SELECT model, output, prompt_tokens, completion_tokens FROM cache WHERE key = ?", (key,)
-        ).fetchone()
-        if row is None:
-            return None
-        model, output, prompt_tokens, completion_tokens = row
-        try:
-            answer = loads(output)
-        except ValueError:  # stored by an older hct, which wrote NaN: not an answer to give again
-            return None
-        self.hits += 1
-        return CallResult(answer, model, prompt_tokens, completion_tokens, 0.0, 0.0, cached=True)
-
-    def put(self, key: str, result: CallResult) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO cache (key, model, output, prompt_tokens, completion_tokens, cost_usd, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                result.model,
-                dumps(self._redact.data(result.output)),
-                result.prompt_tokens,
-                result.completion_tokens,
-                result.cost_usd,
-                time.time(),
-            ),
-        )
-
-
-class Predictors:
-    """2-bit saturating counters, one per gate (``score/agent``), kept across runs."""
-
-    INITIAL = 2  # weakly "passes": a new gate is speculated on until it fails
-
-    def __init__(self, db: sqlite3.Connection | None = None) -> None:
-        self.db = db
-        self.counters: dict[str, int] = {}
-        if db is not None:
-            self.counters = {gate: counter for gate, counter in db.execute("SELECT gate, counter FROM predictors")}
-
-    def predict(self, gate: str) -> bool:
-        """True when the gate is predicted to pass."""
-        return self.counters.get(gate, self.INITIAL) >= 2
-
-    def update(self, gate: str, passed: bool) -> None:
-        counter = self.counters.get(gate, self.INITIAL)
-        counter = min(3, counter + 1) if passed else max(0, counter - 1)
-        self.counters[gate] = counter
-        if self.db is not None:
-            self.db.execute("INSERT OR REPLACE INTO predictors (gate, counter) VALUES (?, ?)", (gate, counter))

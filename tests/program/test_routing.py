@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hct_cli.routing import DEFAULT_TABLE, DEFAULT_TIERS, Route, fallbacks_of, routing_table, tiers_of
+from hct_cli.program.routing import DEFAULT_TABLE, DEFAULT_TIERS, Route, fallbacks_of, routing_table, tiers_of
 from hct_cli.score.model import DYNAMICS, TEMPOS, TierSpec, build_score
 from tests.engine.fakes import program_of
 

@@ -270,7 +270,7 @@ class SchemaRefs:
         from referencing import Resource
         from referencing.jsonschema import DRAFT202012
 
-        from hct_cli.inputs import confined_file
+        from hct_cli.program.inputs import confined_file
 
         found = self._files.get(uri)
         if found is not None:

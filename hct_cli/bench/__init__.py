@@ -1,0 +1,1 @@
+"""Benchmarks: the trial runner, synthetic workloads and the Gantt chart."""

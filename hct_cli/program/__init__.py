@@ -1,0 +1,1 @@
+"""The compiled program: a score turned into stations, routes and resolved inputs."""

@@ -1,0 +1,1 @@
+"""What outlives a run: the journal, the home directory, traces and the L5 store."""
