@@ -435,19 +435,40 @@ def claim(db: sqlite3.Connection, run_id: str) -> RunLock:
     path = where / f"{run_id}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by the run's subprocesses
     if not _try_lock(fd):
-        holder = os.read(fd, 100).decode(errors="replace").split()
+        holder = _holder(fd)
         os.close(fd)
-        raise _busy(db, run_id, int(holder[0]) if holder and holder[0].isdigit() else None)
+        raise _busy(db, run_id, holder)
     # Who holds it, for the message of a process refused: written only once the lock is ours.
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} {process_start(os.getpid()) or ''}\n".encode())
     return RunLock(run_id, fd)
 
 
+#: How long a refused process waits for the holder to write its pid over the last holder's.
+_HOLDER_WAIT_S = 0.5
+
+
+def _holder(fd: int) -> int | None:
+    """The live process the lock file names, or None. Between taking the lock and writing its
+    pid, the holder leaves the last holder's line in the file (a crashed run's, say): a line
+    naming a dead process is read again until it names a live one, briefly."""
+    deadline = time.monotonic() + _HOLDER_WAIT_S
+    while True:
+        fields = os.pread(fd, 100, 0).decode(errors="replace").split()
+        if fields and fields[0].isdigit():
+            pid = int(fields[0])
+            started = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+            if _alive(pid, started):
+                return pid
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
 def _busy(db: sqlite3.Connection, run_id: str, pid: int | None) -> RunBusyError:
     if pid is None:  # the holder has the lock but has not written its pid yet: the journal's
-        row = db.execute("SELECT pid FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        pid = row[0] if row and row[0] is not None else None
+        row = db.execute("SELECT pid, pid_start FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        pid = row[0] if row and row[0] is not None and _alive(row[0], row[1]) else None
     who = f"process {pid}" if pid is not None else "another process"
     stop = f"stop it (`kill {pid}`)" if pid is not None else "stop it"
     return RunBusyError(

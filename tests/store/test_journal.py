@@ -497,6 +497,33 @@ def test_a_claimed_run_is_refused_to_a_second_claim_until_released() -> None:
         pass
 
 
+def test_a_refused_claim_never_names_the_dead_process_the_lock_file_still_names(tmp_path: Path) -> None:
+    # The holder has the lock but has not yet written its pid over a crashed holder's line.
+    import fcntl
+
+    from hct_cli.errors import RunBusyError
+    from hct_cli.store.journal import claim
+
+    db = connect()
+    Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
+    with claim(db, "r1"):
+        pass  # the lock file exists now
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = next(Path(os.environ["HCT_HOME"]).glob("locks/r1.lock"))
+    lock.write_text(f"{dead.pid} 1\n")
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RunBusyError) as info:
+            claim(db, "r1")
+    finally:
+        os.close(fd)
+    assert str(dead.pid) not in info.value.message
+    # The journal names the run's performer (this test's process), which is alive.
+    assert f"process {os.getpid()}" in info.value.message
+
+
 def test_a_recycled_pid_does_not_keep_a_crashed_run_running() -> None:
     from hct_cli.store.journal import process_start
 
