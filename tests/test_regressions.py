@@ -25,6 +25,7 @@ from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import load_score
 from hct_cli.score.model import Agent
+from hct_cli.score.tempo import TEMPI
 from hct_cli.store.cache import ResultCache
 from hct_cli.store.home import connect
 from hct_cli.store.journal import Journal, RunConfig, find_run
@@ -166,7 +167,7 @@ def _allegro_run(time_scale: float) -> tuple[int, float]:
 def test_simulated_costs_of_allegro_followers_do_not_depend_on_the_time_scale(monkeypatch: pytest.MonkeyPatch) -> None:
     # 0.2 s instead of 2 s keeps the test short: the leader's first token comes after ~2.8 s of
     # simulated time, i.e. 0.28 s at a time scale of 0.1 and 0.028 s at 0.01.
-    monkeypatch.setattr(listening_module, "ALLEGRO_WAIT_S", 0.2)
+    monkeypatch.setattr(listening_module, "TEMPI", {**TEMPI, "allegro": replace(TEMPI["allegro"], listen_wait_s=0.2)})
     assert _allegro_run(0.1) == _allegro_run(0.01)
 
 
