@@ -28,7 +28,8 @@ from hct_cli.score.model import Agent
 from hct_cli.score.tempo import TEMPI
 from hct_cli.store.cache import ResultCache
 from hct_cli.store.home import connect
-from hct_cli.store.journal import Journal, RunConfig, find_run
+from hct_cli.store.journal import Journal, RunConfig
+from hct_cli.store.runs import find_run
 from tests.engine.fakes import score
 
 pytestmark = pytest.mark.timeout(60)

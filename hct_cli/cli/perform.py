@@ -29,7 +29,8 @@ from hct_cli.program.routing import tiers_of
 from hct_cli.providers.base import Provider
 from hct_cli.redact import Redactor
 from hct_cli.score import Score, load_score, load_score_text
-from hct_cli.store.journal import RunConfig, RunRow
+from hct_cli.store.journal import RunConfig
+from hct_cli.store.runs import RunRow
 
 if TYPE_CHECKING:
     import sqlite3
@@ -266,7 +267,8 @@ def _perform(
     latest that can be resumed); ``bus`` overrides the journaled bus of a resumed run, ``given``
     gives again inputs it journaled redacted."""
     from hct_cli.store.home import connect
-    from hct_cli.store.journal import claim, find_run
+    from hct_cli.store.lock import claim
+    from hct_cli.store.runs import find_run
 
     refs: SchemaRefs | None = None
     if fresh is not None:
@@ -315,7 +317,8 @@ def _perform_claimed(
     given: Mapping[str, str],
 ) -> int:
     from hct_cli.store.home import set_durability
-    from hct_cli.store.journal import Journal, find_run, recall, spend, squashed_versions
+    from hct_cli.store.journal import Journal
+    from hct_cli.store.runs import find_run, recall, spend, squashed_versions
 
     recalled = None
     spent_before = 0.0
@@ -460,7 +463,7 @@ def _perform_claimed(
             )
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
-    from hct_cli.store.journal import call_counts
+    from hct_cli.store.runs import call_counts
 
     data.update(call_counts(db, run_id))
     data["segment"] = journal.segment
@@ -493,7 +496,7 @@ RESUMABLE = ("interrupted", "crashed", "failed", "caesura")
 
 def _latest_resumable(db: sqlite3.Connection) -> RunRow:
     """The most recently started run that can be resumed."""
-    from hct_cli.store.journal import list_runs
+    from hct_cli.store.runs import list_runs
 
     runs = list_runs(db)
     for run in runs:

@@ -60,7 +60,7 @@ from hct_cli.score.template import compile_template, render_compiled, shown
 from hct_cli.store.cache import Predictors
 
 if TYPE_CHECKING:
-    from hct_cli.store.journal import RecalledCall
+    from hct_cli.store.runs import RecalledCall
 
 __all__ = ["Performer", "perform"]
 

@@ -15,20 +15,10 @@ import pytest
 
 from hct_cli.engine.events import Event
 from hct_cli.errors import RunNotFoundError
+from hct_cli.store.approvals import next_verdict, record_verdict
 from hct_cli.store.home import DB_NAME, connect, home_dir
-from hct_cli.store.journal import (
-    Journal,
-    RunConfig,
-    call_counts,
-    calls_of,
-    events_of,
-    find_run,
-    list_runs,
-    next_verdict,
-    recall,
-    record_verdict,
-    squashed_versions,
-)
+from hct_cli.store.journal import Journal, RunConfig
+from hct_cli.store.runs import call_counts, calls_of, events_of, find_run, list_runs, recall, squashed_versions
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -483,7 +473,7 @@ def test_run_config_round_trips_and_ignores_unknown_fields() -> None:
 
 def test_a_claimed_run_is_refused_to_a_second_claim_until_released() -> None:
     from hct_cli.errors import RunBusyError
-    from hct_cli.store.journal import claim
+    from hct_cli.store.lock import claim
 
     db = connect()
     held = claim(db, "r1")
@@ -498,7 +488,7 @@ def test_a_claimed_run_is_refused_to_a_second_claim_until_released() -> None:
 
 
 def test_a_recycled_pid_does_not_keep_a_crashed_run_running() -> None:
-    from hct_cli.store.journal import process_start
+    from hct_cli.store.lock import process_start
 
     db = connect()
     Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())

@@ -38,7 +38,7 @@ def program() -> Program:
 def row(
     segment: int, at: float, kind: str, station: str | None = None, version: int | None = 0, **data: Any
 ) -> dict[str, Any]:
-    """A journal row as ``hct_cli.store.journal.events_of`` yields it (``at`` in wall-clock seconds)."""
+    """A journal row as ``hct_cli.store.runs.events_of`` yields it (``at`` in wall-clock seconds)."""
     return {"segment": segment, "seq": 0, "at": at, "kind": kind, "station": station, "version": version, "data": data}
 
 
