@@ -16,13 +16,13 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from hct_cli.engine.checks import SchemaRefs
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, RunNotFoundError, UsageError
 from hct_cli.jsonio import dumps
+from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec, compile_score
 from hct_cli.program.inputs import ask_on_terminal, parse_input_args, resolve_inputs
 from hct_cli.program.routing import tiers_of

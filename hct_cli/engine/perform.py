@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
 from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
-from hct_cli.engine.checks import SchemaRefs, Verdict
+from hct_cli.engine.checks import Verdict
 from hct_cli.engine.coherence import Checkpoint
 from hct_cli.engine.context import ContextFitter, Tokenizer, composer
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
@@ -51,6 +51,7 @@ from hct_cli.engine.units import Unit
 from hct_cli.errors import AccessError, AgentError, BusError, HctError
 from hct_cli.jsonio import non_finite, writable_text
 from hct_cli.models import model_info
+from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec
 from hct_cli.program.routing import Route, fallbacks_of
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of

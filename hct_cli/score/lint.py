@@ -482,7 +482,7 @@ class _Checks:
     def check_contents(self) -> Iterator[Finding]:
         """Every regex compiles, every JSON Schema is valid and its refs stay in the score: a
         check that cannot be evaluated is refused now, not in the middle of a run."""
-        from hct_cli.engine.checks import SchemaRefs, regex_problem
+        from hct_cli.program.checks import SchemaRefs, regex_problem
 
         # Lint has no --allow-path: a file outside the score's directory is reported, never read.
         refs = SchemaRefs(self.score.base_dir)
