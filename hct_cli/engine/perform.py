@@ -41,7 +41,7 @@ from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.governor import Decision, Governor, worst_case_usd
 from hct_cli.engine.listening import Listening, Ticket
-from hct_cli.engine.paging import Cut, Layout, frame_text
+from hct_cli.engine.paging import Cut, Layout
 from hct_cli.engine.replay import ReplayOrder
 from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.engine.shared import SharedState
@@ -54,6 +54,7 @@ from hct_cli.models import model_info
 from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec
 from hct_cli.program.routing import Route, fallbacks_of
+from hct_cli.program.window import frame_text
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
 from hct_cli.redact import Redactor
 from hct_cli.score.model import Check, Fermata

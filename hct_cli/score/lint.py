@@ -343,8 +343,8 @@ class _Checks:
     def windows(self) -> Iterator[Finding]:
         """A prompt whose own text and the reference frame overflow its model's window can never
         be sent, whatever its cues hold: refuse it before any call."""
-        from hct_cli.engine.paging import estimate_tokens, frame_text, window_for
         from hct_cli.program.routing import resolve_route, tiers_of
+        from hct_cli.program.window import estimate_tokens, frame_text, window_for
 
         frame = estimate_tokens(frame_text(self.score.reference_frame))
         tiers = tiers_of(self.score)
