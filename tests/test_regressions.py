@@ -20,10 +20,10 @@ from hct_cli.engine import listening as listening_module
 from hct_cli.engine.enclave import readonly
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score
 from hct_cli.score.model import Agent
 from hct_cli.score.tempo import TEMPI
 from hct_cli.store.cache import ResultCache

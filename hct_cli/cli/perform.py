@@ -25,10 +25,11 @@ from hct_cli.jsonio import dumps
 from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec, compile_score
 from hct_cli.program.inputs import ask_on_terminal, parse_input_args, resolve_inputs
+from hct_cli.program.lint import load_score, load_score_text
 from hct_cli.program.routing import tiers_of
 from hct_cli.providers.base import Provider
 from hct_cli.redact import Redactor
-from hct_cli.score import Score, load_score, load_score_text
+from hct_cli.score import Score
 from hct_cli.store.journal import RunConfig
 from hct_cli.store.runs import RunRow
 

@@ -39,7 +39,7 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
             log(event)
         return 0
     from hct_cli.program.compile import compile_score
-    from hct_cli.score import load_score_text
+    from hct_cli.program.lint import load_score_text
     from hct_cli.tui.app import Conductor
     from hct_cli.tui.ensemble import Ensemble
     from hct_cli.tui.stage import ReplayStage

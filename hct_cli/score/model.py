@@ -1,7 +1,7 @@
 """The typed, frozen model of a validated score.
 
 :func:`build_score` is only called on data that passed the schema, so it trusts shapes and
-applies defaults; semantic checks live in :mod:`hct_cli.score.lint`.
+applies defaults; semantic checks live in :mod:`hct_cli.program.lint`.
 """
 
 from __future__ import annotations

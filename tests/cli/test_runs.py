@@ -64,7 +64,7 @@ def code_review(repo: Path) -> Path:
 
 def _agents(score: Path) -> dict[str, list[str]]:
     """Each agent's cues, as the score declares them."""
-    from hct_cli.score import load_score
+    from hct_cli.program.lint import load_score
 
     return {name: list(agent.cues) for name, agent in load_score(score).agents.items()}
 

@@ -28,8 +28,8 @@ from hct_cli.distributed.worker import Worker, WorkerReport
 from hct_cli.engine import Event, Performer, RunResult
 from hct_cli.errors import BusError, UsageError
 from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.lint import load_score
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score
 from hct_cli.score.model import build_score
 
 pytestmark = pytest.mark.timeout(60)

@@ -27,10 +27,11 @@ from hct_cli.engine.listening import wait_of
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
 from hct_cli.providers.cached import CachingProvider
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import Score, load_score
+from hct_cli.score import Score
 from hct_cli.score.tempo import TEMPI, Tempo
 from hct_cli.store.cache import ResultCache
 from hct_cli.store.home import connect

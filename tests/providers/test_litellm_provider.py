@@ -25,6 +25,7 @@ from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
+from hct_cli.program.lint import load_score
 from hct_cli.program.routing import DEFAULT_TIERS, Route, fallbacks_of
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.litellm_provider import (
@@ -34,7 +35,6 @@ from hct_cli.providers.litellm_provider import (
     load_litellm,
     timeout_for,
 )
-from hct_cli.score import load_score
 from hct_cli.score.model import Agent
 from hct_cli.score.tempo import TEMPI, Tempo
 
