@@ -15,13 +15,14 @@ import pytest
 
 from hct_cli.distributed.work import Mode, Work
 from hct_cli.distributed.worker import Worker
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.engine import listening as listening_module
-from hct_cli.engine.enclave import readonly
+from hct_cli.events import Event
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
 from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.enclave import readonly
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import Agent

@@ -17,10 +17,10 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from hct_cli.engine.dispatch import POLICIES
-from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, RunNotFoundError, UsageError
+from hct_cli.events import Event, Observer
 from hct_cli.jsonio import dumps
 from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec, compile_score
@@ -385,8 +385,8 @@ def _perform_claimed(
         if session is not None:
             models = session.provider
         if config.cache:
-            from hct_cli.providers.cached import CachingProvider
             from hct_cli.store.cache import ResultCache
+            from hct_cli.store.cached import CachingProvider
 
             models = CachingProvider(models, ResultCache(db), simulated_seed=config.seed if config.simulate else None)
 

@@ -37,7 +37,6 @@ from hct_cli.engine.checks import Verdict
 from hct_cli.engine.coherence import Checkpoint
 from hct_cli.engine.context import ContextFitter, Tokenizer, composer
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
-from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.governor import Decision, Governor, worst_case_usd
 from hct_cli.engine.listening import Listening, Ticket
@@ -49,6 +48,7 @@ from hct_cli.engine.speculation import Speculation
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.errors import AccessError, AgentError, BusError, HctError
+from hct_cli.events import Event, Observer
 from hct_cli.jsonio import non_finite, writable_text
 from hct_cli.models import model_info
 from hct_cli.program.checks import SchemaRefs

@@ -34,7 +34,7 @@ from hct_cli.redact import Redactor
 from hct_cli.store.lock import process_start
 
 if TYPE_CHECKING:
-    from hct_cli.engine.events import Event
+    from hct_cli.events import Event
     from hct_cli.score import Score
     from hct_cli.store.runs import RunRow
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner, Result
 
 from hct_cli.cli import app
 from hct_cli.cli.app import _spell_out
-from hct_cli.engine.events import Event
-from hct_cli.store.approvals import next_verdict
+from hct_cli.events import Event
+from hct_cli.providers.approvals import next_verdict
 from hct_cli.store.home import connect
 from hct_cli.store.journal import Journal, RunConfig
 

@@ -25,8 +25,9 @@ from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker, WorkerReport
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.errors import BusError, UsageError
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.lint import load_score
 from hct_cli.providers.simulated import SimulatedProvider

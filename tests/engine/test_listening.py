@@ -21,19 +21,20 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.engine import listening as listening_module
 from hct_cli.engine.listening import wait_of
+from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
 from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
-from hct_cli.providers.cached import CachingProvider
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import Score
 from hct_cli.score.tempo import TEMPI, Tempo
 from hct_cli.store.cache import ResultCache
+from hct_cli.store.cached import CachingProvider
 from hct_cli.store.home import connect
 from tests.engine.fakes import eventually, kinds, settle
 

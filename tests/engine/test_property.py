@@ -21,7 +21,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hct_cli.engine import Event, RunResult, perform
+from hct_cli.engine import RunResult, perform
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.routing import DEFAULT_TIERS, TIER_ORDER
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError

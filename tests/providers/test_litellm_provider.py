@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
+from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.lint import load_score

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine.events import Event
 from hct_cli.errors import RunNotFoundError
-from hct_cli.store.approvals import next_verdict, record_verdict
+from hct_cli.events import Event
+from hct_cli.providers.approvals import next_verdict, record_verdict
 from hct_cli.store.home import DB_NAME, connect, home_dir
 from hct_cli.store.journal import Journal, RunConfig
 from hct_cli.store.runs import call_counts, calls_of, events_of, find_run, list_runs, recall, squashed_versions

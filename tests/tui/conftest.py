@@ -13,8 +13,8 @@ import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 
-from hct_cli.engine.events import Event
 from hct_cli.engine.perform import Performer
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.inputs import resolve_inputs
 from hct_cli.program.lint import load_score

@@ -1,7 +1,8 @@
 """Approvals: a person's verdicts on agents' held results, as ``hct approve``/``hct reject`` record them.
 
-The live run's human gate polls for them (:func:`next_verdict`), so a verdict reaches a run
-however far away its terminal is, through the journal's database.
+The human desk of a live run (:mod:`hct_cli.providers.human`) polls for them
+(:func:`next_verdict`), so a verdict reaches a run however far away its terminal is, through the
+journal's database.
 """
 
 from __future__ import annotations
