@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from hct_cli.models import known_model
+from hct_cli.program.checks import SchemaRefs, regex_problem
 from hct_cli.program.lint_base import Rules
+from hct_cli.program.routing import resolve_route, tiers_of
+from hct_cli.program.window import estimate_tokens, frame_text, window_for
 from hct_cli.score.findings import Finding, Severity
 from hct_cli.score.load import JsonPath
 from hct_cli.score.template import literal_text
@@ -22,9 +26,6 @@ class CallRules(Rules):
     # -- routing ---------------------------------------------------------------------------
 
     def routing(self) -> Iterator[Finding]:
-        from hct_cli.models import known_model
-        from hct_cli.program.routing import tiers_of
-
         tiers = tiers_of(self.score)
         for (tempo, dynamics), tier in self.score.routing.table.items():
             if tier not in tiers:
@@ -69,9 +70,6 @@ class CallRules(Rules):
     def windows(self) -> Iterator[Finding]:
         """A prompt whose own text and the reference frame overflow its model's window can never
         be sent, whatever its cues hold: refuse it before any call."""
-        from hct_cli.program.routing import resolve_route, tiers_of
-        from hct_cli.program.window import estimate_tokens, frame_text, window_for
-
         frame = estimate_tokens(frame_text(self.score.reference_frame))
         tiers = tiers_of(self.score)
         for agent in self.agents.values():
@@ -99,8 +97,6 @@ class CallRules(Rules):
     def check_contents(self) -> Iterator[Finding]:
         """Every regex compiles, every JSON Schema is valid and its refs stay in the score: a
         check that cannot be evaluated is refused now, not in the middle of a run."""
-        from hct_cli.program.checks import SchemaRefs, regex_problem
-
         # Lint has no --allow-path: a file outside the score's directory is reported, never read.
         refs = SchemaRefs(self.score.base_dir)
         for agent in self.agents.values():
