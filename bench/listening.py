@@ -27,8 +27,9 @@ from hct_cli.engine.result import RunResult
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.simulated import SimulatedProvider, prefill_of
-from hct_cli.score import Score, load_score
+from hct_cli.score import Score
 
 SCORE = Path(__file__).resolve().parents[1] / "scores" / "shared-context.yaml"
 REVIEWERS = ("security", "performance", "correctness", "concurrency", "api", "tests")

@@ -20,8 +20,9 @@ from types import MappingProxyType
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.perform import Performer
 from hct_cli.program.compile import compile_score
+from hct_cli.program.lint import load_score
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import Score, load_score
+from hct_cli.score import Score
 
 SCORE = Path(__file__).resolve().parents[1] / "scores" / "research-brief.yaml"
 

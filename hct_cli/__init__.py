@@ -21,14 +21,15 @@ __all__ = [
 
 if TYPE_CHECKING:
     from hct_cli.errors import HctError, ScoreError
-    from hct_cli.score import Score, lint_path, load_score
+    from hct_cli.program.lint import lint_path, load_score
+    from hct_cli.score import Score
 
 _LAZY = {
     "HctError": "hct_cli.errors",
     "ScoreError": "hct_cli.errors",
     "Score": "hct_cli.score",
-    "lint_path": "hct_cli.score",
-    "load_score": "hct_cli.score",
+    "lint_path": "hct_cli.program.lint",
+    "load_score": "hct_cli.program.lint",
 }
 
 

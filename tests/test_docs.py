@@ -24,8 +24,8 @@ import yaml
 
 from hct_cli.cli import app
 from hct_cli.cli.app import _spell_out
+from hct_cli.program.lint import lint_text
 from hct_cli.score.findings import Severity
-from hct_cli.score.lint import lint_text
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -216,7 +216,7 @@ class Outcome:
 
 def _status_of(home: Path, run_id: str) -> str:
     """The journal's status of a run (read in this process: one subprocess fewer per kill point)."""
-    from hct_cli.store.journal import find_run
+    from hct_cli.store.runs import find_run
 
     db = sqlite3.connect(home / "hct.db")
     try:

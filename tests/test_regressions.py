@@ -15,19 +15,22 @@ import pytest
 
 from hct_cli.distributed.work import Mode, Work
 from hct_cli.distributed.worker import Worker
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.engine import listening as listening_module
-from hct_cli.engine.enclave import readonly
+from hct_cli.events import Event
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.enclave import readonly
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score
 from hct_cli.score.model import Agent
+from hct_cli.score.tempo import TEMPI
 from hct_cli.store.cache import ResultCache
 from hct_cli.store.home import connect
-from hct_cli.store.journal import Journal, RunConfig, find_run
+from hct_cli.store.journal import Journal, RunConfig
+from hct_cli.store.runs import find_run
 from tests.engine.fakes import score
 
 pytestmark = pytest.mark.timeout(60)
@@ -166,7 +169,7 @@ def _allegro_run(time_scale: float) -> tuple[int, float]:
 def test_simulated_costs_of_allegro_followers_do_not_depend_on_the_time_scale(monkeypatch: pytest.MonkeyPatch) -> None:
     # 0.2 s instead of 2 s keeps the test short: the leader's first token comes after ~2.8 s of
     # simulated time, i.e. 0.28 s at a time scale of 0.1 and 0.028 s at 0.01.
-    monkeypatch.setattr(listening_module, "ALLEGRO_WAIT_S", 0.2)
+    monkeypatch.setattr(listening_module, "TEMPI", {**TEMPI, "allegro": replace(TEMPI["allegro"], listen_wait_s=0.2)})
     assert _allegro_run(0.1) == _allegro_run(0.01)
 
 

@@ -1,22 +1,12 @@
 """The common data bus on Redis Streams: the only module that imports redis.
 
-Keys, all under ``hct:``::
-
-    hct:runs                      SET of runs in progress (workers discover runs here)
-    hct:run:RUN                   HASH: the run's tiers
-    hct:run:RUN:work:TIER         STREAM of work items for a tier (``-``: no tier), consumer group ``workers``
-    hct:run:RUN:direct:WORKER     STREAM of attacca items for one worker, same group
-    hct:run:RUN:streams           SET of the run's work streams (for reclaiming and trimming)
-    hct:run:RUN:cdb               STREAM of results and notices: the common data bus the conductor reads
-    hct:run:RUN:alive             "alive" while the conductor polls (expires 30 s after it stopped)
-    hct:workers                   HASH worker -> its last status (JSON)
-    hct:worker:WORKER             "alive" while the worker beats (expires ``claim_after`` after the last beat)
-
-:class:`RedisBus` is the conductor's end of one run: it issues work items and reads the CDB
-stream (it is also a :class:`~hct_cli.bus.base.Bus`, so anything that publishes a result reaches
-its subscribers through Redis). A worker's end of every run,
-:class:`~hct_cli.distributed.queue.RedisWorkQueue`, shares the keys, :func:`connect` and
-:class:`Batch` from here.
+A run's results travel on one stream, ``hct:run:RUN:cdb`` (the common data bus the conductor
+reads). :class:`RedisBus` is the :class:`~hct_cli.bus.base.Bus` on that stream: anything that
+publishes a result reaches its subscribers through Redis. Issuing work to workers, the run's
+work streams and the roster of workers are distributed mode's, built on this module in
+:mod:`hct_cli.distributed.conductor` (the conductor's end) and
+:mod:`hct_cli.distributed.queue` (a worker's end), which share :func:`connect`,
+:func:`run_key` and :class:`Batch` from here.
 
 Commands issued within one event-loop turn go to Redis as one pipeline (:class:`Batch`), so a
 fan-out of a hundred ready stations is one round trip, not a hundred.
@@ -26,60 +16,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import time
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit
 
 from hct_cli.bus.base import Broadcast, Handler
-from hct_cli.distributed.work import Result, decode_result, encode_result
+from hct_cli.bus.wire import Result, decode_result, encode_result
 from hct_cli.errors import BusError, UsageError
-from hct_cli.jsonio import dumps
 
 __all__ = [
-    "GROUP",
-    "NO_TIER",
-    "RUNS",
-    "WORKERS",
+    "PASSWORD_ENV",
     "Batch",
     "RedisBus",
-    "WorkerStatus",
-    "alive_key",
+    "ResultListener",
     "connect",
-    "direct_stream",
+    "is_masked",
+    "lost_error",
     "run_key",
     "shown_url",
-    "work_stream",
+    "with_password",
 ]
 
-GROUP = "workers"
-RUNS = "hct:runs"
-WORKERS = "hct:workers"
-NO_TIER = "-"
 _BLOCK_MS = 1000  # a blocking read returns at least this often, so a silent server is noticed
-_FORGET_S = 600.0  # a worker silent this long leaves the roster
-_RUN_ALIVE_MS = 30_000  # a run whose conductor has not polled for this long is left by workers
-_HINT = "Start redis-server, or check the URL (redis://HOST:PORT/DB), then run again."
+HINT = "Start redis-server, or check the URL (redis://HOST:PORT/DB), then run again."
 
 ResultListener = Callable[[Result], None]
 
 
 def run_key(run: str, *parts: str) -> str:
     return ":".join(("hct:run", run, *parts))
-
-
-def work_stream(run: str, tier: str | None) -> str:
-    return run_key(run, "work", tier or NO_TIER)
-
-
-def direct_stream(run: str, worker: str) -> str:
-    return run_key(run, "direct", worker)
-
-
-def alive_key(worker: str) -> str:
-    return f"hct:worker:{worker}"
 
 
 #: Where a resumed run's Redis password comes from: the journal keeps the run's URL masked.
@@ -148,11 +113,11 @@ async def connect(url: str) -> Any:
         await client.ping()
     except Exception as exc:
         await client.aclose()
-        raise BusError(f"cannot reach Redis at {shown_url(url)}: {exc}", hint=_HINT) from exc
+        raise BusError(f"cannot reach Redis at {shown_url(url)}: {exc}", hint=HINT) from exc
     return client
 
 
-def _lost(url: str, exc: BaseException) -> BusError:
+def lost_error(url: str, exc: BaseException) -> BusError:
     return BusError(
         f"lost Redis at {shown_url(url)}: {type(exc).__name__}: {exc}",
         hint="Bring Redis back, then continue with `hct perform --resume RUN`.",
@@ -201,7 +166,7 @@ class Batch:
             raise
         except Exception as exc:
             if not done.done():
-                done.set_exception(_lost(self._url, exc))
+                done.set_exception(lost_error(self._url, exc))
             if self._on_error is not None:
                 self._on_error(exc)
             return
@@ -222,118 +187,52 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
-@dataclass(frozen=True)
-class WorkerStatus:
-    """A worker as its last beat described it."""
-
-    worker: str
-    alive: bool
-    in_flight: int = 0
-    completed: int = 0
-    failed: int = 0
-    concurrency: int = 0
-    tiers: tuple[str, ...] | None = None
-    runs: tuple[str, ...] = ()
-    beat: float = 0.0
-
-    @classmethod
-    def from_json(cls, worker: str, alive: bool, text: str) -> WorkerStatus:
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = {}
-        tiers = data.get("tiers")
-        return cls(
-            worker,
-            alive,
-            int(data.get("in_flight", 0)),
-            int(data.get("completed", 0)),
-            int(data.get("failed", 0)),
-            int(data.get("concurrency", 0)),
-            tuple(tiers) if tiers is not None else None,
-            tuple(data.get("runs", ())),
-            float(data.get("beat", 0.0)),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "worker": self.worker,
-            "alive": self.alive,
-            "in_flight": self.in_flight,
-            "completed": self.completed,
-            "failed": self.failed,
-        }
-
-
-async def _roster(client: Any) -> list[WorkerStatus]:
-    statuses = await client.hgetall(WORKERS)
-    if not statuses:
-        return []
-    names = sorted(statuses)
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.exists(alive_key(name))
-    alive = await pipe.execute()
-    roster = [WorkerStatus.from_json(name, bool(up), statuses[name]) for name, up in zip(names, alive, strict=True)]
-    gone = [w.worker for w in roster if not w.alive and time.time() - w.beat > _FORGET_S]
-    if gone:
-        await client.hdel(WORKERS, *gone)
-    return [w for w in roster if w.worker not in gone]
-
-
 class RedisBus:
-    """One run's end of the bus in the conductor: issue work items, hear results.
+    """One run's common data bus on Redis: publish results, hear them (and the notices beside them).
 
-    Open it with :meth:`open`; :meth:`close` trims the run's streams."""
+    Open it with :meth:`open`; :meth:`close` trims the run's stream."""
 
     def __init__(self, client: Any, url: str, run_id: str) -> None:
         self.url = url
         self.run_id = run_id
         self._client = client
         self._cdb = run_key(run_id, "cdb")
-        self._tiers: set[str] = set()
         self._handlers: list[Handler] = []
         self._listeners: list[ResultListener] = []
         self._on_lost: list[Callable[[BusError], None]] = []
         self._batch = Batch(client, url, self._lose)
         self._reader: asyncio.Task[None] | None = None
-        self._poller: asyncio.Task[None] | None = None
-        self._silent: set[str] = set()  # workers whose beat stopped: attacca items go to the tier stream
         self._closed = False
         self.lost: BusError | None = None
-        self.roster: list[WorkerStatus] = []
         self.malformed = 0
 
     @classmethod
-    async def open(cls, url: str, run_id: str, tiers: Iterable[str | None] = (None,)) -> RedisBus:
-        """Connect, start the run's streams afresh (a resume never hears an earlier segment's
-        leftovers), announce the run to workers and start hearing results."""
+    async def open(cls, url: str, run_id: str) -> RedisBus:
+        """Connect, start the run's stream afresh (a resume never hears an earlier segment's
+        leftovers) and start hearing results."""
         bus = cls(await connect(url), url, run_id)
-        try:
-            await bus._start(tiers)
-        except Exception as exc:
-            await bus._client.aclose()
-            raise BusError(f"cannot start run {run_id} on Redis at {shown_url(url)}: {exc}", hint=_HINT) from exc
+        await bus._launch()
         return bus
 
-    async def _start(self, tiers: Iterable[str | None]) -> None:
+    async def _launch(self) -> None:
+        try:
+            await self._start()
+        except Exception as exc:
+            await self._client.aclose()
+            raise BusError(
+                f"cannot start run {self.run_id} on Redis at {shown_url(self.url)}: {exc}", hint=HINT
+            ) from exc
+
+    async def _start(self) -> None:
         await self._trim()
-        names = sorted({tier or NO_TIER for tier in tiers} | {NO_TIER})
-        self._tiers = set(names)
         pipe = self._client.pipeline(transaction=True)
-        for tier in names:
-            stream = work_stream(self.run_id, tier)
-            pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            pipe.sadd(run_key(self.run_id, "streams"), stream)
-        pipe.xgroup_create(self._cdb, "conductor", id="0", mkstream=True)  # creates the CDB stream
-        pipe.hset(run_key(self.run_id), mapping={"tiers": dumps(names), "started": time.time()})
-        pipe.set(run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
-        pipe.sadd(RUNS, self.run_id)
+        self._prepare(pipe)
         await pipe.execute()
-        loop = asyncio.get_running_loop()
-        self._reader = loop.create_task(self._read())
-        self.roster = await _roster(self._client)
-        self._poller = loop.create_task(self._poll())
+        self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    def _prepare(self, pipe: Any) -> None:
+        """Queue, on the start's transaction, what the run's keys need before anything is heard."""
+        pipe.xgroup_create(self._cdb, "conductor", id="0", mkstream=True)  # creates the CDB stream
 
     # -- the Bus protocol --------------------------------------------------------------------
 
@@ -357,22 +256,19 @@ class RedisBus:
         return self._batch.add(lambda pipe: pipe.xadd(self._cdb, {"r": text}, nomkstream=True))
 
     async def close(self, *, trim: bool = True) -> None:
-        """Stop hearing; with ``trim`` (the run is over) delete its streams and leave the run set."""
+        """Stop hearing; with ``trim`` (the run is over) delete the run's keys."""
         if self._closed:
             return
         self._closed = True
         self._handlers.clear()
         self._listeners.clear()
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(Exception):  # the roster as the run ends, for whoever shows it
-                self.roster = await _roster(self._client)
+        await self._stopping()
         if self._reader is not None and self.lost is None:
             # Wake the blocked read with an empty entry rather than cancelling it: a cancel that
             # meets the client's own read timeout can be swallowed, leaving the read blocked.
             with contextlib.suppress(Exception):
                 await self._client.xadd(self._cdb, {"r": ""}, nomkstream=True)
-        for task in (self._reader, self._poller):
+        for task in (self._reader, *self._helpers()):
             if task is not None:
                 await asyncio.wait([task], timeout=2.0)
                 task.cancel()
@@ -386,45 +282,15 @@ class RedisBus:
         finally:
             await self._client.aclose()
 
+    async def _stopping(self) -> None:
+        """What an extension does first when the bus closes (before the reader stops)."""
+
+    def _helpers(self) -> tuple[asyncio.Task[None] | None, ...]:
+        """An extension's own background tasks, stopped with the reader."""
+        return ()
+
     async def _trim(self) -> None:
-        streams = await self._client.smembers(run_key(self.run_id, "streams"))
-        keys = [
-            *streams,
-            self._cdb,
-            run_key(self.run_id),
-            run_key(self.run_id, "streams"),
-            run_key(self.run_id, "alive"),
-        ]
-        pipe = self._client.pipeline(transaction=True)
-        pipe.delete(*keys)
-        pipe.srem(RUNS, self.run_id)
-        await pipe.execute()
-
-    # -- issuing ------------------------------------------------------------------------------
-
-    def issue(self, payload: str, tier: str | None, affinity: str | None = None) -> Awaitable[None]:
-        """Put a work item on its tier's stream (or on ``affinity``'s own stream unless that worker
-        has gone silent); completes once Redis has it."""
-        if self.lost is not None:
-            raise self.lost
-        if affinity is not None and affinity not in self._silent:
-            return self._issue_to(affinity, payload, tier)
-        return self._batch.add(lambda pipe: pipe.xadd(self._tier_stream(tier), {"w": payload}))
-
-    def _tier_stream(self, tier: str | None) -> str:
-        name = tier or NO_TIER
-        return work_stream(self.run_id, name if name in self._tiers else NO_TIER)
-
-    async def _issue_to(self, worker: str, payload: str, tier: str | None) -> None:
-        """Onto ``worker``'s own stream if it has joined this segment of the run (the stream
-        exists), else onto the tier's stream: an item is never left where nobody reads."""
-        try:
-            added = await self._client.xadd(direct_stream(self.run_id, worker), {"w": payload}, nomkstream=True)
-        except Exception as exc:
-            self._lose(exc)
-            raise _lost(self.url, exc) from exc
-        if added is None:
-            await self._batch.add(lambda pipe: pipe.xadd(self._tier_stream(tier), {"w": payload}))
+        await self._client.delete(self._cdb)
 
     # -- hearing --------------------------------------------------------------------------------
 
@@ -466,26 +332,9 @@ class RedisBus:
     def _lose(self, exc: BaseException) -> None:
         if self.lost is not None or self._closed:
             return
-        self.lost = _lost(self.url, exc)
+        self.lost = lost_error(self.url, exc)
         for callback in self._on_lost:
             callback(self.lost)
-
-    async def _poll(self) -> None:
-        """Once a second: who serves, and who has gone silent."""
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                pipe = self._client.pipeline(transaction=False)
-                pipe.set(run_key(self.run_id, "alive"), "1", px=_RUN_ALIVE_MS)
-                pipe.sadd(RUNS, self.run_id)  # back in the set if workers took it for dead
-                await pipe.execute()
-                self.roster = await _roster(self._client)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._lose(exc)
-                return
-            self._silent = {w.worker for w in self.roster if not w.alive}
 
 
 def _done() -> asyncio.Future[None]:

@@ -11,9 +11,10 @@ __all__ = ["decide_command"]
 
 
 def decide_command(run_id: str, agent: str, verdict: str, *, note: str, as_json: bool) -> int:
+    from hct_cli.providers.approvals import record_verdict
     from hct_cli.score.load import load_text
     from hct_cli.store.home import connect
-    from hct_cli.store.journal import find_run, record_verdict
+    from hct_cli.store.runs import find_run
 
     db = connect()
     run = find_run(db, run_id)

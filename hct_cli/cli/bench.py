@@ -96,7 +96,7 @@ def bench_command(
         inputs: dict[str, object] = {}
     else:
         from hct_cli.program.inputs import resolve_inputs
-        from hct_cli.score import load_score
+        from hct_cli.program.lint import load_score
 
         assert score is not None
         model = load_score(score)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hct_cli.errors import UsageError
 from hct_cli.program.compile import Program, compile_score
-from hct_cli.score import load_score
+from hct_cli.program.lint import load_score
 
 __all__ = ["FORMATS", "graph", "render_graph"]
 

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hct_cli.errors import UsageError
+from hct_cli.program.lint import lint_path
 from hct_cli.redact import Redactor
 from hct_cli.score.findings import Severity
-from hct_cli.score.lint import lint_path
 from hct_cli.score.report import FORMATS, render
 
 __all__ = ["lint"]

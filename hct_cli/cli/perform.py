@@ -16,20 +16,22 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from hct_cli.engine.checks import SchemaRefs
 from hct_cli.engine.dispatch import POLICIES
-from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import CredentialsError, ExecNotAllowedError, RunNotFoundError, UsageError
+from hct_cli.events import Event, Observer
 from hct_cli.jsonio import dumps
+from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec, compile_score
 from hct_cli.program.inputs import ask_on_terminal, parse_input_args, resolve_inputs
+from hct_cli.program.lint import load_score, load_score_text
 from hct_cli.program.routing import tiers_of
 from hct_cli.providers.base import Provider
 from hct_cli.redact import Redactor
-from hct_cli.score import Score, load_score, load_score_text
-from hct_cli.store.journal import RunConfig, RunRow
+from hct_cli.score import Score
+from hct_cli.store.journal import RunConfig
+from hct_cli.store.runs import RunRow
 
 if TYPE_CHECKING:
     import sqlite3
@@ -266,7 +268,8 @@ def _perform(
     latest that can be resumed); ``bus`` overrides the journaled bus of a resumed run, ``given``
     gives again inputs it journaled redacted."""
     from hct_cli.store.home import connect
-    from hct_cli.store.journal import claim, find_run
+    from hct_cli.store.lock import claim
+    from hct_cli.store.runs import find_run
 
     refs: SchemaRefs | None = None
     if fresh is not None:
@@ -315,7 +318,8 @@ def _perform_claimed(
     given: Mapping[str, str],
 ) -> int:
     from hct_cli.store.home import set_durability
-    from hct_cli.store.journal import Journal, find_run, recall, spend, squashed_versions
+    from hct_cli.store.journal import Journal
+    from hct_cli.store.runs import find_run, recall, spend, squashed_versions
 
     recalled = None
     spent_before = 0.0
@@ -381,8 +385,8 @@ def _perform_claimed(
         if session is not None:
             models = session.provider
         if config.cache:
-            from hct_cli.providers.cached import CachingProvider
             from hct_cli.store.cache import ResultCache
+            from hct_cli.store.cached import CachingProvider
 
             models = CachingProvider(models, ResultCache(db), simulated_seed=config.seed if config.simulate else None)
 
@@ -460,7 +464,7 @@ def _perform_claimed(
             )
         data = result.to_json()
         journal.finish(result.status, result.cost_usd, data)
-    from hct_cli.store.journal import call_counts
+    from hct_cli.store.runs import call_counts
 
     data.update(call_counts(db, run_id))
     data["segment"] = journal.segment
@@ -493,7 +497,7 @@ RESUMABLE = ("interrupted", "crashed", "failed", "caesura")
 
 def _latest_resumable(db: sqlite3.Connection) -> RunRow:
     """The most recently started run that can be resumed."""
-    from hct_cli.store.journal import list_runs
+    from hct_cli.store.runs import list_runs
 
     runs = list_runs(db)
     for run in runs:

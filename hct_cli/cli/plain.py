@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import IO, Any
 
-from hct_cli.engine.events import Event
+from hct_cli.events import Event
 from hct_cli.tui.ensemble import describe
 
 __all__ = ["PlainLog", "outputs_text", "summary_table"]

@@ -16,7 +16,7 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
     if not math.isfinite(speed) or speed <= 0:
         raise UsageError("--speed must be above zero", hint="1 plays the run at its own pace, 10 ten times faster.")
     from hct_cli.store.home import connect
-    from hct_cli.store.journal import events_of, find_run
+    from hct_cli.store.runs import events_of, find_run
     from hct_cli.tui.stage import journal_events
 
     db = connect()
@@ -39,7 +39,7 @@ def replay_command(run: str, *, speed: float, exit_on_finish: bool, as_json: boo
             log(event)
         return 0
     from hct_cli.program.compile import compile_score
-    from hct_cli.score import load_score_text
+    from hct_cli.program.lint import load_score_text
     from hct_cli.tui.app import Conductor
     from hct_cli.tui.ensemble import Ensemble
     from hct_cli.tui.stage import ReplayStage

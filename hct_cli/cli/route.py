@@ -9,9 +9,10 @@ from typing import Any
 from hct_cli.jsonio import dumps
 from hct_cli.models import model_info
 from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.lint import load_score
 from hct_cli.program.routing import DEFAULT_TABLE, routing_table
-from hct_cli.score import load_score
-from hct_cli.score.model import DYNAMICS, TEMPOS
+from hct_cli.score.model import DYNAMICS
+from hct_cli.score.tempo import TEMPOS
 
 __all__ = ["route"]
 

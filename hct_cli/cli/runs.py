@@ -16,7 +16,7 @@ __all__ = ["runs_command", "show_command"]
 
 def runs_command(*, as_json: bool, limit: int | None) -> int:
     from hct_cli.store.home import connect
-    from hct_cli.store.journal import list_runs
+    from hct_cli.store.runs import list_runs
 
     runs = list_runs(connect(), limit)
     if as_json:
@@ -42,7 +42,7 @@ def runs_command(*, as_json: bool, limit: int | None) -> int:
 def _show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """The object ``hct show --json`` prints, the run's events, and its score's name."""
     from hct_cli.store.home import connect
-    from hct_cli.store.journal import call_counts, calls_of, events_of, find_run
+    from hct_cli.store.runs import call_counts, calls_of, events_of, find_run
 
     db = connect()
     run = find_run(db, run_id)

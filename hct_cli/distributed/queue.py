@@ -2,8 +2,8 @@
 
 It reads work items through the consumer group, puts results on the run's CDB stream *before*
 acknowledging them, beats, and reclaims the pending entries of workers that stopped beating
-(``XAUTOCLAIM``). The keys are described in :mod:`hct_cli.bus.redis`, the one module that
-imports redis; this one only sends commands through the client it opens.
+(``XAUTOCLAIM``). The keys are described in :mod:`hct_cli.distributed.keys`; :mod:`hct_cli.bus.redis` is the one
+module that imports redis; this one only sends commands through the client it opens.
 """
 
 from __future__ import annotations
@@ -18,19 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.bus.redis import (
-    GROUP,
-    NO_TIER,
-    RUNS,
-    WORKERS,
-    Batch,
-    alive_key,
-    connect,
-    direct_stream,
-    run_key,
-    work_stream,
-)
-from hct_cli.distributed.work import encode_notice, encode_result
+from hct_cli.bus.redis import Batch, connect, run_key
+from hct_cli.bus.wire import encode_notice, encode_result
+from hct_cli.distributed.keys import GROUP, NO_TIER, RUNS, WORKERS, alive_key, direct_stream, work_stream
 from hct_cli.jsonio import dumps
 
 __all__ = ["Delivery", "RedisWorkQueue", "default_worker_id"]

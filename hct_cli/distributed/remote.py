@@ -19,7 +19,8 @@ from collections.abc import Awaitable
 from typing import Protocol
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.distributed.work import Mode, Result, encode_work
+from hct_cli.bus.wire import Result
+from hct_cli.distributed.work import Mode, encode_work
 from hct_cli.errors import BusError
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 

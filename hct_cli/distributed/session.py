@@ -19,7 +19,8 @@ from hct_cli.distributed.work import Mode
 from hct_cli.errors import BusError, UsageError
 
 if TYPE_CHECKING:
-    from hct_cli.bus.redis import RedisBus, WorkerStatus
+    from hct_cli.distributed.conductor import ConductorBus
+    from hct_cli.distributed.roster import WorkerStatus
     from hct_cli.engine.perform import Performer
     from hct_cli.engine.result import RunResult
 
@@ -56,7 +57,7 @@ class Session:
         check_bus_url(url)
         self.url = url
         self.provider = RemoteProvider(mode)
-        self.bus: RedisBus | None = None
+        self.bus: ConductorBus | None = None
         self._say = say or (lambda line: None)
 
     def preflight(self) -> None:
@@ -74,9 +75,9 @@ class Session:
         return list(self.bus.roster) if self.bus is not None else []
 
     async def play(self, performer: Performer, tiers: Iterable[str | None]) -> RunResult:
-        from hct_cli.bus.redis import RedisBus
+        from hct_cli.distributed.conductor import ConductorBus
 
-        self.bus = await RedisBus.open(self.url, performer.run_id, tiers)
+        self.bus = await ConductorBus.open(self.url, performer.run_id, tiers)
         self.provider.attach(self.bus)
         if not any(worker.alive for worker in self.bus.roster):
             self._say(

@@ -1,4 +1,4 @@
-"""The wire format of distributed mode: a work item (one model call) and its result.
+"""The wire format of distributed mode: a work item (one model call).
 
 A work item carries everything a worker needs to make the call as the conductor would have:
 the rendered messages, the route and its fallbacks, the agent's figures that providers read
@@ -15,13 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hct_cli.bus.base import Broadcast
 from hct_cli.jsonio import dumps
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import CallRequest
 from hct_cli.score.model import Agent, Simulate
 
-__all__ = ["Mode", "Result", "Work", "decode_result", "decode_work", "encode_notice", "encode_result", "encode_work"]
+__all__ = ["Mode", "Work", "decode_work", "encode_work"]
 
 
 @dataclass(frozen=True)
@@ -144,41 +143,3 @@ def decode_work(text: str) -> Work:
         return Work(str(data["run"]), request, Mode.from_data(data.get("mode", {})))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"not a work item: {type(exc).__name__}: {exc}") from exc
-
-
-@dataclass(slots=True)
-class Result:
-    """What comes back on the CDB stream: a result, or a notice about a call (``reclaim``)."""
-
-    kind: str  # "result" or a notice's kind
-    station: str
-    version: int
-    message: Broadcast | None = None  # for a result
-    notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # a provider's retries, fallbacks
-    data: dict[str, Any] = field(default_factory=dict)  # for a notice
-
-
-def encode_result(message: Broadcast, notes: list[tuple[str, dict[str, Any]]] | None = None) -> str:
-    data: dict[str, Any] = {"kind": "result", "station": message.station, "version": message.version}
-    data["result"] = message.to_data()
-    if notes:
-        data["notes"] = [[kind, note] for kind, note in notes]
-    return dumps(data, ensure_ascii=False, compact=True)
-
-
-def encode_notice(kind: str, station: str, version: int, **data: Any) -> str:
-    return dumps({"kind": kind, "station": station, "version": version, "data": data}, compact=True)
-
-
-def decode_result(text: str) -> Result:
-    """The inverse of :func:`encode_result` and :func:`encode_notice`; ``ValueError`` for anything else."""
-    try:
-        data = json.loads(text)
-        station, version = str(data["station"]), int(data["version"])
-        if data.get("kind") != "result":
-            return Result(str(data.get("kind")), station, version, data=dict(data.get("data") or {}))
-        message = Broadcast.from_data(station, version, data["result"])
-        notes = [(str(kind), dict(note)) for kind, note in data.get("notes", ())]
-        return Result("result", station, version, message, notes)
-    except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise ValueError(f"not a result: {type(exc).__name__}: {exc}") from exc

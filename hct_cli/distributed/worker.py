@@ -66,7 +66,7 @@ Log = Callable[[str], None]
 
 
 class Worker:
-    """Executes work items from a :class:`~hct_cli.bus.redis.RedisWorkQueue` until stopped."""
+    """Executes work items from a :class:`~hct_cli.distributed.queue.RedisWorkQueue` until stopped."""
 
     def __init__(
         self,

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.perform import Performer, perform
 from hct_cli.engine.result import AgentRecord, RunResult
 
-__all__ = ["AgentRecord", "Event", "Observer", "Performer", "RunResult", "perform"]
+__all__ = ["AgentRecord", "Performer", "RunResult", "perform"]

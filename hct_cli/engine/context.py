@@ -21,18 +21,9 @@ from typing import Any
 
 from jinja2 import nodes
 
-from hct_cli.engine.paging import (
-    Assembly,
-    Count,
-    Layout,
-    Piece,
-    Window,
-    assemble,
-    estimate_tokens,
-    fits_surely,
-    window_for,
-)
+from hct_cli.engine.paging import Assembly, Count, Layout, Piece, assemble, fits_surely
 from hct_cli.engine.station import Station
+from hct_cli.program.window import Window, estimate_tokens, window_for
 from hct_cli.providers.base import CallRequest
 from hct_cli.score.model import TierSpec
 from hct_cli.score.template import NAMESPACES, Marker, check_template, parse_template, render_compiled, shown

@@ -14,8 +14,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.engine.checks import SchemaRefs, Verdict, evaluate, needs_gate
+from hct_cli.engine.checks import Verdict, evaluate, needs_gate
 from hct_cli.jsonio import dumps, loads
+from hct_cli.program.checks import SchemaRefs
 from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.exec import call_function, load_callable
 from hct_cli.providers.human import HumanDesk

@@ -10,9 +10,9 @@ decides:
   its provider reports one. Otherwise, as soon as a follower joins, a one-token **warm-up** call
   writes it and the leader waits for that too;
 * every later one is a **follower**. Its tempo decides how long it may wait for the cache:
-  ``presto`` never waits; ``allegro`` waits at most :data:`ALLEGRO_WAIT_S`, and goes at once when
-  the prefix's expected time to first token (:func:`hct_cli.models.time_to_first_token_s`) is
-  longer than that; ``moderato`` and slower wait until the cache is written (or the leader fails).
+  ``presto`` never waits; ``allegro`` waits at most its ``listen_wait_s`` (two seconds, in the
+  tempo table :data:`~hct_cli.score.tempo.TEMPI`), and goes at once when the prefix's expected
+  time to first token (:func:`hct_cli.models.time_to_first_token_s`) is longer than that; ``moderato`` and slower wait until the cache is written (or the leader fails).
 
 Each decision is a ``listen`` event with the prefix's size and the saving expected. A prefix
 once written is warm for :data:`CACHE_TTL_S`: calls then go at once and read it.
@@ -29,11 +29,10 @@ from typing import Any
 from hct_cli.engine.station import Station
 from hct_cli.models import model_info, time_to_first_token_s
 from hct_cli.providers.base import CallRequest
+from hct_cli.score.tempo import TEMPI
 
-__all__ = ["ALLEGRO_WAIT_S", "CACHE_TTL_S", "Listening", "Ticket", "wait_of"]
+__all__ = ["CACHE_TTL_S", "Listening", "Ticket", "wait_of"]
 
-#: The longest an ``allegro`` follower waits for the cache.
-ALLEGRO_WAIT_S = 2.0
 #: How long a written prefix stays in the cache (Anthropic's ephemeral cache: five minutes).
 CACHE_TTL_S = 300.0
 
@@ -43,11 +42,8 @@ WarmUp = Callable[[Station, CallRequest], Awaitable[None]]
 
 def wait_of(tempo: str) -> float | None:
     """How long a follower of ``tempo`` may wait for the cache: 0 never, None until it is written."""
-    if tempo == "presto":
-        return 0.0
-    if tempo == "allegro":
-        return ALLEGRO_WAIT_S
-    return None
+    spec = TEMPI.get(tempo)
+    return spec.listen_wait_s if spec is not None else None
 
 
 @dataclass

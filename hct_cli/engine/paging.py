@@ -2,8 +2,8 @@
 
 A call's prompt is the reference frame (L0, never paged out), then the agent's prompt rendered
 with its material: the cue operands (L2), inputs and shared keys (L3) it refers to and, for a
-vamp, its previous output. :func:`assemble` fits it to a :class:`Window`, the routed model's
-input window times the dynamics multiplier. Over the window, material is paged out in order
+vamp, its previous output. :func:`assemble` fits it to a :class:`~hct_cli.program.window.Window`, the
+routed model's input window times the dynamics multiplier. Over the window, material is paged out in order
 (lowest priority first, then least recently produced), each piece replaced by a visible marker
 saying what was cut and how much; the last piece paged keeps as much of its head as fits. When
 the frame and the prompt alone do not fit, :class:`~hct_cli.errors.ContextError`.
@@ -13,12 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from hct_cli.errors import ContextError
-from hct_cli.jsonio import dumps
-from hct_cli.models import model_info
-from hct_cli.score.model import DYNAMICS
+from hct_cli.program.window import Window
 from hct_cli.score.template import Marker
 
 __all__ = [
@@ -27,12 +25,8 @@ __all__ = [
     "Cut",
     "Layout",
     "Piece",
-    "Window",
     "assemble",
-    "estimate_tokens",
     "fits_surely",
-    "frame_text",
-    "window_for",
 ]
 
 
@@ -43,52 +37,6 @@ _PER_MESSAGE = 4
 _PER_REPLY = 3
 #: A piece is cut to its head only when at least this much of it can stay; otherwise it goes whole.
 _MIN_HEAD = 32
-
-
-def frame_text(frame: Mapping[str, Any]) -> str:
-    """The reference frame (L0) as the system message of every call."""
-    if not frame:
-        return ""
-    lines = ["Reference frame (immutable; applies to every answer):"]
-    for key, value in frame.items():
-        shown = value if isinstance(value, str) else dumps(value, ensure_ascii=False)
-        lines.append(f"- {key}: {shown}")
-    return "\n".join(lines)
-
-
-def estimate_tokens(text: str) -> int:
-    """About four characters a token: the simulated provider's own measure."""
-    return (len(text) + 3) // 4
-
-
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The tokens one call's messages may take, and where that figure comes from."""
-
-    tokens: int
-    model: str
-    full: int  # the model's whole input window
-    dynamics: str
-
-    def describe(self) -> str:
-        share = DYNAMICS[self.dynamics]
-        if share >= 1.0:
-            return f"the {self.tokens:,}-token input window of {self.model}"
-        return f"{self.tokens:,} tokens ({share:g} x the {self.full:,}-token window of {self.model} at {self.dynamics})"
-
-
-def window_for(model: str, dynamics: str, max_tokens: int, context_window: int | None = None) -> Window | None:
-    """The budget of a call to ``model``: its input window (a tier's ``context_window`` less the
-    answer's ``max_tokens``, else the price map's) times the dynamics multiplier, capped by the
-    window. None when the window is unknown: nothing is paged."""
-    if context_window is not None:
-        full = max(0, context_window - max_tokens)
-    else:
-        info = model_info(model)
-        if info is None or not info.max_input_tokens:
-            return None
-        full = int(info.max_input_tokens)
-    return Window(min(full, int(full * DYNAMICS[dynamics])), model, full, dynamics)
 
 
 def _bound(text: str) -> int:

@@ -33,15 +33,14 @@ from typing import TYPE_CHECKING, Any
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
 from hct_cli.engine.accounting import critical_path, frontier_cost, price_worst_cases
-from hct_cli.engine.checks import SchemaRefs, Verdict
+from hct_cli.engine.checks import Verdict
 from hct_cli.engine.coherence import Checkpoint
 from hct_cli.engine.context import ContextFitter, Tokenizer, composer
 from hct_cli.engine.dispatch import DispatchPolicy, make_policy
-from hct_cli.engine.events import Event, Observer
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.governor import Decision, Governor, worst_case_usd
 from hct_cli.engine.listening import Listening, Ticket
-from hct_cli.engine.paging import Cut, Layout, frame_text
+from hct_cli.engine.paging import Cut, Layout
 from hct_cli.engine.replay import ReplayOrder
 from hct_cli.engine.result import AgentRecord, RunResult
 from hct_cli.engine.shared import SharedState
@@ -49,10 +48,13 @@ from hct_cli.engine.speculation import Speculation
 from hct_cli.engine.station import Station, by_priority
 from hct_cli.engine.units import Unit
 from hct_cli.errors import AccessError, AgentError, BusError, HctError
+from hct_cli.events import Event, Observer
 from hct_cli.jsonio import non_finite, writable_text
 from hct_cli.models import model_info
+from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program, StationSpec
 from hct_cli.program.routing import Route, fallbacks_of
+from hct_cli.program.window import frame_text
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
 from hct_cli.redact import Redactor
 from hct_cli.score.model import Check, Fermata
@@ -60,7 +62,7 @@ from hct_cli.score.template import compile_template, render_compiled, shown
 from hct_cli.store.cache import Predictors
 
 if TYPE_CHECKING:
-    from hct_cli.store.journal import RecalledCall
+    from hct_cli.store.runs import RecalledCall
 
 __all__ = ["Performer", "perform"]
 

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine.coherence import Directory, HoldTable
-from hct_cli.engine.enclave import refused_write
 from hct_cli.engine.station import Station
 from hct_cli.errors import AccessError
 from hct_cli.jsonio import loads
+from hct_cli.providers.enclave import refused_write
 from hct_cli.score.model import Agent
 
 __all__ = ["Admission", "Released", "SharedState"]

@@ -16,7 +16,7 @@ from hct_cli.providers.base import Provider
 if TYPE_CHECKING:
     from jinja2 import Template
 
-    from hct_cli.engine.paging import Window
+    from hct_cli.program.window import Window
 
 __all__ = ["Station", "by_priority"]
 

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from hct_cli.program.routing import Route, resolve_route, tiers_of
-from hct_cli.score.model import TEMPOS, Agent, Score, TierSpec
+from hct_cli.score.model import Agent, Score, TierSpec
+from hct_cli.score.tempo import TEMPI
 
-__all__ = ["TEMPO_RANK", "Program", "StationSpec", "compile_score", "expected_latency_s"]
+__all__ = ["Program", "StationSpec", "compile_score", "expected_latency_s"]
 
-#: Issue order: presto first, largo last.
-TEMPO_RANK: Mapping[str, int] = MappingProxyType({t: -i for i, t in enumerate(TEMPOS)})
 
 #: Typical latency per tier (seconds) when a score gives no ``simulate.latency_ms``.
 TIER_LATENCY_S: Mapping[str, tuple[float, float]] = MappingProxyType(
@@ -116,7 +115,7 @@ def compile_score(score: Score) -> Program:
             route=routes[name],
             expected_s=expected[name],
             remaining_s=remaining[name],
-            priority=(TEMPO_RANK[score.agents[name].tempo], -remaining[name], score.agents[name].index),
+            priority=(TEMPI[score.agents[name].tempo].rank, -remaining[name], score.agents[name].index),
         )
         for name in order
     }

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from hct_cli.score.model import DYNAMICS, TEMPOS, Agent, Score, TierSpec
+from hct_cli.score.model import DYNAMICS, Agent, Score, TierSpec
+from hct_cli.score.tempo import TEMPI
 
 __all__ = [
     "DEFAULT_TABLE",
@@ -34,17 +35,9 @@ DEFAULT_TIERS: Mapping[str, TierSpec] = MappingProxyType(
 )
 TIER_ORDER: tuple[str, ...] = ("local", "mid", "frontier")
 
-_ROWS = {
-    #           pp       p        mf     f           ff
-    "largo": ("local", "local", "mid", "mid", "frontier"),
-    "andante": ("local", "local", "mid", "mid", "frontier"),
-    "moderato": ("local", "mid", "mid", "frontier", "frontier"),
-    "allegro": ("local", "mid", "mid", "frontier", "frontier"),
-    "presto": ("local", "mid", "mid", "frontier", "frontier"),
-}
-#: The default tempo x dynamics -> tier table (25 cells).
+#: The default tempo x dynamics -> tier table (25 cells): each tempo's row of the tempo table.
 DEFAULT_TABLE: Mapping[tuple[str, str], str] = MappingProxyType(
-    {(tempo, dynamics): _ROWS[tempo][i] for tempo in TEMPOS for i, dynamics in enumerate(DYNAMICS)}
+    {(name, dynamics): tempo.route[i] for name, tempo in TEMPI.items() for i, dynamics in enumerate(DYNAMICS)}
 )
 
 

@@ -11,12 +11,12 @@ from hct_cli.bus.base import Broadcast
 from hct_cli.errors import HctError
 from hct_cli.program.routing import Route
 from hct_cli.score.model import Agent
+from hct_cli.score.tempo import TEMPI
 
 __all__ = [
     "BACKOFF_S",
     "MAX_BACKOFF_S",
     "RETRIES",
-    "TEMPO_TIMEOUT_S",
     "CallRequest",
     "CallResult",
     "Provider",
@@ -25,15 +25,6 @@ __all__ = [
     "broadcast_of",
     "timeout_for",
 ]
-
-#: Per-call timeout by tempo (seconds): urgent work gives up sooner. ``timeout_s`` overrides it.
-TEMPO_TIMEOUT_S: Mapping[str, float] = {
-    "presto": 30.0,
-    "allegro": 60.0,
-    "moderato": 120.0,
-    "andante": 180.0,
-    "largo": 300.0,
-}
 
 #: Retries of a call that failed transiently (a timeout, a rate limit), before the next tier: the
 #: n-th waits a random time of up to ``BACKOFF_S * 2**(n - 1)`` seconds, at most ``MAX_BACKOFF_S``.
@@ -129,7 +120,9 @@ class Provider(Protocol):
 def timeout_for(request: CallRequest) -> float:
     """How long one call of the request's agent may take: its ``timeout_s``, else its tempo's."""
     agent = request.agent
-    return float(agent.timeout_s) if agent.timeout_s else TEMPO_TIMEOUT_S.get(agent.tempo, 120.0)
+    return (
+        float(agent.timeout_s) if agent.timeout_s else (TEMPI[agent.tempo].timeout_s if agent.tempo in TEMPI else 120.0)
+    )
 
 
 def broadcast_of(station: str, request: CallRequest, result: CallResult) -> Broadcast:

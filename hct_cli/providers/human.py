@@ -69,7 +69,7 @@ class HumanDesk:
             return self._decisions.pop((agent, version))
         if self.db is None:
             return None
-        from hct_cli.store.journal import next_verdict
+        from hct_cli.providers.approvals import next_verdict
 
         found = next_verdict(self.db, self.run_id, agent, self._seen.get(agent, 0))
         if found is None:

@@ -27,7 +27,6 @@ from hct_cli.providers.base import (
     BACKOFF_S,
     MAX_BACKOFF_S,
     RETRIES,
-    TEMPO_TIMEOUT_S,
     CallRequest,
     CallResult,
     ProviderError,
@@ -35,7 +34,6 @@ from hct_cli.providers.base import (
 )
 
 __all__ = [
-    "TEMPO_TIMEOUT_S",
     "Endpoint",
     "LiteLLMProvider",
     "answers",

@@ -1,11 +1,16 @@
-"""A finding: one positioned problem in a score, and the catalogue of finding codes."""
+"""A finding: one positioned problem in a score, the catalogue of finding codes, and a file's findings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-__all__ = ["CODES", "Finding", "Pos", "Severity"]
+if TYPE_CHECKING:
+    from hct_cli.score.load import Document
+    from hct_cli.score.model import Score
+
+__all__ = ["CODES", "Finding", "LintResult", "Pos", "Severity"]
 
 
 class Severity(StrEnum):
@@ -91,3 +96,13 @@ class Finding:
             "message": self.message,
             "hint": self.hint,
         }
+
+
+@dataclass(frozen=True)
+class LintResult:
+    """The findings for one file, and its model when it got that far."""
+
+    file: str
+    findings: tuple[Finding, ...]
+    score: Score | None
+    document: Document | None = None

@@ -1,7 +1,7 @@
 """The typed, frozen model of a validated score.
 
 :func:`build_score` is only called on data that passed the schema, so it trusts shapes and
-applies defaults; semantic checks live in :mod:`hct_cli.score.lint`.
+applies defaults; semantic checks live in :mod:`hct_cli.program.lint`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from hct_cli.score.load import Document
+from hct_cli.score.tempo import Tempo
 
 __all__ = [
     "DYNAMICS",
-    "TEMPOS",
     "Agent",
     "Check",
     "Fermata",
@@ -33,14 +33,9 @@ __all__ = [
     "checks_of",
 ]
 
-Tempo = Literal["largo", "andante", "moderato", "allegro", "presto"]
 Dynamics = Literal["pp", "p", "mf", "f", "ff"]
 Kind = Literal["llm", "python", "shell", "human"]
 
-#: Tempi from slowest to fastest, with their nominal time per call in seconds.
-TEMPOS: Mapping[str, float] = MappingProxyType(
-    {"largo": 60.0, "andante": 30.0, "moderato": 15.0, "allegro": 5.0, "presto": 1.0}
-)
 #: Dynamics from softest to loudest, with their budget multipliers.
 DYNAMICS: Mapping[str, float] = MappingProxyType({"pp": 0.25, "p": 0.5, "mf": 1.0, "f": 1.5, "ff": 2.0})
 DEFAULT_MAX_TOKENS = 1024

@@ -7,8 +7,7 @@ from pathlib import PurePath
 from typing import Any
 
 from hct_cli.jsonio import dumps
-from hct_cli.score.findings import CODES, Finding, Severity
-from hct_cli.score.lint import LintResult
+from hct_cli.score.findings import CODES, Finding, LintResult, Severity
 
 __all__ = ["FORMATS", "render"]
 

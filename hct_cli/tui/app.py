@@ -34,7 +34,7 @@ from hct_cli.tui.views import (
 )
 
 if TYPE_CHECKING:
-    from hct_cli.bus.redis import WorkerStatus
+    from hct_cli.distributed.roster import WorkerStatus
 
 __all__ = ["Conductor", "Confirm"]
 

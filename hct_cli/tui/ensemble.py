@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hct_cli.engine.accounting import frontier_price
-from hct_cli.engine.events import Event
+from hct_cli.events import Event
 from hct_cli.program.compile import Program
 
 __all__ = ["AgentRow", "Ensemble", "Signal", "Span"]

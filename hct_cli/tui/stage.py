@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hct_cli.engine.events import Event
+from hct_cli.events import Event
 
 if TYPE_CHECKING:
     from hct_cli.engine.perform import Performer

@@ -18,7 +18,7 @@ from textual.widgets import Static
 from hct_cli.tui.ensemble import Ensemble, Signal
 
 if TYPE_CHECKING:
-    from hct_cli.bus.redis import WorkerStatus
+    from hct_cli.distributed.roster import WorkerStatus
 
 __all__ = ["AgentsView", "CoherenceView", "CostView", "Panel", "SignalsView", "TimelineView", "money"]
 

@@ -14,7 +14,7 @@ from hct_cli.bench.gantt import CRITICAL_STROKE, NO_TIER, TIER_COLOURS, gantt_sv
 from hct_cli.bench.measure import run_bench
 from hct_cli.engine.result import RunResult
 from hct_cli.program.compile import Program, compile_score
-from hct_cli.score import load_score
+from hct_cli.program.lint import load_score
 from hct_cli.score.model import build_score
 
 pytestmark = pytest.mark.timeout(60)

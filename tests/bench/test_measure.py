@@ -9,7 +9,7 @@ import pytest
 
 from hct_cli.bench.measure import TrialDone, estimate_remaining, run_bench
 from hct_cli.program.compile import compile_score
-from hct_cli.score import load_score
+from hct_cli.program.lint import load_score
 
 pytestmark = pytest.mark.timeout(60)
 

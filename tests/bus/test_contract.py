@@ -39,7 +39,7 @@ def bus_factory(request: pytest.FixtureRequest) -> BusFactory:
     async def _redis() -> Bus:
         from hct_cli.bus.redis import RedisBus
 
-        return await RedisBus.open(server.url, uuid.uuid4().hex[:12], ["mid"])
+        return await RedisBus.open(server.url, uuid.uuid4().hex[:12])
 
     return _redis
 

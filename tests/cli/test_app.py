@@ -75,7 +75,7 @@ def test_example_scores_lint_clean(repo: Path) -> None:
 
 
 def test_example_scores_carry_the_modeline_and_simulate_figures(repo: Path) -> None:
-    from hct_cli.score import load_score
+    from hct_cli.program.lint import load_score
 
     for path in sorted((repo / "scores").glob("*.yaml")):
         assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/score.schema.json")

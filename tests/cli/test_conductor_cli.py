@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import pytest
 
-from hct_cli.score import load_score
+from hct_cli.program.lint import load_score
 
 pytestmark = pytest.mark.timeout(90)
 

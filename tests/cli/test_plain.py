@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from hct_cli.cli import app
 from hct_cli.cli.plain import PlainLog
-from hct_cli.engine.events import Event
+from hct_cli.events import Event
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

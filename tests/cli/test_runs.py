@@ -16,9 +16,10 @@ from typer.testing import CliRunner, Result
 
 from hct_cli.cli import app
 from hct_cli.cli.app import _spell_out
-from hct_cli.engine.events import Event
+from hct_cli.events import Event
+from hct_cli.providers.approvals import next_verdict
 from hct_cli.store.home import connect
-from hct_cli.store.journal import Journal, RunConfig, next_verdict
+from hct_cli.store.journal import Journal, RunConfig
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()
@@ -63,7 +64,7 @@ def code_review(repo: Path) -> Path:
 
 def _agents(score: Path) -> dict[str, list[str]]:
     """Each agent's cues, as the score declares them."""
-    from hct_cli.score import load_score
+    from hct_cli.program.lint import load_score
 
     return {name: list(agent.cues) for name, agent in load_score(score).agents.items()}
 

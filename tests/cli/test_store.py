@@ -16,7 +16,8 @@ from typer.testing import CliRunner, Result
 
 from hct_cli.cli import app
 from hct_cli.store.home import DB_NAME, connect
-from hct_cli.store.journal import Journal, RunConfig, find_run
+from hct_cli.store.journal import Journal, RunConfig
+from hct_cli.store.runs import find_run
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

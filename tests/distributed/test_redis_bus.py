@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from hct_cli.bus.redis import GROUP, RedisBus, work_stream
+from hct_cli.distributed.conductor import ConductorBus
+from hct_cli.distributed.keys import GROUP, work_stream
 from hct_cli.distributed.queue import RedisWorkQueue
 
 pytestmark = pytest.mark.timeout(60)
@@ -24,7 +25,7 @@ def test_cancelling_one_call_does_not_cancel_the_others_issued_with_it(redis_ser
     """Issues of one loop turn share a pipeline; a squashed call's cancellation stays its own."""
 
     async def scenario() -> tuple[bool, int]:
-        bus = await RedisBus.open(redis_server.url, run_id(), ["mid"])
+        bus = await ConductorBus.open(redis_server.url, run_id(), ["mid"])
         try:
 
             async def send(payload: str) -> None:
@@ -50,7 +51,7 @@ def test_cancelling_one_call_does_not_cancel_the_others_issued_with_it(redis_ser
 def test_an_attacca_item_for_a_worker_that_never_joined_goes_to_its_tier(redis_server: Any) -> None:
     async def scenario() -> tuple[int, bool]:
         run = run_id()
-        bus = await RedisBus.open(redis_server.url, run, ["mid"])
+        bus = await ConductorBus.open(redis_server.url, run, ["mid"])
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         try:
             await bus.issue("x", "mid", affinity="ghost-1")  # e.g. a worker named in a journaled result
@@ -69,7 +70,7 @@ def test_an_attacca_item_for_a_worker_that_never_joined_goes_to_its_tier(redis_s
 def test_an_attacca_item_for_a_joined_worker_goes_to_its_own_stream(redis_server: Any) -> None:
     async def scenario() -> tuple[str, list[str]]:
         run = run_id()
-        bus = await RedisBus.open(redis_server.url, run, ["mid"])
+        bus = await ConductorBus.open(redis_server.url, run, ["mid"])
         queue = await RedisWorkQueue.open(redis_server.url, "w1")
         try:
             await queue.refresh()
@@ -89,7 +90,7 @@ def test_reclaim_finds_a_dead_workers_entries_behind_a_live_workers(redis_server
 
     async def scenario() -> tuple[list[str], set[str]]:
         run = run_id()
-        bus = await RedisBus.open(redis_server.url, run, ["mid"])
+        bus = await ConductorBus.open(redis_server.url, run, ["mid"])
         live = await RedisWorkQueue.open(redis_server.url, "live", claim_after_s=0.3)
         dead = await RedisWorkQueue.open(redis_server.url, "dead", claim_after_s=0.3)
         rescuer = await RedisWorkQueue.open(redis_server.url, "rescuer", claim_after_s=0.3)
@@ -119,7 +120,7 @@ def test_a_worker_never_takes_more_than_its_free_slots(redis_server: Any) -> Non
 
     async def scenario() -> tuple[int, int]:
         runs = [run_id() for _ in range(3)]
-        buses = [await RedisBus.open(redis_server.url, run, ["mid"]) for run in runs]
+        buses = [await ConductorBus.open(redis_server.url, run, ["mid"]) for run in runs]
         queue = await RedisWorkQueue.open(redis_server.url, "w")
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         try:
@@ -147,7 +148,7 @@ def test_a_worker_never_takes_more_than_its_free_slots(redis_server: Any) -> Non
 def test_workers_leave_a_run_whose_conductor_is_gone(redis_server: Any) -> None:
     async def scenario() -> tuple[tuple[str, ...], bool]:
         run = run_id()
-        bus = await RedisBus.open(redis_server.url, run, ["mid"])
+        bus = await ConductorBus.open(redis_server.url, run, ["mid"])
         client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
         queue = await RedisWorkQueue.open(redis_server.url, "w")
         try:
@@ -167,14 +168,15 @@ def test_workers_leave_a_run_whose_conductor_is_gone(redis_server: Any) -> None:
 def test_a_call_that_every_worker_dies_making_fails_instead_of_going_round(redis_server: Any) -> None:
     """Past ``max_deliveries`` a reclaimed call is answered with a failure, not made again."""
     from hct_cli.bus.base import Broadcast
-    from hct_cli.distributed.work import Mode, Result, encode_work
+    from hct_cli.bus.wire import Result
+    from hct_cli.distributed.work import Mode, encode_work
     from hct_cli.distributed.worker import Worker
     from hct_cli.providers.base import CallRequest
     from hct_cli.score.model import Agent
 
     async def scenario() -> tuple[list[Result], int]:
         run = run_id()
-        bus = await RedisBus.open(redis_server.url, run, ["mid"])
+        bus = await ConductorBus.open(redis_server.url, run, ["mid"])
         heard: list[Result] = []
         bus.listen(heard.append)
         dead = await RedisWorkQueue.open(redis_server.url, "dead", claim_after_s=0.3)

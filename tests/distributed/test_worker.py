@@ -1,4 +1,4 @@
-"""Distributed mode end to end on a real Redis: a conductor (RedisBus + RemoteProvider) and
+"""Distributed mode end to end on a real Redis: a conductor (ConductorBus + RemoteProvider) and
 in-process :class:`~hct_cli.distributed.worker.Worker`\\ s, each with its own client.
 
 Every test has a private ``redis-server`` (the ``redis_server`` fixture). Waits are bounded
@@ -19,16 +19,18 @@ import pytest
 import redis.asyncio as aioredis
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.bus.redis import GROUP, RedisBus, work_stream
+from hct_cli.distributed.conductor import ConductorBus
+from hct_cli.distributed.keys import GROUP, work_stream
 from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker, WorkerReport
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.errors import BusError, UsageError
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.lint import load_score
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score
 from hct_cli.score.model import build_score
 
 pytestmark = pytest.mark.timeout(60)
@@ -134,7 +136,7 @@ def test_a_run_over_redis_matches_the_same_run_in_process(redis_server: Any, rep
     run_id = new_run_id()
 
     async def remote() -> tuple[RunResult, RemoteProvider, WorkerReport, list[tuple[list[str], bool]]]:
-        bus = await RedisBus.open(redis_server.url, run_id, program.tiers)
+        bus = await ConductorBus.open(redis_server.url, run_id, program.tiers)
         leftovers = []
         try:
             provider = RemoteProvider(Mode("simulated", SEED, TIME_SCALE), bus)
@@ -179,7 +181,7 @@ def test_two_workers_share_a_run_and_no_result_commits_twice(redis_server: Any) 
     run_id = new_run_id()
 
     async def scenario() -> tuple[RunResult, int, WorkerReport, WorkerReport]:
-        bus = await RedisBus.open(redis_server.url, run_id, program.tiers)
+        bus = await ConductorBus.open(redis_server.url, run_id, program.tiers)
         try:
             provider = RemoteProvider(Mode("simulated", 1, 1.0), bus)
             async with (
@@ -221,7 +223,7 @@ def test_a_silent_workers_call_is_reclaimed_and_the_performer_hears_of_it(redis_
 
     async def scenario() -> tuple[RunResult, list[Event], WorkerReport, int, int]:
         events: list[Event] = []
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         silent = await RedisWorkQueue.open(url, "silent", claim_after_s=1.0)
         running: asyncio.Task[RunResult] | None = None
         try:
@@ -280,7 +282,7 @@ def test_a_drained_worker_hands_back_its_call_and_another_worker_completes_it(re
 
     async def scenario() -> tuple[RunResult, list[Event], WorkerReport, WorkerReport]:
         events: list[Event] = []
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 3, 1.0), bus)
@@ -348,7 +350,7 @@ def _malformed_item_scenario(url: str, payload: str, guard_s: float) -> tuple[Wo
     stream = work_stream(run_id, None)
 
     async def scenario() -> tuple[WorkerReport, RunResult, list[str]]:
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         try:
             provider = RemoteProvider(Mode("simulated", 4, 1.0), bus)
             async with serving(url, "w-m") as serve:
@@ -396,7 +398,7 @@ def test_opening_a_bus_where_nothing_listens_raises_a_bus_error() -> None:
     url = f"redis://127.0.0.1:{_closed_port()}/0"
 
     async def conductor() -> None:
-        await RedisBus.open(url, new_run_id(), (None,))
+        await ConductorBus.open(url, new_run_id(), (None,))
 
     async def worker() -> None:
         await RedisWorkQueue.open(url, "w-none")
@@ -410,7 +412,7 @@ def test_opening_a_bus_where_nothing_listens_raises_a_bus_error() -> None:
 
 def test_opening_a_bus_with_a_url_that_is_not_redis_is_a_usage_error() -> None:
     with pytest.raises(UsageError) as caught:
-        asyncio.run(RedisBus.open("http://127.0.0.1:1/", new_run_id()))
+        asyncio.run(ConductorBus.open("http://127.0.0.1:1/", new_run_id()))
     assert "http://127.0.0.1:1/" in caught.value.message
     assert caught.value.hint.strip()
 
@@ -428,9 +430,9 @@ def test_losing_redis_mid_run_interrupts_the_run(redis_server: Any) -> None:
     run_id = new_run_id()
     url = redis_server.url
 
-    async def scenario() -> tuple[RunResult, Performer, RedisBus, list[Event]]:
+    async def scenario() -> tuple[RunResult, Performer, ConductorBus, list[Event]]:
         events: list[Event] = []
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 6, 1.0), bus)
@@ -474,7 +476,7 @@ def test_a_late_result_from_a_worker_thought_silent_never_commits(redis_server: 
     url = redis_server.url
 
     async def scenario() -> tuple[RunResult, int]:
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         silent = await RedisWorkQueue.open(url, "silent", claim_after_s=1.0)
         running: asyncio.Task[RunResult] | None = None
         try:
@@ -526,7 +528,7 @@ def test_a_worker_takes_only_the_tiers_it_serves(redis_server: Any) -> None:
     url = redis_server.url
 
     async def scenario() -> RunResult:
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         try:
             provider = RemoteProvider(Mode("simulated", 9, 1.0), bus)
             async with (
@@ -561,7 +563,7 @@ def test_an_attacca_hand_off_goes_to_the_worker_that_produced_the_cue(redis_serv
     url = redis_server.url
 
     async def scenario() -> RunResult:
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         try:
             provider = RemoteProvider(Mode("simulated", 10, 1.0), bus)
             async with (
@@ -592,7 +594,7 @@ def test_a_call_handed_back_on_a_bus_opened_without_its_tier_is_not_lost(redis_s
     url = redis_server.url
 
     async def scenario() -> tuple[WorkerReport, RunResult | None]:
-        bus = await RedisBus.open(url, run_id)  # only the '-' stream: every call is issued there
+        bus = await ConductorBus.open(url, run_id)  # only the '-' stream: every call is issued there
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 11, 1.0), bus)
@@ -623,7 +625,7 @@ def test_a_malformed_result_on_the_cdb_does_not_deafen_the_conductor(redis_serve
     url = redis_server.url
 
     async def scenario() -> RunResult:
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         try:
             provider = RemoteProvider(Mode("simulated", 12, 1.0), bus)
             await xadd(url, f"hct:run:{run_id}:cdb", {"r": '{"kind":"result","station":"x","version":1,"result":[]}'})
@@ -642,7 +644,7 @@ def test_a_worker_stopped_while_redis_is_away_still_returns_its_report(redis_ser
     url = redis_server.url
 
     async def scenario() -> WorkerReport:
-        bus = await RedisBus.open(url, run_id, program.tiers)
+        bus = await ConductorBus.open(url, run_id, program.tiers)
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 13, 1.0), bus)

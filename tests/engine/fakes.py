@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.lint import load_score_text
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
-from hct_cli.score import load_score_text
 from hct_cli.score.model import build_score
 
 __all__ = [

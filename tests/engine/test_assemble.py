@@ -19,20 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hct_cli.engine.context import block, pointer
-from hct_cli.engine.paging import (
-    Assembly,
-    Cut,
-    Layout,
-    Piece,
-    Window,
-    assemble,
-    estimate_tokens,
-    fits_surely,
-    frame_text,
-    window_for,
-)
+from hct_cli.engine.paging import Assembly, Cut, Layout, Piece, assemble, fits_surely
 from hct_cli.errors import AgentError, ContextError
 from hct_cli.models import model_info
+from hct_cli.program.window import Window, estimate_tokens, frame_text, window_for
 from hct_cli.score.model import DYNAMICS
 from hct_cli.score.template import Marker
 

@@ -10,8 +10,9 @@ import asyncio
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult, perform
+from hct_cli.engine import Performer, RunResult, perform
 from hct_cli.engine.dispatch import Batch
+from hct_cli.events import Event
 from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import GatedProvider, program_of, seen, settle, until

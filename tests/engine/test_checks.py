@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine.checks import REGEX_TIMEOUT_S, SchemaRefs, evaluate
+from hct_cli.engine.checks import evaluate
 from hct_cli.errors import CheckError
+from hct_cli.program.checks import REGEX_TIMEOUT_S, SchemaRefs
 from hct_cli.score.model import Check
 
 pytestmark = pytest.mark.timeout(60)

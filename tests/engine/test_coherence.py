@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
 from hct_cli.engine.coherence import CoherenceError, Directory, HoldTable, lock_modes
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
+from hct_cli.events import Event
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score
 from tests.engine.fakes import program_of
 
 pytestmark = pytest.mark.timeout(120)

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from hct_cli.engine import Event, perform
+from hct_cli.engine import perform
+from hct_cli.events import Event
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of

@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.events import Event
 from hct_cli.program.compile import Program
+from hct_cli.providers.approvals import record_verdict
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.litellm_provider import LiteLLMProvider
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.store.home import connect
-from hct_cli.store.journal import record_verdict
 from tests.engine.fakes import Recording, Scripted, conduct, eventually, index_of, kinds, performer, run, score, seen
 from tests.engine.fakes import gatechecks as gatechecks  # the autouse fixture
 

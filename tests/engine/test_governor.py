@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
 from hct_cli.engine.governor import HEADROOM, Governor, worst_case_usd
 from hct_cli.engine.perform import Performer
+from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import Program
 from hct_cli.providers.simulated import SimulatedProvider

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hct_cli.engine import Event
+from hct_cli.events import Event
 from tests.engine.fakes import Scripted, conduct, kinds, performer, score, settle, until
 
 

@@ -8,7 +8,8 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.engine import Event, perform
+from hct_cli.engine import perform
+from hct_cli.events import Event
 from tests.engine.fakes import GatedProvider, program_of, settle, until
 
 pytestmark = pytest.mark.timeout(60)

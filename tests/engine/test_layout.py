@@ -15,8 +15,8 @@ import pytest
 
 from hct_cli.engine import RunResult
 from hct_cli.engine.context import HOIST_CHARS, block, pointer
-from hct_cli.engine.paging import estimate_tokens, frame_text
 from hct_cli.program.compile import Program
+from hct_cli.program.window import estimate_tokens, frame_text
 from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import Recording, run, score

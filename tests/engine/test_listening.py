@@ -21,18 +21,20 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.engine import listening as listening_module
 from hct_cli.engine.listening import wait_of
+from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
-from hct_cli.providers.cached import CachingProvider
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import Score, load_score
-from hct_cli.score.model import Tempo
+from hct_cli.score import Score
+from hct_cli.score.tempo import TEMPI, Tempo
 from hct_cli.store.cache import ResultCache
+from hct_cli.store.cached import CachingProvider
 from hct_cli.store.home import connect
 from tests.engine.fakes import eventually, kinds, settle
 
@@ -180,7 +182,7 @@ def errors(result: RunResult) -> dict[str, str | None]:
 
 def test_wait_of_each_tempo() -> None:
     assert wait_of("presto") == 0.0
-    assert wait_of("allegro") == listening_module.ALLEGRO_WAIT_S > 0
+    assert wait_of("allegro") == TEMPI["allegro"].listen_wait_s > 0
     assert [wait_of(t) for t in ("moderato", "andante", "largo")] == [None, None, None]
 
 
@@ -236,14 +238,14 @@ def test_allegro_followers_wait_bounded_and_presto_followers_never_wait() -> Non
     decisions = listens(allegro_events)
     assert len(decisions) == 5 and {d["wait"] for d in decisions.values()} == {"bounded"}
     assert all(d["expected_saving_usd"] > 0 for d in decisions.values())
-    assert all(d["expected_wait_s"] <= listening_module.ALLEGRO_WAIT_S for d in decisions.values())
+    assert all(d["expected_wait_s"] <= TEMPI["allegro"].listen_wait_s for d in decisions.values())
     assert sum(1 for name in REVIEWERS if allegro.agents[name].cached_tokens > 0) == 5
 
     # The whole 20,000-token diff takes longer to cache than allegro may wait: they go at once.
     allegro, allegro_events, _ = perform(reviewers_at("allegro"), Watch(simulated()))
     decisions = listens(allegro_events)
     assert len(decisions) == 5 and {d["wait"] for d in decisions.values()} == {"never"}
-    assert all(d["expected_wait_s"] > listening_module.ALLEGRO_WAIT_S for d in decisions.values())
+    assert all(d["expected_wait_s"] > TEMPI["allegro"].listen_wait_s for d in decisions.values())
 
     provider = Watch(simulated())
     presto, events, performer = perform(reviewers_at("presto"), provider)
@@ -281,7 +283,7 @@ def test_slower_tempi_wait_until_written_on_automatic_caching_too(tempo: Tempo) 
 def test_a_bounded_follower_goes_without_the_cache_once_its_bound_is_up(monkeypatch: pytest.MonkeyPatch) -> None:
     """The leader's first token never comes while the test holds it: allegro followers go
     anyway once their (shortened) bound is up; moderato followers keep waiting until it comes."""
-    monkeypatch.setattr(listening_module, "ALLEGRO_WAIT_S", 0.02)
+    monkeypatch.setattr(listening_module, "TEMPI", {**TEMPI, "allegro": replace(TEMPI["allegro"], listen_wait_s=0.02)})
     monkeypatch.setattr(listening_module, "time_to_first_token_s", lambda info, tokens: 0.01)  # worth waiting for
 
     def scenario(tempo: Tempo) -> tuple[HeldFirstToken, set[str], RunResult]:

@@ -25,14 +25,15 @@ import pytest
 from typer.testing import CliRunner
 
 from hct_cli.cli import app
-from hct_cli.engine import Event, RunResult
+from hct_cli.engine import RunResult
 from hct_cli.engine.context import HOIST_CHARS, block, pointer
-from hct_cli.engine.paging import estimate_tokens, frame_text
 from hct_cli.errors import ScoreError
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.lint import load_score, load_score_text
+from hct_cli.program.window import estimate_tokens, frame_text
 from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score, load_score_text
 from tests.engine.fakes import Recording, index_of, kinds, program_of, run, score
 
 pytestmark = pytest.mark.timeout(60)

@@ -21,12 +21,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hct_cli.engine import Event, RunResult, perform
+from hct_cli.engine import RunResult, perform
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.routing import DEFAULT_TIERS, TIER_ORDER
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score.model import DYNAMICS, TEMPOS, build_score
+from hct_cli.score.model import DYNAMICS, build_score
+from hct_cli.score.tempo import TEMPOS
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,8 @@ import asyncio
 import pytest
 
 from hct_cli.bus.base import Broadcast, Handler
-from hct_cli.engine import Event, RunResult, perform
+from hct_cli.engine import RunResult, perform
+from hct_cli.events import Event
 from tests.engine.fakes import GatedProvider, index_of, program_of, seen, settle, until
 
 pytestmark = pytest.mark.timeout(60)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.engine import Event
-from hct_cli.store.journal import RecalledCall
+from hct_cli.events import Event
+from hct_cli.store.runs import RecalledCall
 from tests.engine.fakes import Scripted, kinds, run, score
 
 pytestmark = pytest.mark.timeout(30)

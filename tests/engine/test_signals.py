@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer
+from hct_cli.engine import Performer
+from hct_cli.events import Event
 from hct_cli.program.compile import Program
 from tests.engine.fakes import Scripted, conduct, eventually, held_gates, index_of, kinds, performer, run, score, seen
 from tests.engine.fakes import gatechecks as gatechecks  # the autouse fixture

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.events import Event
 from hct_cli.program.compile import Program
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import SimulatedProvider

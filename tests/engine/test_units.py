@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, RunResult, perform
+from hct_cli.engine import RunResult, perform
+from hct_cli.events import Event
 from hct_cli.providers.base import CallRequest, CallResult
 from tests.engine.fakes import GatedProvider, program_of, settle, until
 

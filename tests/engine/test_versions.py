@@ -9,7 +9,8 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.engine import Event, RunResult, perform
+from hct_cli.engine import RunResult, perform
+from hct_cli.events import Event
 from hct_cli.providers.base import CallRequest, CallResult
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import GatedProvider, program_of, seen, settle, until

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 from hct_cli.cli import app
 from hct_cli.errors import InputError
 from hct_cli.program.inputs import ask_on_terminal, resolve_inputs
-from hct_cli.score import load_score_text
-from hct_cli.score.lint import lint_text
+from hct_cli.program.lint import lint_text, load_score_text
 from hct_cli.score.model import InputSpec
 
 pytestmark = pytest.mark.timeout(60)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from hct_cli.program.routing import DEFAULT_TABLE, DEFAULT_TIERS, Route, fallbacks_of, routing_table, tiers_of
-from hct_cli.score.model import DYNAMICS, TEMPOS, TierSpec, build_score
+from hct_cli.score.model import DYNAMICS, TierSpec, build_score
+from hct_cli.score.tempo import TEMPOS
 from tests.engine.fakes import program_of
 
 

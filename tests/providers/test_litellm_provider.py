@@ -20,23 +20,23 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
+from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
+from hct_cli.program.lint import load_score
 from hct_cli.program.routing import DEFAULT_TIERS, Route, fallbacks_of
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.litellm_provider import (
-    TEMPO_TIMEOUT_S,
     Endpoint,
     LiteLLMProvider,
     credentials_problem,
     load_litellm,
     timeout_for,
 )
-from hct_cli.score import load_score
-from hct_cli.score.model import Agent, Tempo
+from hct_cli.score.model import Agent
+from hct_cli.score.tempo import TEMPI, Tempo
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -260,7 +260,7 @@ def test_the_call_carries_messages_max_tokens_and_the_tempos_timeout(wire: Wire)
         {"role": "user", "content": "Name one policy."},
     ]
     assert sent["max_tokens"] == 321
-    assert sent["timeout"] == TEMPO_TIMEOUT_S["presto"] == 30.0
+    assert sent["timeout"] == TEMPI["presto"].timeout_s == 30.0
     assert sent["num_retries"] == 0
     assert sent["max_retries"] == 0
     assert sent["mock_response"] == "ok"

@@ -20,13 +20,13 @@ from typer.testing import CliRunner
 
 from hct_cli.cli import app
 from hct_cli.engine.context import HOIST_CHARS, Tokenizer, pointer
-from hct_cli.engine.paging import estimate_tokens
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.program.compile import Program, compile_score
+from hct_cli.program.lint import load_score_text
+from hct_cli.program.window import estimate_tokens
 from hct_cli.providers import litellm_provider
 from hct_cli.providers.litellm_provider import LiteLLMProvider, load_litellm, token_counter
-from hct_cli.score import load_score_text
 
 pytestmark = [
     pytest.mark.timeout(60),

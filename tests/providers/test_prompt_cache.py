@@ -23,9 +23,9 @@ from hct_cli.engine.result import AgentRecord
 from hct_cli.models import model_info, price_map
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.base import CallRequest
 from hct_cli.providers.litellm_provider import LiteLLMProvider, cache_tokens, load_litellm, messages_for
-from hct_cli.score import load_score
 from hct_cli.score.model import Agent
 
 pytestmark = [

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from hct_cli.cli import app
-from hct_cli.score.findings import Finding, Severity
-from hct_cli.score.lint import LintResult, lint_text
+from hct_cli.program.lint import lint_text
+from hct_cli.score.findings import Finding, LintResult, Severity
 
 pytestmark = pytest.mark.timeout(900)
 

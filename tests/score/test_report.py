@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft7Validator
 
-from hct_cli.score.lint import lint_path
+from hct_cli.program.lint import lint_path
 from hct_cli.score.report import render
 
 pytestmark = pytest.mark.timeout(30)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from hct_cli.providers.base import CallRequest, CallResult
-from hct_cli.providers.cached import CachingProvider
 from hct_cli.score.model import Agent
 from hct_cli.store.cache import Predictors, ResultCache, cache_key
+from hct_cli.store.cached import CachingProvider
 from hct_cli.store.home import connect
 
 pytestmark = pytest.mark.timeout(60)

@@ -12,7 +12,8 @@ import pytest
 
 from hct_cli.errors import CorruptStoreError, StoreError
 from hct_cli.store.home import DB_NAME, connect
-from hct_cli.store.journal import Journal, RunConfig, events_of, list_runs
+from hct_cli.store.journal import Journal, RunConfig
+from hct_cli.store.runs import events_of, list_runs
 
 pytestmark = pytest.mark.timeout(60)
 

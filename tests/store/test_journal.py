@@ -1,71 +1,22 @@
-"""The run journal (L4): ordering, group commit, lifecycle, lookups, recall, lost and crashed runs."""
+"""The run journal (L4): the home and its database, ordering, group commit, lifecycle, a failed write."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hct_cli.engine.events import Event
-from hct_cli.errors import RunNotFoundError
+from hct_cli.events import Event
 from hct_cli.store.home import DB_NAME, connect, home_dir
-from hct_cli.store.journal import (
-    Journal,
-    RunConfig,
-    call_counts,
-    calls_of,
-    events_of,
-    find_run,
-    list_runs,
-    next_verdict,
-    recall,
-    record_verdict,
-    squashed_versions,
-)
+from hct_cli.store.journal import Journal, RunConfig
+from hct_cli.store.runs import events_of, find_run
+from tests.store.journaled import SCORE_TEXT, count_events, issue_event, result_event, start_run
 
 pytestmark = pytest.mark.timeout(60)
-
-SCORE_TEXT = "hct: 1\nname: tiny\nagents:\n  a: {prompt: hi}\n  b: {prompt: there, cues: [a]}\n"
-
-
-def _start(db: sqlite3.Connection, run_id: str = "run000000001", config: RunConfig | None = None) -> Journal:
-    return Journal.start(db, run_id, "tiny", None, SCORE_TEXT, config or RunConfig(seed=7))
-
-
-def _result(station: str, version: int = 1, **data: Any) -> Event:
-    payload = {
-        "purpose": "call",
-        "ok": True,
-        "output": f"{station}@{version} says hi",
-        "error": None,
-        "model": "gpt-4o-mini",
-        "tier": "fast",
-        "prompt_tokens": 10,
-        "completion_tokens": 5,
-        "cost_usd": 0.25,
-        "latency_s": 0.5,
-        "cached": False,
-        "worker": None,
-    }
-    payload.update(data)
-    return Event("result", 1.0, station, version, payload)
-
-
-def _issue(station: str, version: int = 1, **data: Any) -> Event:
-    payload = {"model": "gpt-4o-mini", "tier": "fast", "digest": f"d-{station}-{version}"}
-    payload.update(data)
-    return Event("issue", 0.5, station, version, payload)
-
-
-def _count(db: sqlite3.Connection, run_id: str) -> int:
-    return int(db.execute("SELECT COUNT(*) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0])
 
 
 # -- home and database ---------------------------------------------------------------------
@@ -109,7 +60,7 @@ def test_connect_reports_an_unusable_home_as_a_store_error(tmp_path: Path) -> No
 def test_start_journals_a_running_run_with_its_config() -> None:
     db = connect()
     config = RunConfig(inputs={"diff": "x"}, seed=3, time_scale=0.5, dispatch="batch", budget_usd=1.5, cache=False)
-    journal = _start(db, "abc123", config)
+    journal = start_run(db, "abc123", config)
     assert (journal.run_id, journal.segment) == ("abc123", 1)
     run = find_run(db, "abc123")
     assert run.status == "running"
@@ -121,12 +72,12 @@ def test_start_journals_a_running_run_with_its_config() -> None:
 
 def test_events_outside_a_loop_are_written_in_order_at_once() -> None:
     db = connect()
-    journal = _start(db)
+    journal = start_run(db)
     other = connect()
     journal(Event("run_start", 0.0, None, 0, {"run_id": journal.run_id}))
-    assert _count(other, journal.run_id) == 1  # visible to another connection at once
-    journal(_issue("a"))
-    journal(_result("a"))
+    assert count_events(other, journal.run_id) == 1  # visible to another connection at once
+    journal(issue_event("a"))
+    journal(result_event("a"))
     journal(Event("cue", 1.1, "a", 1))
     events = list(events_of(other, journal.run_id))
     assert [(e["segment"], e["seq"], e["kind"], e["station"]) for e in events] == [
@@ -145,7 +96,7 @@ def test_events_outside_a_loop_are_written_in_order_at_once() -> None:
 
 def test_a_burst_within_one_loop_turn_is_one_transaction() -> None:
     db = connect()
-    journal = _start(db)
+    journal = start_run(db)
     other = connect()
     statements: list[str] = []
     db.set_trace_callback(statements.append)
@@ -154,12 +105,12 @@ def test_a_burst_within_one_loop_turn_is_one_transaction() -> None:
     async def burst() -> None:
         for i in range(50):
             journal(Event("cue", i / 100, f"s{i}", 1))
-        seen["before"] = _count(other, journal.run_id)  # the turn has not ended: nothing committed
+        seen["before"] = count_events(other, journal.run_id)  # the turn has not ended: nothing committed
         await asyncio.sleep(0)
-        seen["after"] = _count(other, journal.run_id)
+        seen["after"] = count_events(other, journal.run_id)
         journal(Event("cue", 1.0, "s0", 1))  # a later turn: a second transaction
         await asyncio.sleep(0)
-        seen["later"] = _count(other, journal.run_id)
+        seen["later"] = count_events(other, journal.run_id)
 
     asyncio.run(burst())
     assert seen == {"before": 0, "after": 50, "later": 51}
@@ -169,14 +120,14 @@ def test_a_burst_within_one_loop_turn_is_one_transaction() -> None:
 
 def test_the_flush_runs_before_callbacks_scheduled_later_in_the_same_turn() -> None:
     db = connect()
-    journal = _start(db)
+    journal = start_run(db)
     other = connect()
     visible: list[int] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        journal(_result("a"))
-        loop.call_soon(lambda: visible.append(_count(other, journal.run_id)))
+        journal(result_event("a"))
+        loop.call_soon(lambda: visible.append(count_events(other, journal.run_id)))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
 
@@ -186,7 +137,7 @@ def test_the_flush_runs_before_callbacks_scheduled_later_in_the_same_turn() -> N
 
 def test_counting_flush_calls_in_a_loop() -> None:
     db = connect()
-    journal = _start(db)
+    journal = start_run(db)
     calls: list[int] = []
     original = journal.flush
 
@@ -206,7 +157,7 @@ def test_counting_flush_calls_in_a_loop() -> None:
 
     asyncio.run(main())
     assert calls == [20, 5]
-    assert _count(db, journal.run_id) == 25
+    assert count_events(db, journal.run_id) == 25
 
 
 def test_an_event_after_the_loop_has_closed_is_written_at_once() -> None:
@@ -216,7 +167,7 @@ def test_an_event_after_the_loop_has_closed_is_written_at_once() -> None:
     must not be scheduled on that dead loop.
     """
     db = connect()
-    journal = _start(db)
+    journal = start_run(db)
 
     async def during() -> None:
         journal(Event("run_start", 0.0))
@@ -228,10 +179,10 @@ def test_an_event_after_the_loop_has_closed_is_written_at_once() -> None:
 
 def test_finish_flushes_and_records_how_the_run_ended() -> None:
     db = connect()
-    journal = _start(db)
+    journal = start_run(db)
 
     async def main() -> None:
-        journal(_result("a", cost_usd=0.5))
+        journal(result_event("a", cost_usd=0.5))
         journal.finish("completed", 0.5, {"run_id": journal.run_id, "answer": 42})  # before the loop turn ends
 
     asyncio.run(main())
@@ -245,15 +196,15 @@ def test_finish_flushes_and_records_how_the_run_ended() -> None:
 
 def test_resume_bumps_the_segment_and_restarts_the_sequence() -> None:
     db = connect()
-    first = _start(db)
-    first(_issue("a"))
-    first(_result("a"))
+    first = start_run(db)
+    first(issue_event("a"))
+    first(result_event("a"))
     first.finish("interrupted", 0.25, {"status": "interrupted"})
     second = Journal.resume(db, find_run(db, first.run_id))
     assert second.segment == 2
     run = find_run(db, first.run_id)
     assert run.status == "running" and run.segments == 2 and run.ended_at is None and run.pid == os.getpid()
-    second(_issue("b"))
+    second(issue_event("b"))
     second.finish("completed", 0.5, {"status": "completed"})
     third = Journal.resume(db, find_run(db, first.run_id))
     assert third.segment == 3
@@ -266,208 +217,7 @@ def test_resume_bumps_the_segment_and_restarts_the_sequence() -> None:
     ]
 
 
-# -- reading -------------------------------------------------------------------------------
-
-
-def test_list_runs_is_newest_first_and_limited() -> None:
-    db = connect()
-    for n, run_id in enumerate(("older", "middle", "newest")):
-        _start(db, run_id)
-        db.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", (1000.0 + n, run_id))
-    assert [r.run_id for r in list_runs(db)] == ["newest", "middle", "older"]
-    assert [r.run_id for r in list_runs(db, 2)] == ["newest", "middle"]
-    assert list_runs(db, 0) == []
-    assert list_runs(connect(home=home_dir() / "empty")) == []
-
-
-def test_an_unfinished_runs_cost_is_summed_from_its_results() -> None:
-    db = connect()
-    journal = _start(db)
-    journal(_result("a", cost_usd=0.25))
-    journal(_result("b", cost_usd=0.5))
-    assert find_run(db, journal.run_id).cost_usd == pytest.approx(0.75)
-    assert list_runs(db)[0].cost_usd == pytest.approx(0.75)
-    journal.finish("completed", 2.0, {})
-    assert find_run(db, journal.run_id).cost_usd == 2.0  # a finished run keeps its recorded cost
-
-
-def test_find_run_by_unique_prefix_exact_id_ambiguous_and_unknown() -> None:
-    db = connect()
-    for run_id in ("abc111", "abc222", "abd333", "xy", "xyz"):
-        _start(db, run_id)
-    assert find_run(db, "abc1").run_id == "abc111"
-    assert find_run(db, "abd").run_id == "abd333"
-    assert find_run(db, "abc222").run_id == "abc222"
-    assert find_run(db, "xy").run_id == "xy"  # an exact id wins over the longer one it prefixes
-    with pytest.raises(RunNotFoundError, match="2 runs start with 'abc'") as ambiguous:
-        find_run(db, "abc")
-    assert "more characters" in ambiguous.value.hint
-    with pytest.raises(RunNotFoundError, match="no journaled run has the id 'nope'") as unknown:
-        find_run(db, "nope")
-    assert "hct runs" in unknown.value.hint
-    assert unknown.value.exit_code == 1
-
-
-@pytest.mark.parametrize("given", ["", "%", "_", "a_c1"])
-def test_find_run_takes_the_id_literally(given: str) -> None:
-    """An empty id or SQL LIKE wildcards are not prefixes of any run id."""
-    db = connect()
-    _start(db, "abc111")
-    with pytest.raises(RunNotFoundError):
-        find_run(db, given)
-
-
-def test_calls_of_lists_every_journaled_result() -> None:
-    db = connect()
-    journal = _start(db)
-    journal(_issue("a"))
-    journal(_result("a", cost_usd=0.1, worker="w1"))
-    journal(_result("b", cached=True, cost_usd=0.0))
-    journal(_result("b", 2, ok=False, output=None, error="boom"))
-    journal(Event("result", 2.0, "a", 1, {"purpose": "judge", "cost_usd": 0.01, "model": "judge-model"}))
-    calls = calls_of(db, journal.run_id)
-    assert [(c["agent"], c["version"], c["purpose"], c["cached"], c["ok"], c["worker"]) for c in calls] == [
-        ("a", 1, "call", False, True, "w1"),
-        ("b", 1, "call", True, True, None),
-        ("b", 2, "call", False, False, None),
-        ("a", 1, "judge", False, True, None),
-    ]
-    assert [c["cost_usd"] for c in calls] == [0.1, 0.0, 0.25, 0.01]
-    assert {c["segment"] for c in calls} == {1}
-
-
-def test_lost_calls_are_issues_without_a_result_in_their_segment() -> None:
-    db = connect()
-    first = _start(db)
-    first(_issue("a"))
-    first(_result("a"))
-    first(_issue("b"))  # lost: segment 1 ends without b's result
-    first(_issue("c"))
-    first(Event("result", 1.0, "c", 1, {"purpose": "judge", "ok": True}))  # a judge does not answer the call
-    assert call_counts(db, first.run_id)["lost_calls"] == 2
-    second = Journal.resume(db, find_run(db, first.run_id))
-    second(_issue("a", restored=True))  # answered from the journal: no call was made
-    second(_issue("b"))
-    second(_result("b"))  # answers segment 2's issue, not segment 1's
-    second(_issue("d", 2))
-    assert call_counts(db, first.run_id)["lost_calls"] == 3  # b and c of segment 1, d@2 of segment 2
-    second(_result("d", 2, ok=False, output=None, error="failed"))  # a failed result still answers the issue
-    assert call_counts(db, first.run_id)["lost_calls"] == 2
-
-
-def test_squashed_calls_are_counted_squashed_not_lost() -> None:
-    db = connect()
-    journal = _start(db)
-    journal(_issue("a"))
-    journal(_result("a"))
-    journal(_issue("b"))  # fired on the held a@1, still in flight when its gate failed
-    journal(Event("squash", 1.0, "b", 1, {"on": "a@1", "cost_usd": 0.0, "call": True}))
-    journal(Event("squash", 1.0, "c", 0, {"on": "a@1", "cost_usd": 0.0, "call": False}))  # had not called
-    journal(_issue("d"))  # in flight at the caesura
-    journal(_issue("e"))
-    journal(_result("e", cached=True))  # answered (from the cache), then thrown away by the caesura
-    journal(Event("caesura", 2.0, None, 0, {"reason": "stop", "checkpoint": 0, "squashed": {"d": 1, "e": 1}}))
-    journal(_issue("f"))  # in flight when the process died
-    assert call_counts(db, journal.run_id) == {"paid_calls": 1, "cached_calls": 1, "squashed_calls": 3, "lost_calls": 1}
-
-
-def test_recall_keys_by_agent_version_and_purpose() -> None:
-    db = connect()
-    journal = _start(db)
-    journal(_issue("a", model="m-issued", tier="t-issued", digest="dig-a"))
-    journal(_result("a", model="m-answered", tier="t-answered", output="A1", cost_usd=0.3, cached=True))
-    journal(
-        Event(
-            "result",
-            2.0,
-            "a",
-            1,
-            {"purpose": "judge", "ok": True, "output": "{}", "model": "judge", "tier": "fast", "digest": "dig-j"},
-        )
-    )
-    journal(_issue("b"))
-    journal(_result("b", ok=False, output=None, error="boom"))  # a failure is never recalled
-    journal(_issue("c"))
-    journal(_result("c", output="first"))
-    journal(_issue("c"))
-    journal(_result("c", output="latest"))  # the latest of the same key wins
-    found = recall(db, journal.run_id)
-    assert set(found) == {("a", 1, "call"), ("a", 1, "judge"), ("c", 1, "call")}
-    a = found[("a", 1, "call")]
-    assert (a.model, a.tier, a.digest) == ("m-issued", "t-issued", "dig-a")  # the request it answered
-    m = a.result
-    assert (m.station, m.version, m.ok, m.output, m.model, m.tier) == ("a", 1, True, "A1", "m-answered", "t-answered")
-    assert (m.prompt_tokens, m.completion_tokens, m.cost_usd, m.latency_s, m.cached) == (10, 5, 0.3, 0.5, True)
-    judge = found[("a", 1, "judge")]
-    assert (judge.model, judge.digest) == ("judge", "dig-j")  # a judge's request is in its result
-    assert found[("c", 1, "call")].result.output == "latest"
-
-
-def test_recall_pairs_a_result_with_the_issue_of_its_own_segment() -> None:
-    db = connect()
-    first = _start(db)
-    first(_issue("a", digest="old"))
-    first.finish("crashed", 0.0, {})
-    second = Journal.resume(db, find_run(db, first.run_id))
-    second(_issue("a", digest="new"))
-    second(_result("a"))
-    assert recall(db, first.run_id)[("a", 1, "call")].digest == "new"
-
-
-def test_recall_skips_versions_a_caesura_squashed() -> None:
-    db = connect()
-    journal = _start(db)
-    for version in (1, 2, 3):
-        journal(_issue("a", version))
-        journal(_result("a", version, output=f"a{version}"))
-    journal(_issue("b"))
-    journal(_result("b"))
-    journal(Event("caesura", 3.0, "a", 3, {"reason": "r", "checkpoint": 1, "squashed": {"a": 1}}))
-    journal(Event("caesura", 4.0, "a", 3, {"reason": "r", "checkpoint": 2, "squashed": {"a": 2, "b": 0}}))
-    assert squashed_versions(db, journal.run_id) == {"a": 2, "b": 0}
-    found = recall(db, journal.run_id)
-    assert set(found) == {("a", 3, "call"), ("b", 1, "call")}
-    assert found[("a", 3, "call")].result.output == "a3"
-    assert squashed_versions(db, "no-such-run") == {}
-
-
-def test_verdicts_are_read_in_order_per_agent() -> None:
-    db = connect()
-    _start(db)
-    first = record_verdict(db, "run000000001", "a", "approve", "looks right")
-    other = record_verdict(db, "run000000001", "b", "reject")
-    second = record_verdict(db, "run000000001", "a", "reject", "changed my mind")
-    assert first < other < second
-    assert next_verdict(db, "run000000001", "a", 0) == (first, "approve", "looks right")
-    assert next_verdict(db, "run000000001", "a", first) == (second, "reject", "changed my mind")
-    assert next_verdict(db, "run000000001", "a", second) is None
-    assert next_verdict(db, "run000000001", "b", 0) == (other, "reject", "")
-    assert next_verdict(db, "other-run", "a", 0) is None
-
-
-# -- crashed runs --------------------------------------------------------------------------
-
-
-def _dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
-
-
-def test_a_running_run_whose_process_is_gone_shows_as_crashed() -> None:
-    db = connect()
-    alive = _start(db, "alive")
-    dead = _start(db, "dead")
-    done = _start(db, "done")
-    done.finish("completed", 0.0, {})
-    db.execute("UPDATE runs SET pid = ? WHERE run_id = 'dead'", (_dead_pid(),))
-    assert find_run(db, "alive").status == "running"
-    assert find_run(db, "dead").status == "crashed"
-    assert find_run(db, "done").status == "completed"
-    assert {r.run_id: r.status for r in list_runs(db)} == {"alive": "running", "dead": "crashed", "done": "completed"}
-    # what is stored stays "running": crashed is what a reader concludes
-    assert db.execute("SELECT status FROM runs WHERE run_id = 'dead'").fetchone()[0] == "running"
-    assert alive.run_id == "alive" and dead.run_id == "dead"
+# -- the run's configuration ----------------------------------------------------------------
 
 
 def test_run_config_round_trips_and_ignores_unknown_fields() -> None:
@@ -478,64 +228,7 @@ def test_run_config_round_trips_and_ignores_unknown_fields() -> None:
     assert RunConfig.from_json(json.dumps(data)) == config
 
 
-# -- one performer a run -----------------------------------------------------------------------
-
-
-def test_a_claimed_run_is_refused_to_a_second_claim_until_released() -> None:
-    from hct_cli.errors import RunBusyError
-    from hct_cli.store.journal import claim
-
-    db = connect()
-    held = claim(db, "r1")
-    with pytest.raises(RunBusyError, match=f"process {os.getpid()}") as info:
-        claim(db, "r1")  # a second open file of the lock conflicts, in this process too
-    assert "hct perform --resume r1" in info.value.hint
-    with claim(db, "r2"):  # another run is another lock
-        pass
-    held.release()
-    with claim(db, "r1"):
-        pass
-
-
-def test_a_refused_claim_never_names_the_dead_process_the_lock_file_still_names(tmp_path: Path) -> None:
-    # The holder has the lock but has not yet written its pid over a crashed holder's line.
-    import fcntl
-
-    from hct_cli.errors import RunBusyError
-    from hct_cli.store.journal import claim
-
-    db = connect()
-    Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
-    with claim(db, "r1"):
-        pass  # the lock file exists now
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    lock = next(Path(os.environ["HCT_HOME"]).glob("locks/r1.lock"))
-    lock.write_text(f"{dead.pid} 1\n")
-    fd = os.open(lock, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(RunBusyError) as info:
-            claim(db, "r1")
-    finally:
-        os.close(fd)
-    assert str(dead.pid) not in info.value.message
-    # The journal names the run's performer (this test's process), which is alive.
-    assert f"process {os.getpid()}" in info.value.message
-
-
-def test_a_recycled_pid_does_not_keep_a_crashed_run_running() -> None:
-    from hct_cli.store.journal import process_start
-
-    db = connect()
-    Journal.start(db, "r1", "s", None, "hct: 1\n", RunConfig())
-    started = process_start(os.getpid())
-    if started is None:
-        pytest.skip("no /proc: the start time is unknown and the pid alone decides")
-    assert find_run(db, "r1").status == "running"
-    # The same pid, a process started at another time: the run's own process is gone.
-    db.execute("UPDATE runs SET pid_start = ? WHERE run_id = 'r1'", (started + 1,))
-    assert find_run(db, "r1").status == "crashed"
+# -- a failed write --------------------------------------------------------------------------
 
 
 def test_a_journal_that_cannot_write_mid_run_ends_the_run_with_the_error(tmp_path: Path) -> None:
@@ -568,26 +261,3 @@ def test_a_journal_that_cannot_write_mid_run_ends_the_run_with_the_error(tmp_pat
         loop.close()
     assert not logged  # nothing escaped into the loop's handler (which prints a traceback)
     assert [type(f) for f in failures] == [CorruptStoreError]
-
-
-def test_recall_is_in_arrival_order_on_one_timeline_across_segments() -> None:
-    from dataclasses import replace
-
-    db = connect()
-    first = _start(db)
-    first(Event("run_start", 0.0))
-    for name, at in (("b", 1.0), ("a", 2.0), ("c", 3.0)):
-        first(_issue(name))
-        first(replace(_result(name), time_s=at))
-    first.finish("crashed", 0.0, {})
-    second = Journal.resume(db, find_run(db, first.run_id))
-    second(Event("run_start", 0.0))
-    # Segment 2 replayed segment 1 in no time; its clock runs 2.5 s behind the run's timeline.
-    second(Event("replay_order", 0.01, None, 0, {"how": "drained", "offset_s": 2.5}))
-    second(_issue("d"))
-    second(replace(_result("d"), time_s=1.0))
-    second(_issue("a", 1))
-    second(replace(_result("a", output="again"), time_s=1.5))  # called again: it takes the later place
-    found = recall(db, first.run_id)
-    assert [key[0] for key in found] == ["b", "c", "d", "a"]
-    assert [round(call.arrived_s, 6) for call in found.values()] == [1.0, 3.0, 3.5, 4.0]

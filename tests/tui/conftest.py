@@ -13,13 +13,13 @@ import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 
-from hct_cli.engine.events import Event
 from hct_cli.engine.perform import Performer
+from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.inputs import resolve_inputs
+from hct_cli.program.lint import load_score
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import SimulatedProvider
-from hct_cli.score import load_score
 from hct_cli.tui.app import Conductor
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import LiveStage

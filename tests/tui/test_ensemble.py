@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Performer, RunResult
+from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import Program
 from hct_cli.tui.ensemble import LOG_LIMIT, Ensemble, Span

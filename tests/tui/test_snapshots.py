@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from textual.pilot import Pilot
 
-from hct_cli.engine.events import Event
+from hct_cli.events import Event
 from hct_cli.tui.app import Conductor
 from hct_cli.tui.ensemble import Ensemble
 from hct_cli.tui.stage import Question, ReplayStage

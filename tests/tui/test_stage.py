@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer
+from hct_cli.engine import Performer
 from hct_cli.engine.gates import Gatekeeper
+from hct_cli.events import Event
 from hct_cli.program.compile import Program
 from hct_cli.providers.human import HumanDesk
 from hct_cli.tui.ensemble import Ensemble
@@ -38,7 +39,7 @@ def program() -> Program:
 def row(
     segment: int, at: float, kind: str, station: str | None = None, version: int | None = 0, **data: Any
 ) -> dict[str, Any]:
-    """A journal row as ``hct_cli.store.journal.events_of`` yields it (``at`` in wall-clock seconds)."""
+    """A journal row as ``hct_cli.store.runs.events_of`` yields it (``at`` in wall-clock seconds)."""
     return {"segment": segment, "seq": 0, "at": at, "kind": kind, "station": station, "version": version, "data": data}
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from hct_cli.bus.redis import WorkerStatus
 from hct_cli.distributed.queue import RedisWorkQueue
+from hct_cli.distributed.roster import WorkerStatus
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hct_cli.score.lint import LintResult, lint_text
+from hct_cli.program.lint import lint_text
+from hct_cli.score.findings import LintResult
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.score.lint import LintResult, lint_text
+from hct_cli.program.lint import lint_text
+from hct_cli.score.findings import LintResult
 
 pytestmark = pytest.mark.timeout(60)
 

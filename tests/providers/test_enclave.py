@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from hct_cli.engine.enclave import ReadOnlyError, readonly, refused_write
+from hct_cli.providers.enclave import ReadOnlyError, readonly, refused_write
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from hct_cli.cli import app
-from hct_cli.score.findings import CODES
-from hct_cli.score.lint import LintResult, lint_path
+from hct_cli.program.lint import lint_path
+from hct_cli.score.findings import CODES, LintResult
 from hct_cli.score.load import MAX_BYTES
 
 pytestmark = pytest.mark.timeout(60)

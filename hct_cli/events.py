@@ -1,5 +1,8 @@
 """Events the engine emits; the plain view, the TUI and the journal observe them.
 
+A foundation, not the engine's: the journal (store/), the views (cli/, tui/) and the engine all
+speak this vocabulary, and none of them need import another to do so.
+
 Kinds, by what they tell:
 
 * the run: ``run_start``, ``run_end``;
