@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.models import model_info
@@ -42,7 +43,12 @@ def at_tempo(score: Score, tempo: str) -> Score:
 def run(score: Score, seed: int, time_scale: float, listening: bool) -> RunResult:
     program = compile_score(score)
     provider = SimulatedProvider(seed, time_scale=time_scale)
-    performer = Performer(program, lambda spec: provider, inputs=resolve_inputs(score, {}), listening=listening)
+    performer = Performer(
+        program,
+        Hands(lambda spec: provider),
+        inputs=resolve_inputs(score, {}),
+        options=EngineOptions(listening=listening),
+    )
     result = asyncio.run(performer.run())
     assert result.status == "completed", result.status
     return result

@@ -15,7 +15,7 @@ import pytest
 
 from hct_cli.distributed.work import Mode, Work
 from hct_cli.distributed.worker import Worker
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import Event, Hands, Performer, RunResult
 from hct_cli.engine import listening as listening_module
 from hct_cli.engine.enclave import readonly
 from hct_cli.program.compile import compile_score
@@ -88,7 +88,10 @@ def test_a_leader_squashed_before_it_ran_does_not_hang_the_fan_out_issued_again(
     models = _FirstTokenModels()
     events: list[Event] = []
     performer = Performer(
-        program, lambda spec: models, inputs={"doc": doc}, judge_provider=_PromptJudge(), observers=[events.append]
+        program,
+        Hands(lambda spec: models, judge_provider=_PromptJudge()),
+        inputs={"doc": doc},
+        observers=[events.append],
     )
 
     async def scenario() -> RunResult | None:
@@ -157,7 +160,7 @@ def _allegro_run(time_scale: float) -> tuple[int, float]:
     agents = {n: replace(a, tempo="allegro") if n in REVIEWERS else a for n, a in base.agents.items()}
     allegro = replace(base, agents=MappingProxyType(agents))
     provider = SimulatedProvider(0, time_scale=time_scale)
-    performer = Performer(compile_score(allegro), lambda spec: provider, inputs=resolve_inputs(allegro, {}))
+    performer = Performer(compile_score(allegro), Hands(lambda spec: provider), inputs=resolve_inputs(allegro, {}))
     result = asyncio.run(performer.run())
     assert result.status == "completed"
     return sum(r.cached_tokens for r in result.agents.values()), round(result.cost_usd, 8)

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from hct_cli.engine.events import Event, Observer
+from hct_cli.engine.options import EngineOptions, Hands, ProviderFor, ResumeState
 from hct_cli.engine.perform import Performer, perform
 from hct_cli.engine.result import AgentRecord, RunResult
 
-__all__ = ["AgentRecord", "Event", "Observer", "Performer", "RunResult", "perform"]
+__all__ = [
+    "AgentRecord",
+    "EngineOptions",
+    "Event",
+    "Hands",
+    "Observer",
+    "Performer",
+    "ProviderFor",
+    "ResumeState",
+    "RunResult",
+    "perform",
+]

@@ -16,7 +16,7 @@ import pytest
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.engine import perform
+from hct_cli.engine import Hands, perform
 from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import build_score
@@ -195,7 +195,7 @@ def test_a_run_completes_over_the_bus(bus_factory: BusFactory) -> None:
         bus = await bus_factory()
         heard: list[Broadcast] = []
         bus.subscribe(heard.append)
-        result = await perform(compile_score(score), lambda spec: SimulatedProvider(0), bus=bus)
+        result = await perform(compile_score(score), Hands(lambda spec: SimulatedProvider(0)), bus=bus)
         await bus.close()
         return result.status, sorted(m.tag for m in heard)
 

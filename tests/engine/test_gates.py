@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
+from hct_cli.engine import EngineOptions, Event
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.program.compile import Program
 from hct_cli.providers.human import HumanDesk
@@ -345,7 +345,13 @@ def test_a_person_decides_from_another_shell_through_the_database(verdict: str, 
     db = connect()
     desk = HumanDesk("run-db", db, poll_s=0.01)
     events: list[Event] = []
-    p = performer(program, Scripted(), events, gates=Gatekeeper(tiers=program.tiers, desk=desk), run_id="run-db")
+    p = performer(
+        program,
+        Scripted(),
+        events,
+        gates=Gatekeeper(tiers=program.tiers, desk=desk),
+        options=EngineOptions(run_id="run-db"),
+    )
 
     async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")

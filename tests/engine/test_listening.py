@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import EngineOptions, Event, Hands, Performer, RunResult
 from hct_cli.engine import listening as listening_module
 from hct_cli.engine.listening import wait_of
 from hct_cli.models import model_info
@@ -142,10 +142,10 @@ def perform(
     events: list[Event] = []
     performer = Performer(
         compile_score(score),
-        lambda spec: provider,
+        Hands(lambda spec: provider),
         inputs=resolve_inputs(score, inputs or {}),
         observers=[events.append],
-        listening=listening,
+        options=EngineOptions(listening=listening),
     )
     return asyncio.run(performer.run()), events, performer
 
@@ -287,7 +287,7 @@ def test_a_bounded_follower_goes_without_the_cache_once_its_bound_is_up(monkeypa
     def scenario(tempo: Tempo) -> tuple[HeldFirstToken, set[str], RunResult]:
         provider = HeldFirstToken()
         score = reviewers_at(tempo)
-        performer = Performer(compile_score(score), lambda spec: provider, inputs=resolve_inputs(score, {}))
+        performer = Performer(compile_score(score), Hands(lambda spec: provider), inputs=resolve_inputs(score, {}))
         seen: set[str] = set()
 
         async def run() -> RunResult:

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hct_cli.engine import Event, RunResult, perform
+from hct_cli.engine import EngineOptions, Event, Hands, RunResult, perform
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.routing import DEFAULT_TIERS, TIER_ORDER
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
@@ -135,9 +135,9 @@ def test_every_dependency_finishes_before_its_dependent_starts(data: dict[str, A
         result = asyncio.run(
             perform(
                 program,
-                lambda spec: SimulatedProvider(seed, time_scale=0.5),
-                dispatch=policy,
+                Hands(lambda spec: SimulatedProvider(seed, time_scale=0.5)),
                 observers=[events.append],
+                options=EngineOptions(dispatch=policy),
             )
         )
         check_common(program, result)
@@ -193,7 +193,7 @@ def test_units_and_failures_on_random_dags(
     program = compile_score(build_score(data))
     failing = frozenset(f"a{i}" for i in failures) & set(program.stations)
     provider = Metered(seed, failing)
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch=policy))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch=policy)))
 
     for tier, peak in provider.peak.items():
         assert tier is not None

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event, Performer, RunResult
+from hct_cli.engine import EngineOptions, Event, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.program.compile import Program
 from hct_cli.providers.human import HumanDesk
@@ -526,7 +526,14 @@ def test_the_invariant_holds_under_every_dispatch_policy(dispatch: str) -> None:
     for seed in range(8):
         provider = simulated(seed)
         events: list[Event] = []
-        p = performer(program, provider, events, allow_exec=True, predictors=Predictors(), dispatch=dispatch)
+        p = performer(
+            program,
+            provider,
+            events,
+            allow_exec=True,
+            predictors=Predictors(),
+            options=EngineOptions(dispatch=dispatch),
+        )
         result = asyncio.run(p.run())
         assert result.status in ("completed", "failed"), (seed, result.status)
         check_invariant(program, result, provider, events)

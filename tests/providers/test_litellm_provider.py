@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Event
+from hct_cli.engine import Event, Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.models import model_info
@@ -546,7 +546,7 @@ def perform(tmp_path: Path, ours: LiteLLMProvider) -> tuple[RunResult, list[Even
     program = compile_score(load_score(path))
     assert {name: spec.route.model for name, spec in program.stations.items()} == {"draft": MID, "review": FRONTIER}
     events: list[Event] = []
-    result = asyncio.run(Performer(program, lambda spec: ours, observers=[events.append]).run())
+    result = asyncio.run(Performer(program, Hands(lambda spec: ours), observers=[events.append]).run())
     return result, events
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.engine import Performer
+from hct_cli.engine import Hands, Performer
 from hct_cli.engine.result import AgentRecord
 from hct_cli.models import model_info, price_map
 from hct_cli.program.compile import compile_score
@@ -161,7 +161,7 @@ def test_the_six_reviewers_send_litellm_one_marked_prefix_and_the_warm_up_goes_t
     litellm provider reports no first tokens, so a one-token warm-up writes the cache first."""
     score = load_score(SCORE)
     provider = LiteLLMProvider(retries=0, mock=answering("- none"))
-    performer = Performer(compile_score(score), lambda spec: provider, inputs=resolve_inputs(score, {}))
+    performer = Performer(compile_score(score), Hands(lambda spec: provider), inputs=resolve_inputs(score, {}))
     result = asyncio.run(performer.run())
     assert result.status == "completed", {n: r.error for n, r in result.agents.items() if r.error}
 
