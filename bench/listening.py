@@ -61,9 +61,9 @@ def reviewers_input(result: RunResult) -> tuple[float, float]:
         record = result.agents[name]
         paid += record.input_cost_usd
         for call in record.all_calls():
-            info = model_info(call.model or "")
+            info = model_info(call.result.model or "")
             if info is not None:
-                uncached += info.cost(call.prompt_tokens, 0)
+                uncached += info.cost(call.result.prompt_tokens, 0)
     return paid, uncached
 
 
@@ -71,10 +71,10 @@ def leader_ttft_s(result: RunResult, time_scale: float) -> float:
     """The time to first token of a reviewer's call with nothing cached, as simulated."""
     record = result.agents[REVIEWERS[0]]
     call = record.all_calls()[-1]
-    info = model_info(call.model or "")
+    info = model_info(call.result.model or "")
     assert info is not None
     base, rate = prefill_of(info.provider)
-    return (base + call.prompt_tokens / rate) * time_scale
+    return (base + call.result.prompt_tokens / rate) * time_scale
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.work import Mode, Work
 from hct_cli.distributed.worker import Worker
 from hct_cli.engine import Event, Hands, Performer, RunResult
@@ -20,7 +21,7 @@ from hct_cli.engine import listening as listening_module
 from hct_cli.engine.enclave import readonly
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import load_score
@@ -202,7 +203,7 @@ def test_a_worker_redacts_its_own_secrets_before_a_result_leaves_it(
     worker._providers[mode.key] = _EchoesKey(key, fails=fails)
     request = CallRequest(Agent(name="a", index=0), "claude-sonnet-4-5", "frontier", "hi")
     message = asyncio.run(worker._call(Work("run", request, mode)))
-    assert key not in f"{message.output} {message.error}"
+    assert key not in f"{message.result.output} {message.error}"
 
 
 # -- 5. a shallow copy of a read-only view is refused as a write ------------------------------------

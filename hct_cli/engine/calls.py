@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast, Bus
+from hct_cli.call_result import CallResult
 from hct_cli.engine.context import ContextFitter, composer
 from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.listening import Listening, Ticket
@@ -29,7 +30,7 @@ from hct_cli.engine.station import Station
 from hct_cli.errors import AccessError, AgentError, BusError, HctError
 from hct_cli.jsonio import non_finite, writable_text
 from hct_cli.program.routing import Route, fallbacks_of
-from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError, broadcast_of
+from hct_cli.providers.base import CallRequest, Provider, ProviderError, broadcast_of
 from hct_cli.score.template import render_compiled, shown
 
 if TYPE_CHECKING:
@@ -144,8 +145,8 @@ class Calls:
         version = self.start(station)
         station.unit.in_flight += 1
         station.restored = True
-        result = found.result
-        if request.shared and (result.cache_write_tokens or result.cached_tokens):
+        answer = found.result.result
+        if request.shared and (answer.cache_write_tokens or answer.cached_tokens):
             # Its prefix is in the provider's cache: the journaled call wrote or read it.
             self.listening.recalled(request)
             recalled = getattr(station.provider, "recalled", None)
@@ -172,7 +173,7 @@ class Calls:
         shared_state = state.shared.read(station) if station.shared else None
         context: Mapping[str, Any] = _NO_CONTEXT
         if template is not None or agent.reads or agent.kind != "llm":
-            cues = {name: message.output for name, message in station.operands.items()}
+            cues = {name: message.result.output for name, message in station.operands.items()}
             context = (
                 {"cues": cues, "inputs": state.inputs, "state": shared_state}
                 if agent.reads
@@ -183,7 +184,7 @@ class Calls:
         feedback = station.feedback
         previous: str | None = None
         if agent.vamp is not None and station.iteration > 1 and station.record.earlier:
-            previous = shown(station.record.earlier[-1].output)
+            previous = shown(station.record.earlier[-1].result.output)
 
         fitter = self.context
         hoisted = fitter.hoisted(station, context) if template is not None and agent.kind == "llm" else ()
@@ -231,7 +232,9 @@ class Calls:
             shared,
         )
         if agent.attacca:  # in distributed mode the hand-off goes to the worker that produced the cue
-            request.affinity = next((m.worker for m in station.operands.values() if m.worker is not None), None)
+            request.affinity = next(
+                (m.result.worker for m in station.operands.values() if m.result.worker is not None), None
+            )
         return request
 
     def _report(self, agent: str, version: int, kind: str, data: dict[str, Any]) -> None:
@@ -298,8 +301,8 @@ class Calls:
         message = broadcast_of(station.name, warm, await station.provider.call(warm))
         station.record.warm_ups.append(message)
         state = self.state
-        state.governor.settle(0.0, message.cost_usd)
-        state.spent_usd += message.cost_usd
+        state.governor.settle(0.0, message.result.cost_usd)
+        state.spent_usd += message.result.cost_usd
         if state.observers:
             self.emit_result(message, "warm_up")
 
@@ -343,7 +346,7 @@ class Calls:
                 await turn
             message = found.result
             station.record.recalled.append(message)
-            state.restored_usd += message.cost_usd
+            state.restored_usd += message.result.cost_usd
         else:
             provider = self._hands.judge_provider or self._first_model_provider()
             delay = replay.delay() if replay.active else 0.0
@@ -353,11 +356,11 @@ class Calls:
             held = replay.wait()
             if held is not None:
                 await held
-            state.spent_usd += message.cost_usd
+            state.spent_usd += message.result.cost_usd
             if state.observers:
                 self.emit_result(message, "judge")
         station.record.checks.append(message)
-        state.governor.settle(0.0, message.cost_usd)
+        state.governor.settle(0.0, message.result.cost_usd)
         return message
 
     def _first_model_provider(self) -> Provider:

@@ -52,11 +52,11 @@ class Verdicts:
         state = self.state
         record.finished_s = state.last_settle = time.perf_counter() - state.t0  # type: ignore[operator]
         record.result = message
-        if message.tier is not None:
-            record.tier = message.tier  # a fallback may have moved the call
+        if message.result.tier is not None:
+            record.tier = message.result.tier  # a fallback may have moved the call
         fermata = station.agent.fermata
         if fermata is not None:
-            verdict = self.gates.quick(station.agent, fermata.check, message.output, message.version, fermata)
+            verdict = self.gates.quick(station.agent, fermata.check, message.result.output, message.version, fermata)
             if verdict is None:  # the gate takes time: hold the result, maybe speculate past it
                 record.status = "held"
                 if state.observers:
@@ -64,7 +64,7 @@ class Verdicts:
                 self.decide_later(
                     station,
                     fermata.check,
-                    message.output,
+                    message.result.output,
                     message.version,
                     lambda verdict: self._gate_resolved(station, message, fermata, verdict),
                     fermata,
@@ -155,7 +155,7 @@ class Verdicts:
         assert tacet is not None
         station.tacet_checked = True
         cue = station.operands.get(tacet.cue)
-        value = cue.output if cue is not None else None
+        value = cue.result.output if cue is not None else None
         verdict = self.gates.quick(station.agent, tacet.check, value, station.version + 1)
         life = self._life
         if verdict is None:
@@ -202,18 +202,18 @@ class Lifecycle:
         station.task = None
         station.unit.in_flight -= 1
         if state.redacting:
-            message.output = state.redactor.data(message.output)
+            message.result.output = state.redactor.data(message.result.output)
             message.error = None if message.error is None else state.redactor.text(message.error)
         governor = state.governor
         if station.agent.kind == "llm" and (governor.active or station.reserved):
-            governor.settle(station.reserved, message.cost_usd)
+            governor.settle(station.reserved, message.result.cost_usd)
             station.reserved = 0.0
         if station.restored:
             station.restored = False
             station.record.recalled.append(message)
-            state.restored_usd += message.cost_usd
+            state.restored_usd += message.result.cost_usd
         else:
-            state.spent_usd += message.cost_usd
+            state.spent_usd += message.result.cost_usd
             if state.observers:
                 self.calls.emit_result(message, "call")
         if station.unconfirmed:
@@ -241,13 +241,13 @@ class Lifecycle:
         vamp = station.agent.vamp
         if vamp is not None and station.iteration < (vamp.max or _VAMP_CAP):
             verdicts = self.verdicts
-            verdict = verdicts.gates.quick(station.agent, vamp.until, message.output, message.version)
+            verdict = verdicts.gates.quick(station.agent, vamp.until, message.result.output, message.version)
             if verdict is None:
                 station.record.status = "held"
                 verdicts.decide_later(
                     station,
                     vamp.until,
-                    message.output,
+                    message.result.output,
                     message.version,
                     lambda verdict: (
                         self.cue(station, message, cued)
@@ -268,7 +268,7 @@ class Lifecycle:
                 station.name,
                 message.version,
                 iteration=station.iteration,
-                cost_usd=message.cost_usd,
+                cost_usd=message.result.cost_usd,
                 reason=reason,
                 keys=cued or {},
             )
@@ -285,7 +285,7 @@ class Lifecycle:
         state.last_settle = state.now()  # a gate may have held it since it landed
         observed = bool(state.observers)
         if observed:
-            state.emit("cue", station.name, message.version, cost_usd=message.cost_usd, keys=cued or {})
+            state.emit("cue", station.name, message.version, cost_usd=message.result.cost_usd, keys=cued or {})
         state.settled += 1
         state.commits += 1
         station.commit_seq = state.commits
@@ -384,7 +384,7 @@ class Lifecycle:
         if state.observers:
             state.emit("tacet", station.name, version, reason=reason)
         station.record.finished_s = state.now()
-        self.cue(station, Broadcast(station.name, version, True, None), None, "tacet")
+        self.cue(station, Broadcast(station.name, version, True), None, "tacet")
 
     def downbeat(self, station: Station) -> None:
         """Every agent declared before ``station`` has committed: checkpoint shared state."""

@@ -128,7 +128,7 @@ class RunState:
         prompt = station.agent.prompt or ""
         size = len(self.frame) + len(prompt)
         if station.template is not None:
-            size += sum(len(str(message.output)) for message in station.operands.values())
+            size += sum(len(str(message.result.output)) for message in station.operands.values())
             size += sum(len(str(value)) for name, value in self.inputs.items() if f"inputs.{name}" in prompt)
             size += sum(len(str(self.shared.value(key))) for key in station.agent.reads)
         return max(1, size // 4)

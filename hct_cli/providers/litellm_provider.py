@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from hct_cli.call_result import CallResult
 from hct_cli.models import model_info
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import (
@@ -29,7 +30,6 @@ from hct_cli.providers.base import (
     RETRIES,
     TEMPO_TIMEOUT_S,
     CallRequest,
-    CallResult,
     ProviderError,
     timeout_for,
 )

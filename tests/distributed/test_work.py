@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.work import (
     Mode,
     Result,
@@ -188,15 +189,17 @@ def full_broadcast() -> Broadcast:
         "review",
         4,
         True,
-        output={"findings": ["a", "b"], "note": "naïve ✓"},
-        model="gpt-4o-mini",
-        tier="frontier",
-        prompt_tokens=120,
-        completion_tokens=45,
-        cost_usd=0.000045,
-        latency_s=1.25,
-        worker="w1",
-        cached=True,
+        CallResult(
+            {"findings": ["a", "b"], "note": "naïve ✓"},
+            "gpt-4o-mini",
+            prompt_tokens=120,
+            completion_tokens=45,
+            cost_usd=0.000045,
+            latency_s=1.25,
+            tier="frontier",
+            cached=True,
+            worker="w1",
+        ),
     )
 
 
@@ -213,7 +216,7 @@ def test_a_result_survives_the_trip_with_its_notes() -> None:
 
 
 def test_a_failed_result_survives_the_trip() -> None:
-    failure = Broadcast("parse", 2, False, error="the model refused", worker="w2")
+    failure = Broadcast("parse", 2, False, CallResult(None, None, worker="w2"), error="the model refused")
     result = decode_result(encode_result(failure))
     assert result.kind == "result"
     assert (result.station, result.version) == ("parse", 2)
@@ -225,10 +228,10 @@ def test_a_failed_result_survives_the_trip() -> None:
 
 
 def test_a_plain_result_keeps_its_defaults() -> None:
-    message = Broadcast("s", 1, True, output="text")
+    message = Broadcast("s", 1, True, CallResult("text", None))
     result = decode_result(encode_result(message, []))
     assert result.message == message
-    assert result.message is not None and result.message.worker is None and result.message.cached is False
+    assert result.message is not None and result.message.result.worker is None and result.message.result.cached is False
 
 
 def test_a_notice_becomes_a_result_without_a_message() -> None:
@@ -344,14 +347,16 @@ def test_the_shared_section_and_the_prompt_cache_figures_survive_the_trip() -> N
     decoded = decode_work(encode_work("r1", request, Mode("simulated", 0, 0.0))).request
     assert (decoded.system, decoded.shared, decoded.prompt) == (request.system, request.shared, request.prompt)
     assert decoded.user_text == request.user_text
-    message = Broadcast("plain", 1, True, "ok", model="claude-sonnet-4-5", cached_tokens=900, cache_write_tokens=40)
+    message = Broadcast(
+        "plain", 1, True, CallResult("ok", "claude-sonnet-4-5", cached_tokens=900, cache_write_tokens=40)
+    )
     heard = decode_result(encode_result(message)).message
-    assert heard is not None and (heard.cached_tokens, heard.cache_write_tokens) == (900, 40)
+    assert heard is not None and (heard.result.cached_tokens, heard.result.cache_write_tokens) == (900, 40)
 
 
 def test_the_remote_provider_hands_on_the_prompt_cache_figures() -> None:
-    from hct_cli.distributed.remote import _call_result
-
-    message = Broadcast("plain", 1, True, "ok", model="gpt-4o", cached_tokens=1024, cache_write_tokens=0)
-    result = _call_result(message)
+    message = Broadcast("plain", 1, True, CallResult("ok", "gpt-4o", cached_tokens=1024, cache_write_tokens=0))
+    heard = decode_result(encode_result(message)).message
+    assert heard is not None
+    result = heard.result  # what the remote provider returns as its call's result
     assert (result.cached_tokens, result.cache_write_tokens) == (1024, 0)

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.redis import GROUP, RedisBus, work_stream
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
@@ -499,7 +500,7 @@ def test_a_late_result_from_a_worker_thought_silent_never_commits(redis_server: 
             assert len(taken) == 1, "the silent worker never got the first call"
             async with serving(url, "rescuer", claim_after_s=1.0, heartbeat_s=0.2) as rescuer:
                 await until(lambda: performer.records["first"].status == "done", "the rescuer's result to commit")
-                stale = Broadcast("first", 1, True, output="stale", model="gpt-4o-mini", cost_usd=1.0, worker="silent")
+                stale = Broadcast("first", 1, True, CallResult("stale", "gpt-4o-mini", cost_usd=1.0, worker="silent"))
                 await silent.finish(taken[0], stale, [])
                 await until(lambda: provider.duplicates == 1, "the late result to be heard")
                 result = await asyncio.wait_for(running, HANG_S)

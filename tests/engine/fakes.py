@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import Event, Hands, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.program.compile import Program, compile_score
-from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+from hct_cli.providers.base import CallRequest, Provider, ProviderError
 from hct_cli.score import load_score_text
 from hct_cli.score.model import build_score
 from hct_cli.store.cache import Predictors

@@ -10,9 +10,10 @@ import asyncio
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import EngineOptions, Event, Hands, Performer, RunResult, perform
 from hct_cli.engine.dispatch import Batch
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import GatedProvider, program_of, seen, settle, until
 

@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import EngineOptions, Event, Hands, perform
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
 

@@ -8,6 +8,7 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
+from hct_cli.call_result import CallResult
 from hct_cli.engine import Event, Hands, perform
 from tests.engine.fakes import GatedProvider, program_of, settle, until
 
@@ -68,7 +69,7 @@ def test_a_stale_broadcast_does_not_orphan_the_call_in_flight() -> None:
     async def scenario() -> None:
         run = asyncio.create_task(perform(program, Hands(lambda spec: provider), bus=bus))
         await until(lambda: set(provider.started) == {"a", "b"}, "roots in flight")
-        await bus.publish(Broadcast("a", 0, True, output="stale"))  # ignored, a@1 still runs
+        await bus.publish(Broadcast("a", 0, True, CallResult("stale", None)))  # ignored, a@1 still runs
         await settle()
         run.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -21,10 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import EngineOptions, Event, Hands, RunResult, perform
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.routing import DEFAULT_TIERS, TIER_ORDER
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import DYNAMICS, TEMPOS, build_score
 

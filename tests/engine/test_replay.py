@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.call_result import CallResult
 from hct_cli.engine import Event, ResumeState
 from hct_cli.store.journal import RecalledCall
 from tests.engine.fakes import Scripted, kinds, run, score
@@ -23,7 +24,13 @@ STATE = {"doc": {"initial": ""}}
 def _recall(*keys: tuple[str, int, str]) -> dict[tuple[str, int, str], RecalledCall]:
     """A journal that holds these results, arrived in this order; no digest, so any request matches."""
     return {
-        key: RecalledCall(None, None, None, Broadcast(key[0], key[1], True, f"<{key[0]}@{key[1]} journaled>"), float(i))
+        key: RecalledCall(
+            None,
+            None,
+            None,
+            Broadcast(key[0], key[1], True, CallResult(f"<{key[0]}@{key[1]} journaled>", None)),
+            float(i),
+        )
         for i, key in enumerate(keys)
     }
 
@@ -64,7 +71,7 @@ def test_an_order_the_run_no_longer_follows_is_given_up() -> None:
 def test_cost_counts_what_earlier_segments_paid_once() -> None:
     program = score(AGENTS, state=STATE)
     recall = _recall(("a", 1, "call"))
-    recall[("a", 1, "call")].result.cost_usd = 0.5
+    recall[("a", 1, "call")].result.result.cost_usd = 0.5
     provider = Scripted(cost=0.25)
     # Earlier segments paid 0.5 for a@1 and 0.125 for a call no longer delivered (squashed).
     result = run(program, provider, [], resume=ResumeState(recall=recall, spent_before_usd=0.625))

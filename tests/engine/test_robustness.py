@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.perform import Performer, perform
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
 

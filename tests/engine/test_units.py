@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import EngineOptions, Event, Hands, RunResult, perform
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from tests.engine.fakes import GatedProvider, program_of, settle, until
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,8 +9,9 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
+from hct_cli.call_result import CallResult
 from hct_cli.engine import Event, Hands, RunResult, perform
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import GatedProvider, program_of, seen, settle, until
 
@@ -45,8 +46,8 @@ def test_broadcasts_carry_versioned_tags_in_commit_order() -> None:
     for m in heard:
         record = result.agents[m.station]
         assert record.version == m.version
-        assert record.output == m.output
-        assert record.cost_usd == m.cost_usd
+        assert record.output == m.result.output
+        assert record.cost_usd == m.result.cost_usd
     assert result.agents["b"].operands == {"a": 1}
     assert result.agents["c"].operands == {"a": 1}
     assert result.agents["d"].operands == {"b": 1, "c": 1}
@@ -63,8 +64,8 @@ def test_duplicate_and_stale_broadcasts_are_ignored_during_a_run() -> None:
         await until(lambda: set(provider.started) == {"a", "b"}, "roots issued")
 
         # While a@1 runs, an old version (a@0) and a version from the future (a@2) arrive.
-        await bus.publish(Broadcast("a", 0, True, output="stale"))
-        await bus.publish(Broadcast("a", 2, True, output="future"))
+        await bus.publish(Broadcast("a", 0, True, CallResult("stale", None)))
+        await bus.publish(Broadcast("a", 2, True, CallResult("future", None)))
         await settle()
         assert not seen(events, "cue", "a")
 
@@ -72,8 +73,8 @@ def test_duplicate_and_stale_broadcasts_are_ignored_during_a_run() -> None:
         await until(lambda: seen(events, "cue", "a"), "a@1 committed")
 
         # a@1 again (at-least-once delivery) and a@0: c still needs b and must not fire.
-        await bus.publish(Broadcast("a", 1, True, output="duplicate"))
-        await bus.publish(Broadcast("a", 0, True, output="stale"))
+        await bus.publish(Broadcast("a", 1, True, CallResult("duplicate", None)))
+        await bus.publish(Broadcast("a", 0, True, CallResult("stale", None)))
         await bus.publish(Broadcast("a", 1, False, error="late failure"))
         await settle()
         assert "c" not in provider.started, "a duplicate broadcast counted as c's second operand"
@@ -106,7 +107,7 @@ def test_a_broadcast_after_the_run_changes_nothing() -> None:
         )
         before = {name: (r.status, r.version, r.output, r.error, dict(r.operands)) for name, r in result.agents.items()}
         n_events = len(events)
-        await bus.publish(Broadcast("a", 1, True, output="replayed"))
+        await bus.publish(Broadcast("a", 1, True, CallResult("replayed", None)))
         await bus.publish(Broadcast("a", 0, False, error="old"))
         await bus.publish(Broadcast("c", 1, False, error="late"))
         await settle()

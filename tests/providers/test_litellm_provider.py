@@ -20,13 +20,14 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.engine import Event, Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.routing import DEFAULT_TIERS, Route, fallbacks_of
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.litellm_provider import (
     TEMPO_TIMEOUT_S,
     Endpoint,
