@@ -13,7 +13,7 @@ time (a python predicate, an LLM judge, a person) holds the result; with ``specu
 are squashed if it does not. A ``downbeat`` checkpoints shared state once every agent declared
 before it has committed; a ``caesura`` stops the run and rolls back to the last checkpoint.
 
-On a resume, calls whose results the journal holds (``recall``) are answered from it, never
+On a resume, calls whose results the journal holds (``ResumeState.recall``) are answered from it, never
 paid again; everything else runs as it would have.
 
 :class:`Performer` assembles a run and drives its loop; the concerns live apart and share one
