@@ -38,6 +38,7 @@ from types import MappingProxyType
 from hct_cli.bench.synthetic import random_dag
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
+from hct_cli.engine import Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
@@ -112,10 +113,10 @@ async def perform(score: Score, url: str | None, seed: int) -> tuple[float, floa
     program = compile_score(score)
     if url is None:
         provider = SimulatedProvider(seed)
-        result = await Performer(program, lambda spec: provider).run()
+        result = await Performer(program, Hands(lambda spec: provider)).run()
     else:
         session = Session(url, Mode("simulated", seed, 1.0))
-        performer = Performer(program, lambda spec: session.provider)
+        performer = Performer(program, Hands(lambda spec: session.provider))
         result = await session.play(performer, list(program.tiers))
     assert result.status == "completed", result.status
     return result.makespan_s, result.critical_path_s, len(program.stations)

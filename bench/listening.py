@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.models import model_info
@@ -43,7 +44,12 @@ def at_tempo(score: Score, tempo: str) -> Score:
 def run(score: Score, seed: int, time_scale: float, listening: bool) -> RunResult:
     program = compile_score(score)
     provider = SimulatedProvider(seed, time_scale=time_scale)
-    performer = Performer(program, lambda spec: provider, inputs=resolve_inputs(score, {}), listening=listening)
+    performer = Performer(
+        program,
+        Hands(lambda spec: provider),
+        inputs=resolve_inputs(score, {}),
+        options=EngineOptions(listening=listening),
+    )
     result = asyncio.run(performer.run())
     assert result.status == "completed", result.status
     return result
@@ -56,9 +62,9 @@ def reviewers_input(result: RunResult) -> tuple[float, float]:
         record = result.agents[name]
         paid += record.input_cost_usd
         for call in record.all_calls():
-            info = model_info(call.model or "")
+            info = model_info(call.result.model or "")
             if info is not None:
-                uncached += info.cost(call.prompt_tokens, 0)
+                uncached += info.cost(call.result.prompt_tokens, 0)
     return paid, uncached
 
 
@@ -66,10 +72,10 @@ def leader_ttft_s(result: RunResult, time_scale: float) -> float:
     """The time to first token of a reviewer's call with nothing cached, as simulated."""
     record = result.agents[REVIEWERS[0]]
     call = record.all_calls()[-1]
-    info = model_info(call.model or "")
+    info = model_info(call.result.model or "")
     assert info is not None
     base, rate = prefill_of(info.provider)
-    return (base + call.prompt_tokens / rate) * time_scale
+    return (base + call.result.prompt_tokens / rate) * time_scale
 
 
 def main() -> None:

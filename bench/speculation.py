@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
+from hct_cli.engine import Hands
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.perform import Performer
 from hct_cli.program.compile import compile_score
@@ -37,9 +38,9 @@ def run(score: Score, seed: int, time_scale: float) -> dict[str, float]:
     provider = SimulatedProvider(seed, time_scale=time_scale)
     performer = Performer(
         program,
-        lambda spec: provider,
-        gates=Gatekeeper(tiers=program.tiers, simulate_seed=seed),
-        judge_provider=provider,
+        Hands(
+            lambda spec: provider, judge_provider=provider, gates=Gatekeeper(tiers=program.tiers, simulate_seed=seed)
+        ),
         inputs={name: spec.default for name, spec in score.inputs.items()},
     )
     result = asyncio.run(performer.run())

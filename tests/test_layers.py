@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "hct_cli"
 
 #: Modules directly under hct_cli that every layer may import: they import no subpackage.
-FOUNDATIONS = frozenset({"errors", "jsonio", "redact", "models", "events"})
+FOUNDATIONS = frozenset({"errors", "jsonio", "redact", "models", "events", "call_result"})
 #: The entry points: ``import hct_cli`` (the public API, loaded lazily) and ``python -m hct_cli``.
 ENTRY = frozenset({"__init__", "__main__"})
 
@@ -49,7 +49,7 @@ MAX_INIT_PARAMS = 8
 MAX_TOP_MODULES = 8
 
 #: TEMPORARY: the two modules being rewritten on other branches; empty this at their merge.
-TEMPORARY_SIZE_ALLOWANCE = frozenset({"hct_cli/engine/perform.py", "hct_cli/cli/perform.py"})
+TEMPORARY_SIZE_ALLOWANCE = frozenset({"hct_cli/cli/perform.py"})
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,16 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.work import Mode, Work
 from hct_cli.distributed.worker import Worker
-from hct_cli.engine import Performer, RunResult
+from hct_cli.engine import Hands, Performer, RunResult
 from hct_cli.engine import listening as listening_module
 from hct_cli.events import Event
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
 from hct_cli.program.lint import load_score
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.enclave import readonly
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
@@ -91,7 +92,10 @@ def test_a_leader_squashed_before_it_ran_does_not_hang_the_fan_out_issued_again(
     models = _FirstTokenModels()
     events: list[Event] = []
     performer = Performer(
-        program, lambda spec: models, inputs={"doc": doc}, judge_provider=_PromptJudge(), observers=[events.append]
+        program,
+        Hands(lambda spec: models, judge_provider=_PromptJudge()),
+        inputs={"doc": doc},
+        observers=[events.append],
     )
 
     async def scenario() -> RunResult | None:
@@ -160,7 +164,7 @@ def _allegro_run(time_scale: float) -> tuple[int, float]:
     agents = {n: replace(a, tempo="allegro") if n in REVIEWERS else a for n, a in base.agents.items()}
     allegro = replace(base, agents=MappingProxyType(agents))
     provider = SimulatedProvider(0, time_scale=time_scale)
-    performer = Performer(compile_score(allegro), lambda spec: provider, inputs=resolve_inputs(allegro, {}))
+    performer = Performer(compile_score(allegro), Hands(lambda spec: provider), inputs=resolve_inputs(allegro, {}))
     result = asyncio.run(performer.run())
     assert result.status == "completed"
     return sum(r.cached_tokens for r in result.agents.values()), round(result.cost_usd, 8)
@@ -202,7 +206,7 @@ def test_a_worker_redacts_its_own_secrets_before_a_result_leaves_it(
     worker._providers[mode.key] = _EchoesKey(key, fails=fails)
     request = CallRequest(Agent(name="a", index=0), "claude-sonnet-4-5", "frontier", "hi")
     message = asyncio.run(worker._call(Work("run", request, mode)))
-    assert key not in f"{message.output} {message.error}"
+    assert key not in f"{message.result.output} {message.error}"
 
 
 # -- 5. a shallow copy of a read-only view is refused as a write ------------------------------------

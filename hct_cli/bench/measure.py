@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hct_cli.engine.perform import Performer
+from hct_cli.engine import EngineOptions, Hands, Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
 from hct_cli.program.compile import Program, StationSpec
@@ -291,13 +291,12 @@ def run_bench(
                 journaled = _scratch_journal(stack, program, trial) if journal else None
                 performer = Performer(
                     program,
-                    provider_for,
+                    Hands(provider_for),
                     inputs=inputs,
-                    dispatch=policy,
-                    coherence=variant.coherence,
+                    options=EngineOptions(
+                        dispatch=policy, coherence=variant.coherence, listening=variant.listening, digests=journal
+                    ),
                     observers=[journaled] if journaled is not None else (),
-                    digests=journal,
-                    listening=variant.listening,
                 )
                 gc.collect()  # start every trial from the same heap; collections during the run count
                 result = asyncio.run(performer.run())

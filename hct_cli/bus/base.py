@@ -8,31 +8,27 @@ interchangeable under it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from hct_cli.call_result import CallResult
 
 __all__ = ["Broadcast", "Bus", "Handler"]
 
 
-@dataclass(slots=True)  # not frozen: built once per call on the hot path, never mutated
+def _no_answer() -> CallResult:
+    return CallResult(None, None)
+
+
+@dataclass(slots=True)  # not frozen: built once per call on the hot path
 class Broadcast:
-    """One result on the bus: what a station produced, under which tag version, at what cost."""
+    """One result on the bus: what a station's call answered (or why it failed), under which tag version."""
 
     station: str
     version: int
     ok: bool
-    output: Any = None
+    result: CallResult = field(default_factory=_no_answer)  # a failure's: no output, no figures
     error: str | None = None
-    model: str | None = None
-    tier: str | None = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0  # the call's own latency (drawn when simulated)
-    worker: str | None = None
-    cached: bool = False  # served from the L5 result cache at no cost
-    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
-    cache_write_tokens: int = 0  # prompt tokens written to it
 
     @property
     def tag(self) -> str:
@@ -40,48 +36,46 @@ class Broadcast:
 
     def to_data(self) -> dict[str, Any]:
         """The result's fields as JSON data (the journal's ``result`` rows); defaults left out."""
+        result = self.result
         data: dict[str, Any] = {
-            "output": self.output,
-            "model": self.model,
-            "tier": self.tier,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "cost_usd": self.cost_usd,
-            "latency_s": self.latency_s,
+            "output": result.output,
+            "model": result.model,
+            "tier": result.tier,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "cost_usd": result.cost_usd,
+            "latency_s": result.latency_s,
         }
         if not self.ok:
             data["ok"] = False
             data["error"] = self.error
-        if self.cached:
+        if result.cached:
             data["cached"] = True
-        if self.cached_tokens:
-            data["cached_tokens"] = self.cached_tokens
-        if self.cache_write_tokens:
-            data["cache_write_tokens"] = self.cache_write_tokens
-        if self.worker is not None:
-            data["worker"] = self.worker
+        if result.cached_tokens:
+            data["cached_tokens"] = result.cached_tokens
+        if result.cache_write_tokens:
+            data["cache_write_tokens"] = result.cache_write_tokens
+        if result.worker is not None:
+            data["worker"] = result.worker
         return data
 
     @classmethod
     def from_data(cls, station: str, version: int, data: Mapping[str, Any]) -> Broadcast:
         """The inverse of :meth:`to_data`."""
-        return cls(
-            station,
-            version,
-            bool(data.get("ok", True)),
+        result = CallResult(
             data.get("output"),
-            data.get("error"),
             data.get("model"),
-            data.get("tier"),
             int(data.get("prompt_tokens", 0)),
             int(data.get("completion_tokens", 0)),
             float(data.get("cost_usd", 0.0)),
             float(data.get("latency_s", 0.0)),
-            data.get("worker"),
+            data.get("tier"),
             bool(data.get("cached", False)),
+            data.get("worker"),
             int(data.get("cached_tokens", 0)),
             int(data.get("cache_write_tokens", 0)),
         )
+        return cls(station, version, bool(data.get("ok", True)), result, data.get("error"))
 
 
 Handler = Callable[[Broadcast], None]

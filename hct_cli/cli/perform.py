@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from hct_cli.engine import EngineOptions, Hands, ResumeState
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
@@ -425,26 +426,25 @@ def _perform_claimed(
         desk = HumanDesk(run_id, db, terminal=plain and not as_json and sys.stdin.isatty() and sys.stderr.isatty())
         performer = Performer(
             program,
-            provider_for,
-            inputs=config.inputs,
-            dispatch=config.dispatch,
-            observers=observers,
-            budget_usd=config.budget(score),
-            run_id=run_id,
-            gates=Gatekeeper(
-                tiers=program.tiers,
-                simulate_seed=config.seed if config.simulate else None,
-                allow_exec=allow_exec,
-                desk=desk,
-                refs=refs,
+            Hands(
+                provider_for,
+                judge_provider=judges,
+                tokenizer=tokenizer,
+                gates=Gatekeeper(
+                    tiers=program.tiers,
+                    simulate_seed=config.seed if config.simulate else None,
+                    allow_exec=allow_exec,
+                    desk=desk,
+                    refs=refs,
+                ),
+                predictors=Predictors(db),
             ),
-            judge_provider=judges,
-            predictors=Predictors(db),
-            recall=recalled,
-            spent_before_usd=spent_before,
-            start_versions=start_versions,
-            digests=True,
-            tokenizer=tokenizer,
+            inputs=config.inputs,
+            options=EngineOptions(
+                dispatch=config.dispatch, budget_usd=config.budget(score), digests=True, run_id=run_id
+            ),
+            resume=ResumeState(recall=recalled or {}, start_versions=start_versions, spent_before_usd=spent_before),
+            observers=observers,
         )
         journal.on_failure = performer.fail
         tiers = list(program.tiers)

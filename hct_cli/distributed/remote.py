@@ -18,11 +18,11 @@ import asyncio
 from collections.abc import Awaitable
 from typing import Protocol
 
-from hct_cli.bus.base import Broadcast
 from hct_cli.bus.wire import Result
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.work import Mode, encode_work
 from hct_cli.errors import BusError
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 
 __all__ = ["Issuer", "RemoteProvider"]
 
@@ -85,7 +85,7 @@ class RemoteProvider:
         assert message is not None
         if not message.ok:
             raise ProviderError(message.error or "the call failed on its worker")
-        return _call_result(message)
+        return message.result  # the worker's answer, as its provider gave it
 
     def _heard(self, result: Result) -> None:
         waiting = self._waiting.get((result.station, result.version))
@@ -103,19 +103,3 @@ class RemoteProvider:
         for answer, _request in self._waiting.values():
             if not answer.done():
                 answer.set_exception(error)
-
-
-def _call_result(message: Broadcast) -> CallResult:
-    return CallResult(
-        message.output,
-        message.model or "",
-        message.prompt_tokens,
-        message.completion_tokens,
-        message.cost_usd,
-        message.latency_s,
-        message.tier,
-        message.cached,
-        message.worker,
-        message.cached_tokens,
-        message.cache_write_tokens,
-    )

@@ -18,7 +18,7 @@ from typing import Any
 from hct_cli.jsonio import dumps
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import CallRequest
-from hct_cli.score.model import Agent, Simulate
+from hct_cli.score.model import Agent, agent_from_data
 
 __all__ = ["Mode", "Work", "decode_work", "encode_work"]
 
@@ -90,15 +90,8 @@ def _agent_data(agent: Agent) -> dict[str, Any]:
 
 
 def _agent(data: Mapping[str, Any]) -> Agent:
-    return Agent(
-        name=str(data["name"]),
-        index=0,
-        max_tokens=int(data["max_tokens"]),
-        tempo=data.get("tempo", "moderato"),
-        timeout_s=data.get("timeout_s"),
-        writes=tuple(data.get("writes", ())),
-        simulate=Simulate.from_data(data.get("simulate", {})),
-    )
+    """The agent a work item carries: only the figures providers read (see :func:`_agent_data`)."""
+    return agent_from_data(str(data["name"]), 0, {**data, "max_tokens": int(data["max_tokens"])})
 
 
 def encode_work(run: str, request: CallRequest, mode: Mode) -> str:

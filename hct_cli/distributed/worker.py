@@ -205,7 +205,7 @@ class Worker:
             )
         else:
             message = await self._call(work)
-        message.worker = self.worker
+        message.result.worker = self.worker
         if message.ok:
             self.report.completed += 1
         else:
@@ -226,7 +226,7 @@ class Worker:
             error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
             return Broadcast(request.agent.name, request.version, False, error=self._redact.text(error))
         message = broadcast_of(request.agent.name, request, result)
-        message.output = self._redact.data(message.output)  # the worker's own keys never leave it
+        message.result.output = self._redact.data(message.result.output)  # the worker's own keys never leave it
         return message
 
     async def _provider(self, mode: Mode) -> Provider:

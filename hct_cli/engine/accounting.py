@@ -71,7 +71,7 @@ def critical_chain(program: Program, records: Mapping[str, AgentRecord]) -> list
 
 def _spent(message: Broadcast, recalled: set[int]) -> float:
     """The time a call took of this segment: none when its answer was taken from the journal."""
-    return 0.0 if id(message) in recalled else message.latency_s
+    return 0.0 if id(message) in recalled else message.result.latency_s
 
 
 def frontier_price(program: Program) -> ModelInfo | None:
@@ -89,9 +89,11 @@ def frontier_cost(program: Program, stations: Iterable[Station]) -> float:
         record = station.record
         if station.agent.kind != "llm" or not record.calls:
             continue
-        paid = [message for message in record.all_calls() if not message.cached]
+        paid = [message for message in record.all_calls() if not message.result.cached]
         cost = sum(
-            price.cost(message.prompt_tokens, message.completion_tokens) if price else message.cost_usd
+            price.cost(message.result.prompt_tokens, message.result.completion_tokens)
+            if price
+            else message.result.cost_usd
             for message in paid
         )
         record.frontier_cost_usd = cost
@@ -106,7 +108,7 @@ def price_worst_cases(stations: Iterable[Station], prompt_tokens: Callable[[Stat
         if station.agent.kind == "llm" and record.calls and not record.worst_case_usd:
             # The last call of its own (not a judge's, not squashed work), when there is one.
             last = record.result or (record.earlier[-1] if record.earlier else record.all_calls()[-1])
-            tokens = max(last.prompt_tokens, prompt_tokens(station))
+            tokens = max(last.result.prompt_tokens, prompt_tokens(station))
             record.worst_case_usd = worst_case_usd(
                 record.model or station.route.model, tokens, station.agent.max_tokens
             )

@@ -221,7 +221,7 @@ class ContextFitter:
             pieces.append(Piece(f"{namespace}.{name}", shown(values[name]), rank, self._produced(namespace, name)))
         earlier = station.record.earlier
         if agent.vamp is not None and station.iteration > 1 and earlier:
-            pieces.append(Piece(PREVIOUS, shown(earlier[-1].output), 0, _LATEST))
+            pieces.append(Piece(PREVIOUS, shown(earlier[-1].result.output), 0, _LATEST))
         return pieces
 
     def _produced(self, namespace: str, name: str) -> int:

@@ -178,8 +178,8 @@ class Gatekeeper:
             answer = await judge_call(request)
         except Exception as exc:  # a judge that cannot answer fails the check, it does not crash the run
             return Verdict(False, f"the judge ({tier.model}) failed: {getattr(exc, 'message', None) or exc}")
-        score, reason = judge_score(answer.output)
+        score, reason = judge_score(answer.result.output)
         if score is None:
-            return Verdict(False, f"the judge ({answer.model}) gave no score: {reason!r}")
+            return Verdict(False, f"the judge ({answer.result.model}) gave no score: {reason!r}")
         passed = score >= judge.threshold
         return Verdict(passed, f"judge scored {score:.2f} (threshold {judge.threshold:g}): {reason}")

@@ -50,7 +50,7 @@ class AgentRecord:
 
     @property
     def model(self) -> str | None:
-        return self._call.model or self.route_model
+        return self._call.result.model or self.route_model
 
     @property
     def calls(self) -> int:
@@ -65,38 +65,38 @@ class AgentRecord:
 
     @property
     def cached_calls(self) -> int:
-        return sum(1 for b in self.all_calls() if b.cached)
+        return sum(1 for b in self.all_calls() if b.result.cached)
 
     # Tokens, cost and latency add up over every call of this agent (replays, vamp passes, retries,
     # judges, squashed work).
     @property
     def prompt_tokens(self) -> int:
-        return sum(b.prompt_tokens for b in self.all_calls())
+        return sum(b.result.prompt_tokens for b in self.all_calls())
 
     @property
     def completion_tokens(self) -> int:
-        return sum(b.completion_tokens for b in self.all_calls())
+        return sum(b.result.completion_tokens for b in self.all_calls())
 
     @property
     def cost_usd(self) -> float:
-        return sum(b.cost_usd for b in self.all_calls())
+        return sum(b.result.cost_usd for b in self.all_calls())
 
     @property
     def cached_tokens(self) -> int:
-        return sum(b.cached_tokens for b in self.all_calls())
+        return sum(b.result.cached_tokens for b in self.all_calls())
 
     @property
     def cache_write_tokens(self) -> int:
-        return sum(b.cache_write_tokens for b in self.all_calls())
+        return sum(b.result.cache_write_tokens for b in self.all_calls())
 
     @property
     def input_cost_usd(self) -> float:
         """What its prompts cost, cache reads and writes priced as the provider prices them."""
         total = 0.0
         for b in self.all_calls():
-            info = model_info(b.model) if b.model else None
+            info = model_info(b.result.model) if b.result.model else None
             if info is not None:
-                total += info.cost(b.prompt_tokens, 0, b.cached_tokens, b.cache_write_tokens)
+                total += info.cost(b.result.prompt_tokens, 0, b.result.cached_tokens, b.result.cache_write_tokens)
         return total
 
     @property
@@ -104,24 +104,28 @@ class AgentRecord:
         """What the provider's prompt cache saved against the same prompts sent uncached."""
         total = 0.0
         for b in self.all_calls():
-            info = model_info(b.model) if b.model and (b.cached_tokens or b.cache_write_tokens) else None
+            info = (
+                model_info(b.result.model)
+                if b.result.model and (b.result.cached_tokens or b.result.cache_write_tokens)
+                else None
+            )
             if info is not None:
-                total += info.cost(b.prompt_tokens, 0) - info.cost(
-                    b.prompt_tokens, 0, b.cached_tokens, b.cache_write_tokens
+                total += info.cost(b.result.prompt_tokens, 0) - info.cost(
+                    b.result.prompt_tokens, 0, b.result.cached_tokens, b.result.cache_write_tokens
                 )
         return total
 
     @property
     def latency_s(self) -> float:
-        return sum(b.latency_s for b in self.all_calls())
+        return sum(b.result.latency_s for b in self.all_calls())
 
     @property
     def output(self) -> Any:
-        return self._call.output
+        return self._call.result.output
 
     @property
     def worker(self) -> str | None:
-        return self._call.worker
+        return self._call.result.worker
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -163,12 +163,12 @@ class SharedState:
         Raises :class:`~hct_cli.errors.AccessError` when the result names a key the agent may
         not write (then nothing is written)."""
         agent = station.agent
-        values, error = _values(agent, message.output, self.frame, self.directory.lines)
+        values, error = _values(agent, message.result.output, self.frame, self.directory.lines)
         if error is not None:
             return error
         for key in values:
             self.directory.write(station.name, key)
-        appends = dict.fromkeys(agent.appends, message.output)
+        appends = dict.fromkeys(agent.appends, message.result.output)
         return self.directory.commit(station.name, message.version, values, appends, agent.index)
 
     def let_go(self, station: Station) -> Released:

@@ -77,7 +77,7 @@ class Speculation:
             dependent.waiting += 1
             cost = 0.0
             if dependent.buffered is not None:
-                cost = dependent.buffered.cost_usd
+                cost = dependent.buffered.result.cost_usd
                 dependent.record.squashed.append(dependent.buffered)
                 dependent.buffered = None
             self.squashes += 1

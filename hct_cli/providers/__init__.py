@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+from hct_cli.providers.base import CallRequest, Provider, ProviderError
 
-__all__ = ["CallRequest", "CallResult", "Provider", "ProviderError"]
+__all__ = ["CallRequest", "Provider", "ProviderError"]

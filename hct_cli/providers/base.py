@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.call_result import CallResult
 from hct_cli.errors import HctError
 from hct_cli.program.routing import Route
 from hct_cli.score.model import Agent
@@ -18,7 +19,6 @@ __all__ = [
     "MAX_BACKOFF_S",
     "RETRIES",
     "CallRequest",
-    "CallResult",
     "Provider",
     "ProviderError",
     "Reporter",
@@ -95,21 +95,6 @@ class CallRequest:
         return messages
 
 
-@dataclass(slots=True)
-class CallResult:
-    output: Any
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    latency_s: float = 0.0
-    tier: str | None = None  # the tier that answered, when a fallback moved the call
-    cached: bool = False  # served from the L5 result cache at no cost
-    worker: str | None = None  # the ``hct worker`` that made the call (distributed mode)
-    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
-    cache_write_tokens: int = 0  # prompt tokens written to it
-
-
 class Provider(Protocol):
     """Executes calls. Implementations: simulated, litellm (real models), exec (python/shell)."""
 
@@ -126,21 +111,8 @@ def timeout_for(request: CallRequest) -> float:
 
 
 def broadcast_of(station: str, request: CallRequest, result: CallResult) -> Broadcast:
-    """A call's result as it goes on the bus under the request's tag version."""
-    return Broadcast(
-        station,
-        request.version,
-        True,
-        result.output,
-        None,
-        result.model,
-        result.tier or request.tier,
-        result.prompt_tokens,
-        result.completion_tokens,
-        result.cost_usd,
-        result.latency_s,
-        result.worker,
-        result.cached,
-        result.cached_tokens,
-        result.cache_write_tokens,
-    )
+    """A call's result as it goes on the bus under the request's tag version: the bus owns it from
+    now on (the tier that answered is the request's unless a fallback moved the call)."""
+    if not result.tier:
+        result.tier = request.tier
+    return Broadcast(station, request.version, True, result)

@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from hct_cli.call_result import CallResult
 from hct_cli.errors import AccessError
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError, timeout_for
+from hct_cli.providers.base import CallRequest, ProviderError, timeout_for
 from hct_cli.providers.enclave import ReadOnlyError, readonly
 from hct_cli.score.template import render
 

@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
+from hct_cli.call_result import CallResult
 from hct_cli.models import model_info
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import (
@@ -28,7 +29,6 @@ from hct_cli.providers.base import (
     MAX_BACKOFF_S,
     RETRIES,
     CallRequest,
-    CallResult,
     ProviderError,
     timeout_for,
 )

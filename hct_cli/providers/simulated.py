@@ -26,6 +26,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+from hct_cli.call_result import CallResult
 from hct_cli.models import ModelInfo, model_info, prefill_of
 from hct_cli.program.compile import expected_latency_s
 from hct_cli.program.routing import Route
@@ -34,7 +35,6 @@ from hct_cli.providers.base import (
     MAX_BACKOFF_S,
     RETRIES,
     CallRequest,
-    CallResult,
     ProviderError,
     timeout_for,
 )

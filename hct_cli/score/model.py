@@ -29,6 +29,7 @@ __all__ = [
     "TacetIf",
     "TierSpec",
     "Vamp",
+    "agent_from_data",
     "build_score",
     "checks_of",
 ]
@@ -228,7 +229,11 @@ class Score:
         return self.path.parent if self.path is not None else Path.cwd()
 
 
-def _agent(name: str, index: int, data: Mapping[str, Any], defaults: Mapping[str, Any]) -> Agent:
+def agent_from_data(
+    name: str, index: int, data: Mapping[str, Any], defaults: Mapping[str, Any] = MappingProxyType({})
+) -> Agent:
+    """An :class:`Agent` from its data, as a score declares it (``defaults``: the score's
+    ``defaults`` section) or as a work item carries it to a worker: the one place one is built."""
     merged = {**defaults, **data}
     simulate = {**defaults.get("simulate", {}), **data.get("simulate", {})}
     fermata = data.get("fermata")
@@ -289,7 +294,9 @@ def _routing(data: Mapping[str, Any]) -> Routing:
 def build_score(data: Mapping[str, Any], *, path: Path | None = None, document: Document | None = None) -> Score:
     """Build the typed model from schema-valid data."""
     defaults = data.get("defaults", {})
-    agents = {name: _agent(name, index, spec, defaults) for index, (name, spec) in enumerate(data["agents"].items())}
+    agents = {
+        name: agent_from_data(name, index, spec, defaults) for index, (name, spec) in enumerate(data["agents"].items())
+    }
     inputs = {
         name: InputSpec(
             name=name,

@@ -13,8 +13,9 @@ import hashlib
 import sqlite3
 import time
 
+from hct_cli.call_result import CallResult
 from hct_cli.jsonio import dumps, loads
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.redact import Redactor
 
 __all__ = ["Predictors", "ResultCache", "cache_key"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hct_cli.providers.base import CallRequest, CallResult, Provider
+from hct_cli.call_result import CallResult
+from hct_cli.providers.base import CallRequest, Provider
 from hct_cli.store.cache import ResultCache, cache_key
 
 __all__ = ["CachingProvider"]

@@ -16,7 +16,8 @@ import pytest
 
 from hct_cli.bus.base import Broadcast, Bus
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.engine import perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import Hands, perform
 from hct_cli.program.compile import compile_score
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import build_score
@@ -59,7 +60,7 @@ async def quiet(rounds: int = 200) -> None:
 
 
 def message(station: str, version: int = 1) -> Broadcast:
-    return Broadcast(station, version, True, output=f"{station}@{version}")
+    return Broadcast(station, version, True, CallResult(f"{station}@{version}", None))
 
 
 def test_every_subscriber_receives_every_message_in_order(bus_factory: BusFactory) -> None:
@@ -89,14 +90,16 @@ def test_messages_arrive_intact(bus_factory: BusFactory) -> None:
         "review",
         3,
         True,
-        output={"findings": ["a", "b"], "score": 0.5},
-        model="gpt-4o-mini",
-        tier="mid",
-        prompt_tokens=120,
-        completion_tokens=45,
-        cost_usd=0.000045,
-        latency_s=1.25,
-        worker="w1",
+        CallResult(
+            {"findings": ["a", "b"], "score": 0.5},
+            "gpt-4o-mini",
+            prompt_tokens=120,
+            completion_tokens=45,
+            cost_usd=0.000045,
+            latency_s=1.25,
+            tier="mid",
+            worker="w1",
+        ),
     )
     failure = Broadcast("parse", 1, False, error="the model refused")
 
@@ -195,7 +198,7 @@ def test_a_run_completes_over_the_bus(bus_factory: BusFactory) -> None:
         bus = await bus_factory()
         heard: list[Broadcast] = []
         bus.subscribe(heard.append)
-        result = await perform(compile_score(score), lambda spec: SimulatedProvider(0), bus=bus)
+        result = await perform(compile_score(score), Hands(lambda spec: SimulatedProvider(0)), bus=bus)
         await bus.close()
         return result.status, sorted(m.tag for m in heard)
 

@@ -8,6 +8,7 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.wire import Result, decode_result, encode_notice, encode_result
+from hct_cli.call_result import CallResult
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -17,15 +18,17 @@ def full_broadcast() -> Broadcast:
         "review",
         4,
         True,
-        output={"findings": ["a", "b"], "note": "naïve ✓"},
-        model="gpt-4o-mini",
-        tier="frontier",
-        prompt_tokens=120,
-        completion_tokens=45,
-        cost_usd=0.000045,
-        latency_s=1.25,
-        worker="w1",
-        cached=True,
+        CallResult(
+            {"findings": ["a", "b"], "note": "naïve ✓"},
+            "gpt-4o-mini",
+            prompt_tokens=120,
+            completion_tokens=45,
+            cost_usd=0.000045,
+            latency_s=1.25,
+            tier="frontier",
+            cached=True,
+            worker="w1",
+        ),
     )
 
 
@@ -42,7 +45,7 @@ def test_a_result_survives_the_trip_with_its_notes() -> None:
 
 
 def test_a_failed_result_survives_the_trip() -> None:
-    failure = Broadcast("parse", 2, False, error="the model refused", worker="w2")
+    failure = Broadcast("parse", 2, False, CallResult(None, None, worker="w2"), error="the model refused")
     result = decode_result(encode_result(failure))
     assert result.kind == "result"
     assert (result.station, result.version) == ("parse", 2)
@@ -54,10 +57,10 @@ def test_a_failed_result_survives_the_trip() -> None:
 
 
 def test_a_plain_result_keeps_its_defaults() -> None:
-    message = Broadcast("s", 1, True, output="text")
+    message = Broadcast("s", 1, True, CallResult("text", None))
     result = decode_result(encode_result(message, []))
     assert result.message == message
-    assert result.message is not None and result.message.worker is None and result.message.cached is False
+    assert result.message is not None and result.message.result.worker is None and result.message.result.cached is False
 
 
 def test_a_notice_becomes_a_result_without_a_message() -> None:

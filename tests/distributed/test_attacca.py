@@ -11,6 +11,7 @@ from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker
+from hct_cli.engine import Hands
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
@@ -47,9 +48,9 @@ async def perform_over_workers(url: str, data: dict[str, Any], workers: int) -> 
     judge = SimulatedProvider(4)
     performer = Performer(
         program,
-        lambda spec: session.provider,
-        gates=Gatekeeper(tiers=program.tiers, simulate_seed=4),
-        judge_provider=judge,
+        Hands(
+            lambda spec: session.provider, judge_provider=judge, gates=Gatekeeper(tiers=program.tiers, simulate_seed=4)
+        ),
     )
     queues = [await RedisWorkQueue.open(url, f"w{i}", claim_after_s=2.0) for i in range(workers)]
     stop = asyncio.Event()

@@ -14,6 +14,7 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.wire import decode_result, encode_result
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.work import Mode, Work, decode_work, encode_work
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import CallRequest
@@ -250,14 +251,16 @@ def test_the_shared_section_and_the_prompt_cache_figures_survive_the_trip() -> N
     decoded = decode_work(encode_work("r1", request, Mode("simulated", 0, 0.0))).request
     assert (decoded.system, decoded.shared, decoded.prompt) == (request.system, request.shared, request.prompt)
     assert decoded.user_text == request.user_text
-    message = Broadcast("plain", 1, True, "ok", model="claude-sonnet-4-5", cached_tokens=900, cache_write_tokens=40)
+    message = Broadcast(
+        "plain", 1, True, CallResult("ok", "claude-sonnet-4-5", cached_tokens=900, cache_write_tokens=40)
+    )
     heard = decode_result(encode_result(message)).message
-    assert heard is not None and (heard.cached_tokens, heard.cache_write_tokens) == (900, 40)
+    assert heard is not None and (heard.result.cached_tokens, heard.result.cache_write_tokens) == (900, 40)
 
 
 def test_the_remote_provider_hands_on_the_prompt_cache_figures() -> None:
-    from hct_cli.distributed.remote import _call_result
-
-    message = Broadcast("plain", 1, True, "ok", model="gpt-4o", cached_tokens=1024, cache_write_tokens=0)
-    result = _call_result(message)
+    message = Broadcast("plain", 1, True, CallResult("ok", "gpt-4o", cached_tokens=1024, cache_write_tokens=0))
+    heard = decode_result(encode_result(message)).message
+    assert heard is not None
+    result = heard.result  # what the remote provider returns as its call's result
     assert (result.cached_tokens, result.cache_write_tokens) == (1024, 0)

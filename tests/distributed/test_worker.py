@@ -19,13 +19,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.call_result import CallResult
 from hct_cli.distributed.conductor import ConductorBus
 from hct_cli.distributed.keys import GROUP, work_stream
 from hct_cli.distributed.queue import RedisWorkQueue
 from hct_cli.distributed.remote import RemoteProvider
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker, WorkerReport
-from hct_cli.engine import Performer, RunResult
+from hct_cli.engine import EngineOptions, Hands, Performer, RunResult
 from hct_cli.errors import BusError, UsageError
 from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
@@ -143,7 +144,9 @@ def test_a_run_over_redis_matches_the_same_run_in_process(redis_server: Any, rep
             async with serving(redis_server.url, "w-one") as serve:
                 await until(lambda: serve.joined(run_id), "the worker to join the run")
                 assert (await run_keys(redis_server.url, run_id))[1], "the run is announced to workers"
-                performer = Performer(program, lambda spec: provider, inputs=inputs, run_id=run_id)
+                performer = Performer(
+                    program, Hands(lambda spec: provider), inputs=inputs, options=EngineOptions(run_id=run_id)
+                )
                 result = await asyncio.wait_for(performer.run(), HANG_S)
                 await bus.close()
                 leftovers.append(await run_keys(redis_server.url, run_id))  # the worker still serving
@@ -155,7 +158,7 @@ def test_a_run_over_redis_matches_the_same_run_in_process(redis_server: Any, rep
 
     async def local() -> RunResult:
         provider = SimulatedProvider(SEED, time_scale=TIME_SCALE)
-        return await Performer(program, lambda spec: provider, inputs=inputs).run()
+        return await Performer(program, Hands(lambda spec: provider), inputs=inputs).run()
 
     result, provider, report, leftovers = asyncio.run(remote())
     expected = asyncio.run(local())
@@ -189,7 +192,7 @@ def test_two_workers_share_a_run_and_no_result_commits_twice(redis_server: Any) 
                 serving(redis_server.url, "w-b", concurrency=2) as b,
             ):
                 await until(lambda: a.joined(run_id) and b.joined(run_id), "both workers to join the run")
-                performer = Performer(program, lambda spec: provider, run_id=run_id)
+                performer = Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id))
                 result = await asyncio.wait_for(performer.run(), HANG_S)
                 first, second = await a.stopped(), await b.stopped()
         finally:
@@ -228,7 +231,9 @@ def test_a_silent_workers_call_is_reclaimed_and_the_performer_hears_of_it(redis_
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 2, 1.0), bus)
-            performer = Performer(program, lambda spec: provider, run_id=run_id, observers=[events.append])
+            performer = Performer(
+                program, Hands(lambda spec: provider), observers=[events.append], options=EngineOptions(run_id=run_id)
+            )
             await silent.refresh()
             await silent.beat({"in_flight": 0, "concurrency": 1}, ())
             running = asyncio.get_running_loop().create_task(performer.run())
@@ -286,7 +291,9 @@ def test_a_drained_worker_hands_back_its_call_and_another_worker_completes_it(re
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 3, 1.0), bus)
-            performer = Performer(program, lambda spec: provider, run_id=run_id, observers=[events.append])
+            performer = Performer(
+                program, Hands(lambda spec: provider), observers=[events.append], options=EngineOptions(run_id=run_id)
+            )
             async with serving(url, "leaver", concurrency=1, drain_s=0) as leaver:
                 running = asyncio.get_running_loop().create_task(performer.run())
                 await until(lambda: leaver.worker.status()["in_flight"] == 1, "the call to be in flight")
@@ -359,7 +366,7 @@ def _malformed_item_scenario(url: str, payload: str, guard_s: float) -> tuple[Wo
                 await until(lambda: serve.worker.report.malformed == 1, "the item to be dropped", guard_s)
                 await until_pending(url, stream, 0, guard_s)
                 # The worker still serves: a real call after the bad one completes.
-                performer = Performer(program, lambda spec: provider, run_id=run_id)
+                performer = Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id))
                 result = await asyncio.wait_for(performer.run(), HANG_S)
                 report = await serve.stopped()
         finally:
@@ -436,7 +443,9 @@ def test_losing_redis_mid_run_interrupts_the_run(redis_server: Any) -> None:
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 6, 1.0), bus)
-            performer = Performer(program, lambda spec: provider, run_id=run_id, observers=[events.append])
+            performer = Performer(
+                program, Hands(lambda spec: provider), observers=[events.append], options=EngineOptions(run_id=run_id)
+            )
             async with serving(url, "w-lost", drain_s=0) as serve:
                 running = asyncio.get_running_loop().create_task(performer.run())
                 await until(lambda: serve.worker.status()["in_flight"] == 1, "the slow call to be in flight")
@@ -481,7 +490,7 @@ def test_a_late_result_from_a_worker_thought_silent_never_commits(redis_server: 
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 8, 1.0), bus)
-            performer = Performer(program, lambda spec: provider, run_id=run_id)
+            performer = Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id))
             await silent.refresh()
             await silent.beat({}, ())
             running = asyncio.get_running_loop().create_task(performer.run())
@@ -493,7 +502,7 @@ def test_a_late_result_from_a_worker_thought_silent_never_commits(redis_server: 
             assert len(taken) == 1, "the silent worker never got the first call"
             async with serving(url, "rescuer", claim_after_s=1.0, heartbeat_s=0.2) as rescuer:
                 await until(lambda: performer.records["first"].status == "done", "the rescuer's result to commit")
-                stale = Broadcast("first", 1, True, output="stale", model="gpt-4o-mini", cost_usd=1.0, worker="silent")
+                stale = Broadcast("first", 1, True, CallResult("stale", "gpt-4o-mini", cost_usd=1.0, worker="silent"))
                 await silent.finish(taken[0], stale, [])
                 await until(lambda: provider.duplicates == 1, "the late result to be heard")
                 result = await asyncio.wait_for(running, HANG_S)
@@ -536,7 +545,9 @@ def test_a_worker_takes_only_the_tiers_it_serves(redis_server: Any) -> None:
                 serving(url, "w-mid", tiers=["mid"]) as soft,
             ):
                 await until(lambda: loud.joined(run_id) and soft.joined(run_id), "both workers to join the run")
-                result = await asyncio.wait_for(Performer(program, lambda spec: provider, run_id=run_id).run(), HANG_S)
+                result = await asyncio.wait_for(
+                    Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id)).run(), HANG_S
+                )
         finally:
             await bus.close()
         return result
@@ -571,7 +582,9 @@ def test_an_attacca_hand_off_goes_to_the_worker_that_produced_the_cue(redis_serv
                 serving(url, "w-y", concurrency=2, heartbeat_s=0.2) as y,
             ):
                 await until(lambda: x.joined(run_id) and y.joined(run_id), "both workers to join the run")
-                result = await asyncio.wait_for(Performer(program, lambda spec: provider, run_id=run_id).run(), HANG_S)
+                result = await asyncio.wait_for(
+                    Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id)).run(), HANG_S
+                )
         finally:
             await bus.close()
         return result
@@ -599,7 +612,7 @@ def test_a_call_handed_back_on_a_bus_opened_without_its_tier_is_not_lost(redis_s
         try:
             provider = RemoteProvider(Mode("simulated", 11, 1.0), bus)
             running = asyncio.get_running_loop().create_task(
-                Performer(program, lambda spec: provider, run_id=run_id).run()
+                Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id)).run()
             )
             async with serving(url, "leaver", concurrency=1, drain_s=0) as leaver:
                 await until(lambda: leaver.worker.status()["in_flight"] == 1, "the call to be in flight")
@@ -631,7 +644,9 @@ def test_a_malformed_result_on_the_cdb_does_not_deafen_the_conductor(redis_serve
             await xadd(url, f"hct:run:{run_id}:cdb", {"r": '{"kind":"result","station":"x","version":1,"result":[]}'})
             await until(lambda: bus.malformed == 1, "the bad result to be counted", 1.0)
             async with serving(url, "w-cdb"):
-                return await asyncio.wait_for(Performer(program, lambda spec: provider, run_id=run_id).run(), 3.0)
+                return await asyncio.wait_for(
+                    Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id)).run(), 3.0
+                )
         finally:
             await bus.close()
 
@@ -648,7 +663,7 @@ def test_a_worker_stopped_while_redis_is_away_still_returns_its_report(redis_ser
         running: asyncio.Task[RunResult] | None = None
         try:
             provider = RemoteProvider(Mode("simulated", 13, 1.0), bus)
-            performer = Performer(program, lambda spec: provider, run_id=run_id)
+            performer = Performer(program, Hands(lambda spec: provider), options=EngineOptions(run_id=run_id))
             async with serving(url, "w-away", drain_s=0) as serve:
                 running = asyncio.get_running_loop().create_task(performer.run())
                 await until(lambda: serve.worker.status()["in_flight"] == 1, "the slow call to be in flight")

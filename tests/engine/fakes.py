@@ -17,13 +17,15 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Performer, RunResult
+from hct_cli.call_result import CallResult
+from hct_cli.engine import Hands, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.lint import load_score_text
-from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+from hct_cli.providers.base import CallRequest, Provider, ProviderError
 from hct_cli.score.model import build_score
+from hct_cli.store.cache import Predictors
 
 __all__ = [
     "GatedProvider",
@@ -198,15 +200,25 @@ def score(agents: Mapping[str, Any], **sections: Any) -> Program:
 
 
 def performer(
-    program: Program, provider: Any, events: list[Event] | None = None, *, allow_exec: bool = False, **options: Any
+    program: Program,
+    provider: Any,
+    events: list[Event] | None = None,
+    *,
+    allow_exec: bool = False,
+    gates: Gatekeeper | None = None,
+    judge_provider: Provider | None = None,
+    predictors: Predictors | None = None,
+    **options: Any,
 ) -> Performer:
     """A Performer that sends every call to ``provider`` and appends every event to ``events``.
 
     With ``allow_exec`` and no ``gates`` of the test's own, its Gatekeeper runs python checks.
+    ``options`` are the Performer's own keywords (``inputs``, ``options``, ``resume``, ``bus``).
     """
-    if allow_exec:
-        options.setdefault("gates", Gatekeeper(tiers=program.tiers, allow_exec=True))
-    return Performer(program, lambda spec: provider, observers=[events.append] if events is not None else [], **options)
+    if allow_exec and gates is None:
+        gates = Gatekeeper(tiers=program.tiers, allow_exec=True)
+    hands = Hands(lambda spec: provider, judge_provider=judge_provider, gates=gates, predictors=predictors)
+    return Performer(program, hands, observers=[events.append] if events is not None else [], **options)
 
 
 def run(program: Program, provider: Any, events: list[Event] | None = None, **options: Any) -> RunResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.call_result import CallResult
 from hct_cli.engine.accounting import critical_chain, critical_path
 from hct_cli.engine.result import AgentRecord
 from tests.engine.fakes import program_of
@@ -23,7 +24,7 @@ DIAMOND = {
 
 def records(latency: dict[str, float]) -> dict[str, AgentRecord]:
     return {
-        name: AgentRecord(status="done", result=Broadcast(name, 1, True, latency_s=seconds))
+        name: AgentRecord(status="done", result=Broadcast(name, 1, True, CallResult(None, None, latency_s=seconds)))
         for name, seconds in latency.items()
     }
 

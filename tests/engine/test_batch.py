@@ -10,10 +10,11 @@ import asyncio
 
 import pytest
 
-from hct_cli.engine import Performer, RunResult, perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import EngineOptions, Hands, Performer, RunResult, perform
 from hct_cli.engine.dispatch import Batch
 from hct_cli.events import Event
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import GatedProvider, program_of, seen, settle, until
 
@@ -33,7 +34,14 @@ def test_batch_waits_for_the_whole_superstep() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider, dispatch="batch", observers=[events.append]))
+        run = asyncio.create_task(
+            perform(
+                program,
+                Hands(lambda spec: provider),
+                observers=[events.append],
+                options=EngineOptions(dispatch="batch"),
+            )
+        )
         await until(lambda: set(provider.started) == {"a", "b"}, "first superstep issued")
         provider.open("a")
         await until(lambda: seen(events, "cue", "a"), "a committed")
@@ -61,7 +69,9 @@ def test_reactive_does_not_wait_for_unrelated_work() -> None:
     provider = GatedProvider()
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider, dispatch="reactive"))
+        run = asyncio.create_task(
+            perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch="reactive"))
+        )
         await until(lambda: set(provider.started) == {"a", "b"}, "roots issued")
         provider.open("a")
         await until(lambda: "x" in provider.started, "x issued")
@@ -86,7 +96,7 @@ def test_batch_counts_supersteps_by_depth() -> None:
         }
     )
     provider = GatedProvider()
-    performer = Performer(program, lambda spec: provider, dispatch="batch")
+    performer = Performer(program, Hands(lambda spec: provider), options=EngineOptions(dispatch="batch"))
 
     async def scenario() -> RunResult:
         run = asyncio.create_task(performer.run())
@@ -143,7 +153,14 @@ def test_sequential_never_has_two_calls_in_flight() -> None:
     program = program_of(WIDE)
     provider = CountingProvider()
     events: list[Event] = []
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch="sequential", observers=[events.append]))
+    result = asyncio.run(
+        perform(
+            program,
+            Hands(lambda spec: provider),
+            observers=[events.append],
+            options=EngineOptions(dispatch="sequential"),
+        )
+    )
     assert result.status == "completed"
     assert provider.peak == 1
     assert tuple(provider.order) == program.order
@@ -157,7 +174,9 @@ def test_sequential_with_gates_holds_the_next_call() -> None:
     provider = GatedProvider()
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider, dispatch="sequential"))
+        run = asyncio.create_task(
+            perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch="sequential"))
+        )
         for name in program.order:
             await until(lambda n=name: n in provider.started, f"{name} issued")
             await settle()
@@ -177,7 +196,9 @@ def test_parallel_policies_overlap_independent_roots(dispatch: str) -> None:
     provider = GatedProvider()
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider, dispatch=dispatch))
+        run = asyncio.create_task(
+            perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch=dispatch))
+        )
         await until(lambda: set(provider.started) == {"r1", "r2", "r3"}, "all roots in flight")
         assert provider.peak == 3
         for name in ("r1", "r2", "r3", "m1", "m2", "end"):

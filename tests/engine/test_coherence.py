@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.coherence import CoherenceError, Directory, HoldTable, lock_modes
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
@@ -101,7 +102,13 @@ def run(program: Any, coherence: str | None = None, seed: int = 0) -> tuple[RunR
     events: list[Event] = []
     provider = SimulatedProvider(seed, time_scale=0.05)
     inputs = resolve_inputs(program.score, {})
-    performer = Performer(program, lambda spec: provider, inputs=inputs, observers=[events.append], coherence=coherence)
+    performer = Performer(
+        program,
+        Hands(lambda spec: provider),
+        inputs=inputs,
+        observers=[events.append],
+        options=EngineOptions(coherence=coherence),
+    )
     return asyncio.run(performer.run()), events
 
 

@@ -50,6 +50,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.coherence import Directory, HoldTable, Mode, lock_modes
 from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.perform import Performer
@@ -496,7 +497,9 @@ def test_a_budget_stop_under_hold_leaves_nobody_waiting_for_locks() -> None:
     program = program_of({name: dict(agent) for name in ("a", "b", "c")}, state={"k": {"initial": ""}})
     budget = 1.2 * worst_case_usd(model, prompt, max_tokens)  # a's call fits, b's does not after it
     assert budget > 0, f"no price for {model}"
-    performer = Performer(program, lambda spec: SimulatedProvider(0), budget_usd=budget, coherence="hold")
+    performer = Performer(
+        program, Hands(lambda spec: SimulatedProvider(0)), options=EngineOptions(budget_usd=budget, coherence="hold")
+    )
 
     async def run() -> Any:
         return await asyncio.wait_for(performer.run(), 2.0)

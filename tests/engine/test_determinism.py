@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import RunResult, perform
+from hct_cli.engine import EngineOptions, Hands, RunResult, perform
 from hct_cli.program.compile import Program
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
@@ -43,9 +43,9 @@ def run(seed: int, dispatch: str = "reactive", prog: Program | None = None) -> t
     result = asyncio.run(
         perform(
             prog or program(),
-            lambda spec: SimulatedProvider(seed),
-            dispatch=dispatch,
+            Hands(lambda spec: SimulatedProvider(seed)),
             inputs={"diff": "--- a/x.py\n+++ b/x.py\n"},
+            options=EngineOptions(dispatch=dispatch),
         )
     )
     assert result.status == "completed"
@@ -95,11 +95,7 @@ def test_outputs_do_not_depend_on_completion_order() -> None:
 
     def figures(scale: float) -> dict[str, Any]:
         result = asyncio.run(
-            perform(
-                program(),
-                lambda spec: SimulatedProvider(9, time_scale=scale),
-                inputs={"diff": "d"},
-            )
+            perform(program(), Hands(lambda spec: SimulatedProvider(9, time_scale=scale)), inputs={"diff": "d"})
         )
         return {name: (r.output, r.cost_usd) for name, r in result.agents.items()}
 
@@ -114,5 +110,5 @@ def test_appended_items_follow_declaration_order() -> None:
     }
     prog = program_of(agents, state={"notes": {"initial": ["seed"]}})
     for seed in range(4):
-        result = asyncio.run(perform(prog, lambda spec, s=seed: SimulatedProvider(s)))
+        result = asyncio.run(perform(prog, Hands(lambda spec, s=seed: SimulatedProvider(s))))
         assert result.state["notes"] == ["seed", "item 0", "item 1", "item 2"]

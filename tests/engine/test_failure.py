@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from hct_cli.engine import perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import EngineOptions, Hands, perform
 from hct_cli.events import Event
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
 
@@ -51,7 +52,11 @@ def test_failure_skips_dependents_and_spares_independent_branches(dispatch: str)
     program = program_of(SHAPE)
     provider = Failing({"bad": ProviderError("the model refused")})
     events: list[Event] = []
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch=dispatch, observers=[events.append]))
+    result = asyncio.run(
+        perform(
+            program, Hands(lambda spec: provider), observers=[events.append], options=EngineOptions(dispatch=dispatch)
+        )
+    )
 
     assert result.status == "failed"
     agents = result.agents
@@ -82,7 +87,7 @@ def test_failure_skips_dependents_and_spares_independent_branches(dispatch: str)
 def test_an_unexpected_exception_is_reported_with_its_type() -> None:
     program = program_of({"a": {"prompt": "a"}, "b": {"prompt": "{{ cues.a }}", "cues": ["a"]}})
     provider = Failing({"a": RuntimeError("kaboom")})
-    result = asyncio.run(perform(program, lambda spec: provider))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider)))
     assert result.status == "failed"
     assert result.agents["a"].error == "RuntimeError: kaboom"
     assert result.agents["b"].status == "skipped"
@@ -96,7 +101,7 @@ def test_the_failed_unit_is_released(dispatch: str) -> None:
         routing={"tiers": {"mid": {"model": "gpt-4o-mini", "concurrency": 1}}},
     )
     provider = Failing({"bad": ProviderError("nope")})
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch=dispatch))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch=dispatch)))
     assert result.status == "failed"
     assert provider.called == ["bad", "x", "y"]
     assert [result.agents[n].status for n in ("bad", "x", "y")] == ["failed", "done", "done"]
@@ -107,7 +112,7 @@ def test_every_root_failing_still_ends_the_run() -> None:
         {"a": {"prompt": "a"}, "b": {"prompt": "b"}, "c": {"prompt": "c", "cues": ["a", "b"]}},
     )
     provider = Failing({"a": ProviderError("a down"), "b": ProviderError("b down")})
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch="batch"))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch="batch")))
     assert result.status == "failed"
     assert [result.agents[n].status for n in "abc"] == ["failed", "failed", "skipped"]
 
@@ -125,7 +130,7 @@ class Answering:
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")])
 def test_an_answer_holding_a_non_finite_number_fails_its_agent(number: float) -> None:
     program = program_of({"a": {"prompt": "a", "writes": ["x"]}}, state={"x": {"initial": 0}})
-    result = asyncio.run(perform(program, lambda spec: Answering({"deep": [1, number]})))
+    result = asyncio.run(perform(program, Hands(lambda spec: Answering({"deep": [1, number]}))))
     record = result.agents["a"]
     assert record.status == "failed"
     assert record.error is not None and "deep[1]" in record.error and "finite" in record.error
@@ -136,7 +141,7 @@ def test_an_answer_with_a_lone_surrogate_stays_text_that_can_be_written() -> Non
     # A provider's JSON may escape half a UTF-16 pair ("\ud800"); Python decodes it as it is.
     program = program_of({"a": {"prompt": "a"}, "b": {"prompt": "{{ cues.a }}", "cues": ["a"]}})
     provider = Answering("x\ud800y \ud83d\ude00")
-    result = asyncio.run(perform(program, lambda spec: provider, digests=True))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), options=EngineOptions(digests=True)))
     assert result.status == "completed", result.agents["b"].error
     assert result.agents["a"].output == "x\ufffdy \U0001f600"
     assert str(result.agents["a"].output).encode("utf-8")
@@ -151,7 +156,7 @@ def test_a_simulated_call_past_its_timeout_retries_falls_back_and_fails_as_a_rea
     )
     events: list[Event] = []
     provider = SimulatedProvider(0, time_scale=0.001)
-    result = asyncio.run(perform(program, lambda spec: provider, observers=[events.append]))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), observers=[events.append]))
     assert result.status == "failed"
     slow = result.agents["slow"]
     assert slow.status == "failed" and slow.error is not None and "Timeout" in slow.error

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from hct_cli.engine import EngineOptions
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.events import Event
 from hct_cli.program.compile import Program
@@ -207,13 +208,13 @@ def test_a_simulated_judge_passes_at_pass_rate_one_and_its_call_is_a_priced_chec
     assert judges[0].model == "gpt-4o-mini" and judges[0].tier == "mid"  # the judge's default tier
     assert "is a haiku" in judges[0].prompt and str(a.output) in judges[0].prompt
     [check] = a.checks
-    assert check.cost_usd > 0
-    assert a.result is not None and a.result.cost_usd > 0
-    assert a.cost_usd == pytest.approx(a.result.cost_usd + check.cost_usd)
+    assert check.result.cost_usd > 0
+    assert a.result is not None and a.result.result.cost_usd > 0
+    assert a.cost_usd == pytest.approx(a.result.result.cost_usd + check.result.cost_usd)
     assert a.calls == 2
     assert result.cost_usd == pytest.approx(a.cost_usd + result.agents["b"].cost_usd)
     [judge_event] = [e for e in events if e.kind == "result" and e.data.get("purpose") == "judge"]
-    assert judge_event.station == "a" and judge_event.data["cost_usd"] == check.cost_usd
+    assert judge_event.station == "a" and judge_event.data["cost_usd"] == check.result.cost_usd
     [gate] = kinds(events, "gate", "a")
     assert gate.data["passed"] is True and gate.data["reason"].startswith("judge scored ")
     assert seen(events, "fermata", "a")
@@ -230,9 +231,9 @@ def test_a_simulated_judge_fails_at_pass_rate_zero_and_every_judge_call_is_paid(
     assert a.status == "failed" and a.version == 2
     assert a.error is not None and a.error.startswith("fermata failed 2 times: judge scored ")
     assert "(threshold 0.7)" in a.error
-    assert len(a.checks) == 2 and all(check.cost_usd > 0 for check in a.checks)
+    assert len(a.checks) == 2 and all(check.result.cost_usd > 0 for check in a.checks)
     assert [r.version for r in provider.requests if r.purpose == "judge"] == [1, 2]
-    paid = [m.cost_usd for m in a.all_calls()]
+    paid = [m.result.cost_usd for m in a.all_calls()]
     assert len(paid) == 4  # two answers, two judges
     assert a.cost_usd == pytest.approx(sum(paid))
     assert result.cost_usd == pytest.approx(a.cost_usd)
@@ -269,8 +270,8 @@ def test_a_litellm_judge_with_a_mock_response_decides_the_gate(
     assert not any(r.purpose == "judge" for r in provider.requests), "the judge went to the agent's provider"
     a = result.agents["a"]
     [check] = a.checks
-    assert check.output == answer and check.model == "gpt-4o-mini"
-    assert a.cost_usd == pytest.approx(provider.cost + check.cost_usd)
+    assert check.result.output == answer and check.result.model == "gpt-4o-mini"
+    assert a.cost_usd == pytest.approx(provider.cost + check.result.cost_usd)
     [gate] = kinds(events, "gate", "a")
     assert gate.data["passed"] is passed and reason in gate.data["reason"]
     assert a.status == ("done" if passed else "failed")
@@ -345,7 +346,13 @@ def test_a_person_decides_from_another_shell_through_the_database(verdict: str, 
     db = connect()
     desk = HumanDesk("run-db", db, poll_s=0.01)
     events: list[Event] = []
-    p = performer(program, Scripted(), events, gates=Gatekeeper(tiers=program.tiers, desk=desk), run_id="run-db")
+    p = performer(
+        program,
+        Scripted(),
+        events,
+        gates=Gatekeeper(tiers=program.tiers, desk=desk),
+        options=EngineOptions(run_id="run-db"),
+    )
 
     async def cues() -> None:
         await eventually(lambda: "a" in desk.waiting, "the desk waits for a decision on a")
@@ -406,7 +413,7 @@ def test_retry_runs_a_new_version_whose_prompt_carries_the_failure_reason(kind: 
     assert result.status == "completed"
     a = result.agents["a"]
     assert (a.status, a.version, a.output) == ("done", 2, "the answer is 42")
-    assert [m.output for m in a.earlier] == ["no digits here"]
+    assert [m.result.output for m in a.earlier] == ["no digits here"]
     first, second = provider.of("a")
     assert (first.version, second.version) == (1, 2)
     assert "did not pass" not in first.prompt

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.governor import HEADROOM, Governor, worst_case_usd
 from hct_cli.engine.perform import Performer
 from hct_cli.events import Event
@@ -98,7 +99,12 @@ def test_boost_moves_one_tier_up_even_without_a_budget() -> None:
 
 def run(program: Program, budget: float | None) -> tuple[Any, list[Event]]:
     events: list[Event] = []
-    performer = Performer(program, lambda spec: SimulatedProvider(0), budget_usd=budget, observers=[events.append])
+    performer = Performer(
+        program,
+        Hands(lambda spec: SimulatedProvider(0)),
+        observers=[events.append],
+        options=EngineOptions(budget_usd=budget),
+    )
     return asyncio.run(performer.run()), events
 
 
@@ -141,8 +147,8 @@ def test_under_a_budget_a_call_never_falls_back_to_a_dearer_tier() -> None:
             seen.append(tuple(f.tier for f in request.fallbacks))
             return await super().call(request)
 
-    asyncio.run(Performer(program, lambda spec: Recorder(0)).run())
-    asyncio.run(Performer(program, lambda spec: Recorder(0), budget_usd=1.0).run())
+    asyncio.run(Performer(program, Hands(lambda spec: Recorder(0))).run())
+    asyncio.run(Performer(program, Hands(lambda spec: Recorder(0)), options=EngineOptions(budget_usd=1.0)).run())
     assert seen == [("frontier",), ()]
 
 
@@ -167,7 +173,7 @@ def test_a_failed_gate_that_escalates_sends_the_retry_one_tier_up() -> None:
             return result
 
     events: list[Event] = []
-    result = asyncio.run(Performer(program, lambda spec: ShortOnMid(0), observers=[events.append]).run())
+    result = asyncio.run(Performer(program, Hands(lambda spec: ShortOnMid(0)), observers=[events.append]).run())
     assert result.status == "completed"
     record = result.agents["a"]
     assert (record.tier, record.model, record.version, record.calls) == ("frontier", "claude-sonnet-4-5", 2, 2)

@@ -8,7 +8,8 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.engine import perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import Hands, perform
 from hct_cli.events import Event
 from tests.engine.fakes import GatedProvider, program_of, settle, until
 
@@ -27,7 +28,7 @@ def test_cancelling_a_run_cancels_every_call_in_flight() -> None:
     events: list[Event] = []
 
     async def scenario() -> None:
-        run = asyncio.create_task(perform(program, lambda spec: provider, observers=[events.append]))
+        run = asyncio.create_task(perform(program, Hands(lambda spec: provider), observers=[events.append]))
         await until(lambda: set(provider.started) == {"a", "b"}, "roots in flight")
         run.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -46,7 +47,7 @@ def test_cancelling_after_a_completed_call_cancels_only_the_rest() -> None:
     provider = GatedProvider()
 
     async def scenario() -> None:
-        run = asyncio.create_task(perform(program, lambda spec: provider))
+        run = asyncio.create_task(perform(program, Hands(lambda spec: provider)))
         await until(lambda: set(provider.started) == {"a", "b"}, "roots in flight")
         provider.open("a")
         await until(lambda: provider.finished == ["a"], "a finished")
@@ -67,9 +68,9 @@ def test_a_stale_broadcast_does_not_orphan_the_call_in_flight() -> None:
     bus = MemoryBus()
 
     async def scenario() -> None:
-        run = asyncio.create_task(perform(program, lambda spec: provider, bus=bus))
+        run = asyncio.create_task(perform(program, Hands(lambda spec: provider), bus=bus))
         await until(lambda: set(provider.started) == {"a", "b"}, "roots in flight")
-        await bus.publish(Broadcast("a", 0, True, output="stale"))  # ignored, a@1 still runs
+        await bus.publish(Broadcast("a", 0, True, CallResult("stale", None)))  # ignored, a@1 still runs
         await settle()
         run.cancel()
         with pytest.raises(asyncio.CancelledError):

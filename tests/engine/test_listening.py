@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Performer, RunResult
+from hct_cli.call_result import CallResult
+from hct_cli.engine import EngineOptions, Hands, Performer, RunResult
 from hct_cli.engine import listening as listening_module
 from hct_cli.engine.listening import wait_of
 from hct_cli.events import Event
@@ -29,7 +30,7 @@ from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.inputs import resolve_inputs
 from hct_cli.program.lint import load_score
-from hct_cli.providers.base import CallRequest, CallResult, Provider, ProviderError
+from hct_cli.providers.base import CallRequest, Provider, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score import Score
 from hct_cli.score.tempo import TEMPI, Tempo
@@ -144,10 +145,10 @@ def perform(
     events: list[Event] = []
     performer = Performer(
         compile_score(score),
-        lambda spec: provider,
+        Hands(lambda spec: provider),
         inputs=resolve_inputs(score, inputs or {}),
         observers=[events.append],
-        listening=listening,
+        options=EngineOptions(listening=listening),
     )
     return asyncio.run(performer.run()), events, performer
 
@@ -289,7 +290,7 @@ def test_a_bounded_follower_goes_without_the_cache_once_its_bound_is_up(monkeypa
     def scenario(tempo: Tempo) -> tuple[HeldFirstToken, set[str], RunResult]:
         provider = HeldFirstToken()
         score = reviewers_at(tempo)
-        performer = Performer(compile_score(score), lambda spec: provider, inputs=resolve_inputs(score, {}))
+        performer = Performer(compile_score(score), Hands(lambda spec: provider), inputs=resolve_inputs(score, {}))
         seen: set[str] = set()
 
         async def run() -> RunResult:
@@ -413,16 +414,16 @@ def test_without_first_token_reports_a_one_token_warm_up_writes_the_cache_before
     assert len(record.warm_ups) == 1 and all(not result.agents[n].warm_ups for n in REVIEWERS if n != leader)
     [event] = [e for e in kinds(events, "result") if e.data.get("purpose") == "warm_up"]
     assert event.station == leader
-    cost = record.warm_ups[0].cost_usd
+    cost = record.warm_ups[0].result.cost_usd
     assert cost > 0 and event.data["cost_usd"] == pytest.approx(cost)
-    assert record.warm_ups[0].cache_write_tokens > 0
+    assert record.warm_ups[0].result.cache_write_tokens > 0
     assert result.cost_usd == pytest.approx(sum(e.data["cost_usd"] for e in kinds(events, "result")))
-    calls_only = sum(r.result.cost_usd for r in result.agents.values() if r.result is not None)
+    calls_only = sum(r.result.result.cost_usd for r in result.agents.values() if r.result is not None)
     assert result.cost_usd - calls_only == pytest.approx(cost)
     assert record.calls == 2
 
     # Then all six calls, the leader's too, read the cache the warm-up wrote.
-    assert all(result.agents[n].result.cached_tokens > 0 for n in REVIEWERS)  # type: ignore[union-attr]
+    assert all(result.agents[n].result.result.cached_tokens > 0 for n in REVIEWERS)  # type: ignore[union-attr]
     assert performer.listening.to_json() == {"followers": 5, "warm_ups": 1}
 
 

@@ -21,11 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hct_cli.engine import RunResult, perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import EngineOptions, Hands, RunResult, perform
 from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
 from hct_cli.program.routing import DEFAULT_TIERS, TIER_ORDER
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.score.model import DYNAMICS, build_score
 from hct_cli.score.tempo import TEMPOS
@@ -137,9 +138,9 @@ def test_every_dependency_finishes_before_its_dependent_starts(data: dict[str, A
         result = asyncio.run(
             perform(
                 program,
-                lambda spec: SimulatedProvider(seed, time_scale=0.5),
-                dispatch=policy,
+                Hands(lambda spec: SimulatedProvider(seed, time_scale=0.5)),
                 observers=[events.append],
+                options=EngineOptions(dispatch=policy),
             )
         )
         check_common(program, result)
@@ -195,7 +196,7 @@ def test_units_and_failures_on_random_dags(
     program = compile_score(build_score(data))
     failing = frozenset(f"a{i}" for i in failures) & set(program.stations)
     provider = Metered(seed, failing)
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch=policy))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch=policy)))
 
     for tier, peak in provider.peak.items():
         assert tier is not None

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from hct_cli.bus.base import Broadcast, Handler
-from hct_cli.engine import RunResult, perform
+from hct_cli.engine import Hands, RunResult, perform
 from hct_cli.events import Event
 from tests.engine.fakes import GatedProvider, index_of, program_of, seen, settle, until
 
@@ -59,7 +59,7 @@ def test_station_waits_for_last_operand_and_fires_on_it() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        task = asyncio.create_task(perform(program, lambda spec: provider, observers=[events.append]))
+        task = asyncio.create_task(perform(program, Hands(lambda spec: provider), observers=[events.append]))
         await until(lambda: set(provider.started) == {"a", "b", "d"}, "roots issued")
         assert "c" not in provider.started
 
@@ -108,7 +108,7 @@ def test_operand_order_does_not_matter() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        task = asyncio.create_task(perform(program, lambda spec: provider, observers=[events.append]))
+        task = asyncio.create_task(perform(program, Hands(lambda spec: provider), observers=[events.append]))
         await until(lambda: len(provider.started) == 3, "roots issued")
         provider.open("b")
         await until(lambda: seen(events, "cue", "b"), "b committed")
@@ -141,7 +141,7 @@ def test_chain_fires_step_by_step() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        task = asyncio.create_task(perform(program, lambda spec: provider, observers=[events.append]))
+        task = asyncio.create_task(perform(program, Hands(lambda spec: provider), observers=[events.append]))
         await until(lambda: set(provider.started) == {"a", "slow"}, "roots issued")
         for link, successor in (("a", "b"), ("b", "c")):
             await settle()
@@ -167,7 +167,7 @@ def test_results_reach_the_scheduler_only_through_the_bus() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        task = asyncio.create_task(perform(program, lambda spec: provider, bus=bus, observers=[events.append]))
+        task = asyncio.create_task(perform(program, Hands(lambda spec: provider), bus=bus, observers=[events.append]))
         await until(lambda: provider.started == ["a"], "a issued")
         provider.open("a")
         await until(lambda: len(bus.pending) == 1, "a's result published")
@@ -202,7 +202,7 @@ def test_fan_out_releases_every_dependent_on_one_broadcast() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        task = asyncio.create_task(perform(program, lambda spec: provider, observers=[events.append]))
+        task = asyncio.create_task(perform(program, Hands(lambda spec: provider), observers=[events.append]))
         await until(lambda: provider.started == ["root"], "root issued")
         provider.open("root")
         await until(lambda: set(provider.started) == {"root", "x", "y", "z"}, "fan-out issued")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hct_cli.bus.base import Broadcast
+from hct_cli.call_result import CallResult
+from hct_cli.engine import ResumeState
 from hct_cli.events import Event
 from hct_cli.store.runs import RecalledCall
 from tests.engine.fakes import Scripted, kinds, run, score
@@ -23,7 +25,13 @@ STATE = {"doc": {"initial": ""}}
 def _recall(*keys: tuple[str, int, str]) -> dict[tuple[str, int, str], RecalledCall]:
     """A journal that holds these results, arrived in this order; no digest, so any request matches."""
     return {
-        key: RecalledCall(None, None, None, Broadcast(key[0], key[1], True, f"<{key[0]}@{key[1]} journaled>"), float(i))
+        key: RecalledCall(
+            None,
+            None,
+            None,
+            Broadcast(key[0], key[1], True, CallResult(f"<{key[0]}@{key[1]} journaled>", None)),
+            float(i),
+        )
         for i, key in enumerate(keys)
     }
 
@@ -37,7 +45,7 @@ def test_journaled_results_arrive_in_the_journal_order(order: tuple[str, str, st
     program = score(AGENTS, state=STATE)
     recall = _recall(*((name, 1, "call") for name in order))
     provider, events = Scripted(), []
-    result = run(program, provider, events, recall=recall)
+    result = run(program, provider, events, resume=ResumeState(recall=recall))
     assert result.status == "completed"
     # The first journaled result commits; the others read a value that moved and run again.
     first, *others = order
@@ -54,7 +62,7 @@ def test_an_order_the_run_no_longer_follows_is_given_up() -> None:
     # The journal's first result is of an agent this score does not have: never asked for.
     recall = _recall(("gone", 1, "call"), ("a", 1, "call"))
     provider, events = Scripted(), []
-    result = run(program, provider, events, recall=recall)
+    result = run(program, provider, events, resume=ResumeState(recall=recall))
     assert result.status == "completed"
     (given_up,) = kinds(events, "replay_order")
     assert (given_up.data["how"], given_up.data["expected"], given_up.data["delivered"]) == ("diverged", "gone@1", 0)
@@ -64,9 +72,9 @@ def test_an_order_the_run_no_longer_follows_is_given_up() -> None:
 def test_cost_counts_what_earlier_segments_paid_once() -> None:
     program = score(AGENTS, state=STATE)
     recall = _recall(("a", 1, "call"))
-    recall[("a", 1, "call")].result.cost_usd = 0.5
+    recall[("a", 1, "call")].result.result.cost_usd = 0.5
     provider = Scripted(cost=0.25)
     # Earlier segments paid 0.5 for a@1 and 0.125 for a call no longer delivered (squashed).
-    result = run(program, provider, [], recall=recall, spent_before_usd=0.625)
+    result = run(program, provider, [], resume=ResumeState(recall=recall, spent_before_usd=0.625))
     assert result.cost_usd == pytest.approx(0.625 + 0.25 * len(provider.requests))
     assert result.cost_usd != sum(record.cost_usd for record in result.agents.values())

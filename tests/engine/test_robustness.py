@@ -6,9 +6,11 @@ import asyncio
 
 import pytest
 
+from hct_cli.call_result import CallResult
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.perform import Performer, perform
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
 
@@ -28,7 +30,7 @@ def test_a_prompt_that_cannot_render_fails_its_station_and_the_run_ends() -> Non
             "d": fast(),
         }
     )
-    result = asyncio.run(asyncio.wait_for(perform(program, lambda spec: SimulatedProvider(0)), 10))
+    result = asyncio.run(asyncio.wait_for(perform(program, Hands(lambda spec: SimulatedProvider(0))), 10))
     assert result.status == "failed"
     assert result.agents["b"].status == "failed"
     assert "could not be rendered" in (result.agents["b"].error or "")
@@ -43,7 +45,11 @@ def test_a_budget_waits_for_calls_in_flight_before_it_stops(dispatch: str) -> No
         for name in ("a", "b")
     }
     budget = 1.5 * worst_case_usd("claude-sonnet-4-5", 1, 4000)
-    performer = Performer(program_of(agents), lambda spec: SimulatedProvider(0), budget_usd=budget, dispatch=dispatch)
+    performer = Performer(
+        program_of(agents),
+        Hands(lambda spec: SimulatedProvider(0)),
+        options=EngineOptions(dispatch=dispatch, budget_usd=budget),
+    )
     result = asyncio.run(asyncio.wait_for(performer.run(), 10))
     assert result.status == "completed", "the outcome must not depend on the dispatch policy"
     assert result.cost_usd <= budget
@@ -58,7 +64,7 @@ def test_frontier_cost_counts_every_call_of_an_agent_that_ends_without_a_result(
                 raise RuntimeError("boom")
             return await SimulatedProvider(0).call(request)
 
-    result = asyncio.run(perform(program, lambda spec: FailSecond()))
+    result = asyncio.run(perform(program, Hands(lambda spec: FailSecond())))
     record = result.agents["a"]
     assert record.status == "failed" and record.calls == 1
     assert record.cost_usd > 0 and record.frontier_cost_usd > record.cost_usd

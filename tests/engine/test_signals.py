@@ -48,7 +48,7 @@ def test_each_vamp_pass_is_a_new_version_that_commits_its_writes_and_sees_the_la
     assert result.status == "completed"
     a = result.agents["a"]
     assert (a.status, a.version, a.output, a.calls) == ("done", 3, "v3 DONE", 3)
-    assert [m.output for m in a.earlier] == ["v1", "v2"]
+    assert [m.result.output for m in a.earlier] == ["v1", "v2"]
     assert [m.version for m in a.earlier] == [1, 2]
     # Every pass committed its write: the state held pass v's output once pass v was done.
     assert during == [(1, "v1", 1), (2, "v2", 2)]
@@ -349,7 +349,7 @@ def test_a_caesura_restores_exactly_the_last_downbeat_checkpoint_and_squashes_la
     for name in ("d", "e"):  # committed after the checkpoint
         assert agents[name].status == "squashed", name
         assert agents[name].error == "squashed by the caesura"
-        assert [m.output for m in agents[name].squashed] == [f"<{name}@1>"]
+        assert [m.result.output for m in agents[name].squashed] == [f"<{name}@1>"]
         assert agents[name].output is None
     assert agents["f"].status == "squashed"
     assert agents["f"].error == "fermata failed: does not contain 'good'"

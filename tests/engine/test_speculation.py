@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Performer, RunResult
+from hct_cli.engine import EngineOptions, Performer, RunResult
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.events import Event
 from hct_cli.program.compile import Program
@@ -140,7 +140,7 @@ def test_a_failed_gate_squashes_buffered_dependents_and_they_refire_on_the_retry
     a, b, c = (result.agents[n] for n in "abc")
     assert (a.version, a.status) == (2, "done")
     assert "misses the point" in provider.of("a")[1].prompt
-    assert [m.output for m in b.squashed] == ["<b@1>"]
+    assert [m.result.output for m in b.squashed] == ["<b@1>"]
     assert (b.version, b.output, b.operands) == (2, "<b@2>", {"a": 2})
     assert b.cost_usd == pytest.approx(0.5)  # the squashed call was paid for too
     # c never ran on squashed work.
@@ -358,8 +358,8 @@ def test_a_caesura_squashes_speculative_work_and_cancels_the_held_gate(gatecheck
     assert gatechecks.pending() == []
     assert result.state == {"x": "x0", "y": "y0"}
     assert {n: r.status for n, r in result.agents.items()} == {"a": "squashed", "b": "squashed", "f": "squashed"}
-    assert [m.output for m in result.agents["a"].squashed] == ["<a@1>"]
-    assert [m.output for m in result.agents["b"].squashed] == ["<b@1>"]
+    assert [m.result.output for m in result.agents["a"].squashed] == ["<a@1>"]
+    assert [m.result.output for m in result.agents["b"].squashed] == ["<b@1>"]
     assert not seen(events, "cue", "a") and not seen(events, "cue", "b")
     assert result.caesura is not None and result.caesura["squashed"] == {"a": 1, "b": 1, "f": 1}
 
@@ -498,7 +498,7 @@ def check_invariant(program: Program, result: RunResult, provider: Recording, ev
     assert result.squashes == len(squashes)
     assert result.squashed_cost_usd == pytest.approx(sum(e.data["cost_usd"] for e in squashes))
     assert result.squashed_cost_usd == pytest.approx(
-        sum(m.cost_usd for r in result.agents.values() for m in r.squashed)
+        sum(m.result.cost_usd for r in result.agents.values() for m in r.squashed)
     )
     assert result.speculated == sum(1 for e in kinds(events, "speculate")) - result.squashes
 
@@ -527,7 +527,14 @@ def test_the_invariant_holds_under_every_dispatch_policy(dispatch: str) -> None:
     for seed in range(8):
         provider = simulated(seed)
         events: list[Event] = []
-        p = performer(program, provider, events, allow_exec=True, predictors=Predictors(), dispatch=dispatch)
+        p = performer(
+            program,
+            provider,
+            events,
+            allow_exec=True,
+            predictors=Predictors(),
+            options=EngineOptions(dispatch=dispatch),
+        )
         result = asyncio.run(p.run())
         assert result.status in ("completed", "failed"), (seed, result.status)
         check_invariant(program, result, provider, events)

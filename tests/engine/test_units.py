@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import RunResult, perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import EngineOptions, Hands, RunResult, perform
 from hct_cli.events import Event
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from tests.engine.fakes import GatedProvider, program_of, settle, until
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,7 +51,7 @@ def test_a_tier_never_has_more_calls_in_flight_than_its_units() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider, observers=[events.append]))
+        run = asyncio.create_task(perform(program, Hands(lambda spec: provider), observers=[events.append]))
         opened = 0
         while opened < len(names):
             expected = min(2, len(names) - opened)
@@ -75,7 +76,7 @@ def test_concurrency_limit_holds_with_a_fast_provider(dispatch: str) -> None:
     agents["join"] = {"prompt": "j", "cues": list(agents), "tempo": "allegro"}
     program = program_of(agents, routing=mid_tier(2))
     provider = Recorder()
-    result = asyncio.run(perform(program, lambda spec: provider, dispatch=dispatch))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch=dispatch)))
     assert result.status == "completed"
     assert provider.peak == 2
 
@@ -85,7 +86,7 @@ def test_unlimited_tiers_run_everything_at_once() -> None:
     provider = GatedProvider()
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider))
+        run = asyncio.create_task(perform(program, Hands(lambda spec: provider)))
         await until(lambda: len(provider.in_flight) == 5, "all five in flight")
         provider.open(*provider.started)
         return await run
@@ -104,7 +105,7 @@ def test_presto_is_issued_before_largo_when_units_are_scarce() -> None:
     }
     program = program_of(agents, routing=mid_tier(1))
     provider = Recorder()
-    result = asyncio.run(perform(program, lambda spec: provider))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider)))
     assert result.status == "completed"
     assert provider.peak == 1
     # Roots are released in issue order too: tempo first, then declaration order among equals.
@@ -122,7 +123,7 @@ def test_longest_remaining_path_breaks_tempo_ties() -> None:
     program = program_of(agents, routing=mid_tier(1))
     assert program.stations["long"].remaining_s > program.stations["short"].remaining_s
     provider = Recorder()
-    result = asyncio.run(perform(program, lambda spec: provider))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider)))
     assert result.status == "completed"
     assert provider.order.index("long") < provider.order.index("short")
     # long2 (two stations left) outranks first and short (one each) once it becomes ready;
@@ -139,6 +140,6 @@ def test_a_newly_ready_station_does_not_jump_the_queue() -> None:
     }
     program = program_of(agents, routing=mid_tier(1))
     provider = Recorder()
-    result = asyncio.run(perform(program, lambda spec: provider))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider)))
     assert result.status == "completed"
     assert provider.order == ["first", "queued", "late"]

@@ -9,9 +9,10 @@ import pytest
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.bus.memory import MemoryBus
-from hct_cli.engine import RunResult, perform
+from hct_cli.call_result import CallResult
+from hct_cli.engine import Hands, RunResult, perform
 from hct_cli.events import Event
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import GatedProvider, program_of, seen, settle, until
 
@@ -37,7 +38,7 @@ def test_broadcasts_carry_versioned_tags_in_commit_order() -> None:
     heard: list[Broadcast] = []
     bus.subscribe(heard.append)  # subscribed before the scheduler: sees each broadcast first
     events: list[Event] = []
-    result = asyncio.run(perform(program, lambda spec: SimulatedProvider(3), bus=bus, observers=[events.append]))
+    result = asyncio.run(perform(program, Hands(lambda spec: SimulatedProvider(3)), bus=bus, observers=[events.append]))
     assert result.status == "completed"
     assert sorted(m.tag for m in heard) == ["a@1", "b@1", "c@1", "d@1"]
     assert all(m.ok and m.version == 1 for m in heard)
@@ -46,8 +47,8 @@ def test_broadcasts_carry_versioned_tags_in_commit_order() -> None:
     for m in heard:
         record = result.agents[m.station]
         assert record.version == m.version
-        assert record.output == m.output
-        assert record.cost_usd == m.cost_usd
+        assert record.output == m.result.output
+        assert record.cost_usd == m.result.cost_usd
     assert result.agents["b"].operands == {"a": 1}
     assert result.agents["c"].operands == {"a": 1}
     assert result.agents["d"].operands == {"b": 1, "c": 1}
@@ -60,12 +61,12 @@ def test_duplicate_and_stale_broadcasts_are_ignored_during_a_run() -> None:
     events: list[Event] = []
 
     async def scenario() -> RunResult:
-        run = asyncio.create_task(perform(program, lambda spec: provider, bus=bus, observers=[events.append]))
+        run = asyncio.create_task(perform(program, Hands(lambda spec: provider), bus=bus, observers=[events.append]))
         await until(lambda: set(provider.started) == {"a", "b"}, "roots issued")
 
         # While a@1 runs, an old version (a@0) and a version from the future (a@2) arrive.
-        await bus.publish(Broadcast("a", 0, True, output="stale"))
-        await bus.publish(Broadcast("a", 2, True, output="future"))
+        await bus.publish(Broadcast("a", 0, True, CallResult("stale", None)))
+        await bus.publish(Broadcast("a", 2, True, CallResult("future", None)))
         await settle()
         assert not seen(events, "cue", "a")
 
@@ -73,8 +74,8 @@ def test_duplicate_and_stale_broadcasts_are_ignored_during_a_run() -> None:
         await until(lambda: seen(events, "cue", "a"), "a@1 committed")
 
         # a@1 again (at-least-once delivery) and a@0: c still needs b and must not fire.
-        await bus.publish(Broadcast("a", 1, True, output="duplicate"))
-        await bus.publish(Broadcast("a", 0, True, output="stale"))
+        await bus.publish(Broadcast("a", 1, True, CallResult("duplicate", None)))
+        await bus.publish(Broadcast("a", 0, True, CallResult("stale", None)))
         await bus.publish(Broadcast("a", 1, False, error="late failure"))
         await settle()
         assert "c" not in provider.started, "a duplicate broadcast counted as c's second operand"
@@ -103,11 +104,11 @@ def test_a_broadcast_after_the_run_changes_nothing() -> None:
 
     async def scenario() -> tuple[RunResult, dict[str, object]]:
         result = await perform(
-            program, lambda spec: SimulatedProvider(0, time_scale=0.0), bus=bus, observers=[events.append]
+            program, Hands(lambda spec: SimulatedProvider(0, time_scale=0.0)), bus=bus, observers=[events.append]
         )
         before = {name: (r.status, r.version, r.output, r.error, dict(r.operands)) for name, r in result.agents.items()}
         n_events = len(events)
-        await bus.publish(Broadcast("a", 1, True, output="replayed"))
+        await bus.publish(Broadcast("a", 1, True, CallResult("replayed", None)))
         await bus.publish(Broadcast("a", 0, False, error="old"))
         await bus.publish(Broadcast("c", 1, False, error="late"))
         await settle()
@@ -142,7 +143,7 @@ def test_a_retried_agent_gets_a_new_version_and_its_dependent_records_it() -> No
         }
     )
     provider = ShortThenLong()
-    result = asyncio.run(perform(program, lambda spec: provider))
+    result = asyncio.run(perform(program, Hands(lambda spec: provider)))
     if [n for n, _, _ in provider.calls].count("a") == 1:
         pytest.skip("fermata retries are not implemented in hct_cli/engine/perform.py yet")
     assert result.status == "completed"
@@ -171,7 +172,7 @@ def test_a_vamping_agent_gets_a_new_version_per_pass_and_its_dependent_binds_the
                 return CallResult(output="x", model=request.model)
             return await provider.call(request)
 
-    result = asyncio.run(perform(program, lambda spec: Short()))
+    result = asyncio.run(perform(program, Hands(lambda spec: Short())))
     assert result.status == "completed"
     assert result.agents["a"].version == 3 and result.agents["a"].calls == 3
     assert result.agents["b"].operands == {"a": 3}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import perform
+from hct_cli.engine import Hands, perform
 from hct_cli.program.compile import StationSpec, compile_score
 from hct_cli.providers.base import CallRequest, Provider, ProviderError
 from hct_cli.providers.exec import ExecProvider
@@ -85,7 +85,7 @@ def test_python_agent_gets_its_cues_in_the_context(module: str) -> None:
             },
         }
     )
-    result = asyncio.run(perform(compile_score(score), provider_for, inputs={"word": "w"}))
+    result = asyncio.run(perform(compile_score(score), Hands(provider_for), inputs={"word": "w"}))
     assert result.status == "completed"
     record = result.agents["py"]
     keys = ["cues", "inputs", "reference_frame", "state"]  # state: only the keys it reads (none here)
@@ -162,7 +162,7 @@ def test_a_failing_shell_agent_fails_its_station_in_a_run() -> None:
             },
         }
     )
-    result = asyncio.run(perform(compile_score(score), provider_for))
+    result = asyncio.run(perform(compile_score(score), Hands(provider_for)))
     assert result.status == "failed"
     assert result.agents["ok"].output == "fine\n"
     assert result.agents["bad"].status == "failed"

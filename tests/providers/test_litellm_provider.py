@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
+from hct_cli.engine import Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.events import Event
@@ -27,7 +29,7 @@ from hct_cli.models import model_info
 from hct_cli.program.compile import compile_score
 from hct_cli.program.lint import load_score
 from hct_cli.program.routing import DEFAULT_TIERS, Route, fallbacks_of
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.litellm_provider import (
     Endpoint,
     LiteLLMProvider,
@@ -546,7 +548,7 @@ def perform(tmp_path: Path, ours: LiteLLMProvider) -> tuple[RunResult, list[Even
     program = compile_score(load_score(path))
     assert {name: spec.route.model for name, spec in program.stations.items()} == {"draft": MID, "review": FRONTIER}
     events: list[Event] = []
-    result = asyncio.run(Performer(program, lambda spec: ours, observers=[events.append]).run())
+    result = asyncio.run(Performer(program, Hands(lambda spec: ours), observers=[events.append]).run())
     return result, events
 
 

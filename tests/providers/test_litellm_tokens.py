@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hct_cli.cli import app
+from hct_cli.engine import Hands
 from hct_cli.engine.context import HOIST_CHARS, Tokenizer, pointer
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
@@ -136,7 +137,7 @@ def program() -> Program:
 
 def perform(tokenizer: Tokenizer | None) -> RunResult:
     provider = Mocked()
-    performer = Performer(program(), lambda spec: provider, inputs={"notes": NOTES}, tokenizer=tokenizer)
+    performer = Performer(program(), Hands(lambda spec: provider, tokenizer=tokenizer), inputs={"notes": NOTES})
     return asyncio.run(performer.run())
 
 

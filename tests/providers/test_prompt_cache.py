@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.engine import Performer
+from hct_cli.call_result import CallResult
+from hct_cli.engine import Hands, Performer
 from hct_cli.engine.result import AgentRecord
 from hct_cli.models import model_info, price_map
 from hct_cli.program.compile import compile_score
@@ -161,7 +162,7 @@ def test_the_six_reviewers_send_litellm_one_marked_prefix_and_the_warm_up_goes_t
     litellm provider reports no first tokens, so a one-token warm-up writes the cache first."""
     score = load_score(SCORE)
     provider = LiteLLMProvider(retries=0, mock=answering("- none"))
-    performer = Performer(compile_score(score), lambda spec: provider, inputs=resolve_inputs(score, {}))
+    performer = Performer(compile_score(score), Hands(lambda spec: provider), inputs=resolve_inputs(score, {}))
     result = asyncio.run(performer.run())
     assert result.status == "completed", {n: r.error for n, r in result.agents.items() if r.error}
 
@@ -303,8 +304,42 @@ def test_cost_prices_plain_cached_and_cache_writing_tokens_apart() -> None:
 def test_a_records_input_cost_and_saving_count_every_call_warm_ups_included() -> None:
     info = model_info(SONNET)
     assert info is not None
-    warm = Broadcast("a", 1, True, "", None, SONNET, "frontier", 20_000, 1, 0.0, 0.0, None, False, 0, 19_000)
-    read = Broadcast("a", 1, True, "", None, SONNET, "frontier", 20_100, 300, 0.0, 0.0, None, False, 19_000, 0)
+    warm = Broadcast(
+        "a",
+        1,
+        True,
+        CallResult(
+            "",
+            SONNET,
+            prompt_tokens=20_000,
+            completion_tokens=1,
+            cost_usd=0.0,
+            latency_s=0.0,
+            tier="frontier",
+            cached=False,
+            worker=None,
+            cached_tokens=0,
+            cache_write_tokens=19_000,
+        ),
+    )
+    read = Broadcast(
+        "a",
+        1,
+        True,
+        CallResult(
+            "",
+            SONNET,
+            prompt_tokens=20_100,
+            completion_tokens=300,
+            cost_usd=0.0,
+            latency_s=0.0,
+            tier="frontier",
+            cached=False,
+            worker=None,
+            cached_tokens=19_000,
+            cache_write_tokens=0,
+        ),
+    )
     record = AgentRecord(warm_ups=[warm], result=read)
     assert (record.cached_tokens, record.cache_write_tokens, record.calls) == (19_000, 19_000, 2)
     paid = (1000 * 3e-6 + 19_000 * 3.75e-6) + (1100 * 3e-6 + 19_000 * 3e-7)

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from hct_cli.call_result import CallResult
 from hct_cli.models import model_info
-from hct_cli.providers.base import CallRequest, CallResult, ProviderError
+from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.simulated import SimulatedProvider, draw
 from hct_cli.score.model import Agent, Simulate
 

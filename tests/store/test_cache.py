@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from hct_cli.providers.base import CallRequest, CallResult
+from hct_cli.call_result import CallResult
+from hct_cli.providers.base import CallRequest
 from hct_cli.score.model import Agent
 from hct_cli.store.cache import Predictors, ResultCache, cache_key
 from hct_cli.store.cached import CachingProvider

@@ -141,11 +141,24 @@ def test_recall_keys_by_agent_version_and_purpose() -> None:
     a = found[("a", 1, "call")]
     assert (a.model, a.tier, a.digest) == ("m-issued", "t-issued", "dig-a")  # the request it answered
     m = a.result
-    assert (m.station, m.version, m.ok, m.output, m.model, m.tier) == ("a", 1, True, "A1", "m-answered", "t-answered")
-    assert (m.prompt_tokens, m.completion_tokens, m.cost_usd, m.latency_s, m.cached) == (10, 5, 0.3, 0.5, True)
+    assert (m.station, m.version, m.ok, m.result.output, m.result.model, m.result.tier) == (
+        "a",
+        1,
+        True,
+        "A1",
+        "m-answered",
+        "t-answered",
+    )
+    assert (
+        m.result.prompt_tokens,
+        m.result.completion_tokens,
+        m.result.cost_usd,
+        m.result.latency_s,
+        m.result.cached,
+    ) == (10, 5, 0.3, 0.5, True)
     judge = found[("a", 1, "judge")]
     assert (judge.model, judge.digest) == ("judge", "dig-j")  # a judge's request is in its result
-    assert found[("c", 1, "call")].result.output == "latest"
+    assert found[("c", 1, "call")].result.result.output == "latest"
 
 
 def test_recall_pairs_a_result_with_the_issue_of_its_own_segment() -> None:
@@ -172,7 +185,7 @@ def test_recall_skips_versions_a_caesura_squashed() -> None:
     assert squashed_versions(db, journal.run_id) == {"a": 2, "b": 0}
     found = recall(db, journal.run_id)
     assert set(found) == {("a", 3, "call"), ("b", 1, "call")}
-    assert found[("a", 3, "call")].result.output == "a3"
+    assert found[("a", 3, "call")].result.result.output == "a3"
     assert squashed_versions(db, "no-such-run") == {}
 
 

@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 from textual.pilot import Pilot
 
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.events import Event
 from hct_cli.program.compile import Program, compile_score
@@ -51,13 +52,14 @@ def live(
 
     performer = Performer(
         program,
-        lambda spec: provider,
+        Hands(
+            lambda spec: provider,
+            judge_provider=provider,
+            gates=Gatekeeper(tiers=program.tiers, simulate_seed=seed, desk=desk),
+        ),
         inputs=inputs,
         observers=[ensemble],
-        run_id="test-run",
-        budget_usd=budget_usd,
-        gates=Gatekeeper(tiers=program.tiers, simulate_seed=seed, desk=desk),
-        judge_provider=provider,
+        options=EngineOptions(budget_usd=budget_usd, run_id="test-run"),
     )
     if paused:
         performer.pause()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Performer, RunResult
+from hct_cli.engine import Hands, Performer, RunResult
 from hct_cli.events import Event
 from hct_cli.models import model_info
 from hct_cli.program.compile import Program
@@ -275,7 +275,7 @@ def test_a_tacet_agent_of_a_real_run_is_shown_tacet() -> None:
     )
     ensemble = Ensemble(rest)
     provider = Scripted({"a": "skip it"})
-    result = asyncio.run(Performer(rest, lambda spec: provider, observers=[ensemble]).run())
+    result = asyncio.run(Performer(rest, Hands(lambda spec: provider), observers=[ensemble]).run())
     assert result.agents["b"].status == "tacet"
     assert {name: row.state for name, row in ensemble.agents.items()} == {
         name: record.status for name, record in result.agents.items()
@@ -448,7 +448,7 @@ def test_a_real_run_with_shared_state_shows_every_agent_that_touched_it() -> Non
         state={"x": {"initial": "x0"}},
     )
     ensemble = Ensemble(shared)
-    result = asyncio.run(Performer(shared, lambda spec: Scripted(), observers=[ensemble]).run())
+    result = asyncio.run(Performer(shared, Hands(lambda spec: Scripted()), observers=[ensemble]).run())
     assert result.status == "completed"
     assert ensemble.sharer_list == ["a", "b", "c"]
     assert ensemble.key_versions == {"x": 2}  # a and b wrote it
@@ -545,7 +545,9 @@ def test_the_log_is_bounded_but_logged_counts_every_signal() -> None:
 # -- a real run ---------------------------------------------------------------------------------
 
 
-def perform_observed(prog: Program, provider: Any, **options: Any) -> tuple[Ensemble, dict[str, float], RunResult]:
+def perform_observed(
+    prog: Program, provider: Any, judge_provider: Any = None
+) -> tuple[Ensemble, dict[str, float], RunResult]:
     """Run ``prog`` with an ensemble observing; also the ensemble's own totals just before run_end."""
     ensemble = Ensemble(prog)
     before_end: dict[str, float] = {}
@@ -555,7 +557,9 @@ def perform_observed(prog: Program, provider: Any, **options: Any) -> tuple[Ense
             before_end.update(spend=ensemble.spend_usd, frontier=ensemble.frontier_usd)
         ensemble(event)
 
-    result = asyncio.run(Performer(prog, lambda spec: provider, observers=[observe], **options).run())
+    result = asyncio.run(
+        Performer(prog, Hands(lambda spec: provider, judge_provider=judge_provider), observers=[observe]).run()
+    )
     return ensemble, before_end, result
 
 
@@ -607,7 +611,7 @@ async def test_a_paused_performer_leaves_roots_ready_until_resumed() -> None:
     prog = program()
     ensemble = Ensemble(prog)
     provider = Scripted()
-    p = Performer(prog, lambda spec: provider, observers=[ensemble])
+    p = Performer(prog, Hands(lambda spec: provider), observers=[ensemble])
     p.pause()
     assert ensemble.paused
     task = asyncio.create_task(p.run())

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.engine import Performer
+from hct_cli.engine import Hands, Performer
 from hct_cli.engine.gates import Gatekeeper
 from hct_cli.events import Event
 from hct_cli.program.compile import Program
@@ -235,7 +235,7 @@ def live(provider: Any, prog: Program | None = None, desk: HumanDesk | None = No
     prog = prog or program()
     ensemble = Ensemble(prog)
     gates = Gatekeeper(tiers=prog.tiers, desk=desk) if desk is not None else None
-    performer = Performer(prog, lambda spec: provider, observers=[ensemble], gates=gates)
+    performer = Performer(prog, Hands(lambda spec: provider, gates=gates), observers=[ensemble])
     return LiveStage(performer, desk), ensemble
 
 

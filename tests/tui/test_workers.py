@@ -12,6 +12,7 @@ from hct_cli.distributed.roster import WorkerStatus
 from hct_cli.distributed.session import Session
 from hct_cli.distributed.work import Mode
 from hct_cli.distributed.worker import Worker
+from hct_cli.engine import EngineOptions, Hands
 from hct_cli.engine.perform import Performer
 from hct_cli.tui.app import Conductor
 from hct_cli.tui.ensemble import Ensemble
@@ -32,7 +33,11 @@ async def test_the_workers_panel_shows_who_serves_the_run(repo: Path, redis_serv
     ensemble = Ensemble(program, run_id="tui-redis")
     session = Session(url, Mode("simulated", 0, 0.3))
     performer = Performer(
-        program, lambda spec: session.provider, inputs=inputs, observers=[ensemble], run_id="tui-redis"
+        program,
+        Hands(lambda spec: session.provider),
+        inputs=inputs,
+        observers=[ensemble],
+        options=EngineOptions(run_id="tui-redis"),
     )
     stage = LiveStage(performer, play=lambda: session.play(performer, list(program.tiers)))
     app = Conductor(ensemble, stage, roster=session.roster)
