@@ -10,10 +10,12 @@ median over the rounds of each figure, with the range, and the ratio new / old.
 Every command runs in its own tree (cwd and ``PYTHONPATH`` set to it, the shared venv's python,
 a fresh ``HCT_HOME``), and scripts under ``bench/`` run from that tree, because they import
 internals whose module paths differ between the trees. The command lines are the documented
-ones. ``--quick`` cuts trials, seeds and sizes, and runs the simulations whose time is sleeping
-at ``--time-scale 0.25``, so that three rounds fit in about a quarter of an hour; figures in
-seconds then read a quarter of the documented ones, ratios and costs stay comparable
-(``QUICK`` in each benchmark says what it changes).
+ones, and a round of them takes about half an hour for the two trees (most of it sleeping in
+simulated latencies, and the conductor's five trials of three 10,000-agent processes), so three
+rounds take about an hour and a half. ``--quick`` cuts trials, seeds and sizes, and runs the
+simulations whose time is sleeping at ``--time-scale 0.25``: about 4 minutes a round, 12 for
+three. Figures in seconds of those simulations then read a quarter of the documented ones;
+ratios, counts and costs stay comparable (``--list`` says what --quick changes in each).
 
 Each round starts with the bare-asyncio floor (``bench/asyncio_floor.py``) of both trees, and
 the 10,000-agent benchmark runs the floor right before and after itself, so its overhead is
@@ -414,6 +416,47 @@ def conductor(run: Run) -> list[Figure]:
     return figures
 
 
+#: The conductor section's in-process figures name no command; this is the run they describe:
+#: a 10,000-agent DAG with no observer, a list as observer, and the conductor's Ensemble, alternating.
+#: It imports the two module paths that moved (old: hct_cli.compile, hct_cli.synthetic).
+OBSERVERS_PROBE = """
+import asyncio, json, statistics, sys
+try:
+    from hct_cli.program.compile import compile_score
+    from hct_cli.bench.synthetic import random_dag
+except ImportError:
+    from hct_cli.compile import compile_score
+    from hct_cli.synthetic import random_dag
+from hct_cli.engine.perform import Performer
+from hct_cli.providers.simulated import SimulatedProvider
+from hct_cli.tui.ensemble import Ensemble
+
+agents, trials = int(sys.argv[1]), int(sys.argv[2])
+program = compile_score(random_dag(agents, seed=0, latency_ms=(0.0, 0.0)))
+figures = {"none": [], "list": [], "ensemble": []}
+for trial in range(trials):
+    for mode in figures:
+        provider = SimulatedProvider(trial)
+        observers = {"none": [], "list": [[].append], "ensemble": [Ensemble(program, run_id="probe")]}[mode]
+        performer = Performer(program, lambda spec: provider, observers=observers)
+        result = asyncio.run(performer.run())
+        assert result.status == "completed", result.status
+        figures[mode].append(result.makespan_s / agents * 1e6)
+print(json.dumps({mode: statistics.median(values) for mode, values in figures.items()}))
+"""
+
+
+def observers(run: Run) -> list[Figure]:
+    doc, _ = run.json(["-c", OBSERVERS_PROBE, "10000", "5"])
+    return [
+        Figure("no observer us/agent", doc["none"], "lower"),
+        Figure("a list as observer us/agent", doc["list"], "lower"),
+        Figure("the Ensemble as observer us/agent", doc["ensemble"], "lower"),
+        Figure("events: list - none us/agent", doc["list"] - doc["none"], "lower"),
+        Figure("Ensemble - list us/agent", doc["ensemble"] - doc["list"], "lower"),
+    ]
+
+
 def distributed(run: Run) -> list[Figure]:
     doc, _ = run.json(["bench/distributed.py", "--trials", run.pick(5, 1)])
     figures = []
@@ -520,6 +563,13 @@ BENCHES = (
         speculation_cli,
     ),
     Bench("conductor", "python bench/conductor.py --agents 10000 --trials 5", "--agents 2000 --trials 1", conductor),
+    Bench(
+        "observers",
+        "no command in the doc: Performer on a 10,000-agent DAG with no observer, a list, the Ensemble "
+        "(OBSERVERS_PROBE, 5 trials)",
+        "",
+        observers,
+    ),
     Bench("distributed", "python bench/distributed.py --trials 5", "--trials 1", distributed),
     Bench("listening", "python bench/listening.py --seeds 5 --time-scale 0.2", "--seeds 1", listening),
     Bench(
