@@ -304,6 +304,10 @@ _STARTUP = re.compile(r"^hct (.+): median ([0-9.]+) s \(min ([0-9.]+)", re.MULTI
 
 
 def cli_startup(run: Run) -> list[Figure]:
+    # cli_startup.py times its commands whatever they exit with: check first that they succeed here.
+    entry_point = str(run.tree.python.parent / "hct")
+    for command in (["lint", "scores/code-review.yaml"], ["--help"]):
+        run.call([entry_point, *command])  # the console script, as python runs any script
     out, _ = run.call(["bench/cli_startup.py", "--runs", "5"])
     found = _STARTUP.findall(out)
     if len(found) != 2:
