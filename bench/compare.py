@@ -738,8 +738,7 @@ def markdown(report: dict[str, Any], header: dict[str, Any]) -> str:
     lines = [
         f"# Old against new, {header['date']}",
         "",
-        f"- old: `{header['old']['path']}` at {header['old']['commit']}",
-        f"- new: `{header['new']['path']}` at {header['new']['commit']}",
+        *(f"- {label}: `{header[label]['path']}` at {_commit_line(header[label])}" for label in ("old", "new")),
         f"- {header['rounds']} rounds, interleaved old then new per benchmark; "
         f"{'quick mode' if header['quick'] else 'the documented commands'}; medians over the rounds",
         f"- machine: {header['machine']}; load average {header['load_before']} before, {header['load_after']} after",
@@ -790,6 +789,13 @@ def markdown(report: dict[str, Any], header: dict[str, Any]) -> str:
             f"{seconds.get('old', 0):.1f} / {seconds.get('new', 0):.1f} |"
         )
     return "\n".join(lines)
+
+
+def _commit_line(tree: dict[str, str]) -> str:
+    after = tree.get("commit_after", tree["commit"])
+    if after == tree["commit"]:
+        return tree["commit"]
+    return f"{tree['commit']} at the start, **{after} at the end: the tree changed during the run**"
 
 
 def load_average() -> str:
@@ -844,6 +850,10 @@ def main() -> int:
     measured = measure_all(trees, benches, args.rounds, args.quick)
     header["minutes"] = (time.perf_counter() - started) / 60
     header["load_after"] = load_average()
+    for tree in trees:
+        header[tree.label]["commit_after"] = tree.commit()
+        if header[tree.label]["commit_after"] != header[tree.label]["commit"]:
+            print(f"warning: {tree.path} changed during the run", file=sys.stderr)
     report = summary(measured, benches, trees)
     if args.json:
         print(json.dumps({"header": header, "benchmarks": report}, indent=2))
