@@ -422,7 +422,8 @@ def conductor(run: Run) -> list[Figure]:
 
 #: The conductor section's in-process figures name no command; this is the run they describe:
 #: a 10,000-agent DAG with no observer, a list as observer, and the conductor's Ensemble, alternating.
-#: It imports the two module paths that moved (old: hct_cli.compile, hct_cli.synthetic).
+#: It takes both trees' module paths (old: hct_cli.compile, hct_cli.synthetic) and both Performer
+#: signatures (new: the providers grouped in ``Hands``), so the same probe runs in each tree.
 OBSERVERS_PROBE = """
 import asyncio, json, statistics, sys
 try:
@@ -434,6 +435,10 @@ except ImportError:
 from hct_cli.engine.perform import Performer
 from hct_cli.providers.simulated import SimulatedProvider
 from hct_cli.tui.ensemble import Ensemble
+try:
+    from hct_cli.engine.options import Hands
+except ImportError:
+    Hands = None
 
 agents, trials = int(sys.argv[1]), int(sys.argv[2])
 program = compile_score(random_dag(agents, seed=0, latency_ms=(0.0, 0.0)))
@@ -442,7 +447,8 @@ for trial in range(trials):
     for mode in figures:
         provider = SimulatedProvider(trial)
         observers = {"none": [], "list": [[].append], "ensemble": [Ensemble(program, run_id="probe")]}[mode]
-        performer = Performer(program, lambda spec: provider, observers=observers)
+        provider_for = lambda spec: provider
+        performer = Performer(program, provider_for if Hands is None else Hands(provider_for), observers=observers)
         result = asyncio.run(performer.run())
         assert result.status == "completed", result.status
         figures[mode].append(result.makespan_s / agents * 1e6)
