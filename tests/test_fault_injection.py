@@ -134,7 +134,8 @@ def _paid_keys(show: Mapping[str, Any]) -> list[tuple[str, int, str, str, float]
 
 
 def _paid_sum(show: Mapping[str, Any]) -> float:
-    return sum(c["cost_usd"] for c in show["calls"] if not c["cached"])
+    total: float = sum(c["cost_usd"] for c in show["calls"] if not c["cached"])
+    return total
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,6 @@ def imports_of(path: Path) -> Iterator[Import]:
     typing_only = _typing_lines(tree)
     package = source if path.name == "__init__.py" else source.rpartition(".")[0]
     for node in ast.walk(tree):
-        targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -110,6 +109,8 @@ def imports_of(path: Path) -> Iterator[Import]:
                 module = node.module or ""
             # ``from hct_cli.x import y`` imports the module hct_cli.x.y when there is one.
             targets = [f"{module}.{alias.name}" for alias in node.names] or [module]
+        else:
+            continue
         for target in targets:
             if target == VERSION:
                 continue  # the version string: ``import hct_cli`` loads nothing else at run time

@@ -40,6 +40,13 @@ def bars(panel: ET.Element) -> list[ET.Element]:
     return [rect for rect in panel.iter(f"{SVG}rect") if "bar" in rect.get("class", "").split()]
 
 
+def agent_of(bar: ET.Element) -> str:
+    """The agent a bar draws (every bar names one)."""
+    agent = bar.get("data-agent")
+    assert agent is not None, "a bar without data-agent"
+    return agent
+
+
 def test_one_panel_per_policy_with_its_title_and_makespan(resources: Path) -> None:
     runs = runs_of(tier_chain(resources))
     drawn = panels(gantt_svg(tier_chain(resources), runs))
@@ -85,8 +92,8 @@ def test_bars_are_coloured_by_their_tier(resources: Path) -> None:
 def test_the_critical_paths_bars_and_only_those_are_outlined(resources: Path) -> None:
     program = tier_chain(resources)
     for panel in panels(gantt_svg(program, runs_of(program))):
-        outlined = [bar.get("data-agent") for bar in bars(panel) if bar.get("stroke") == CRITICAL_STROKE]
-        marked = [bar.get("data-agent") for bar in bars(panel) if "critical" in bar.get("class", "").split()]
+        outlined = [agent_of(bar) for bar in bars(panel) if bar.get("stroke") == CRITICAL_STROKE]
+        marked = [agent_of(bar) for bar in bars(panel) if "critical" in bar.get("class", "").split()]
         assert sorted(outlined) == sorted(marked) == ["deep", "fetch", "merge"], panel.get("data-policy")
 
 
@@ -114,7 +121,7 @@ def test_past_the_row_limit_the_critical_path_is_still_drawn(resources: Path) ->
     (panel,) = panels(gantt_svg(program, runs_of(program, ("reactive",)), max_rows=8))
     drawn = bars(panel)
     assert len(drawn) == 8
-    assert sorted(bar.get("data-agent") for bar in drawn if "critical" in bar.get("class", "")) == ["head", "tail"]
+    assert sorted(agent_of(bar) for bar in drawn if "critical" in bar.get("class", "")) == ["head", "tail"]
 
 
 @pytest.mark.parametrize(

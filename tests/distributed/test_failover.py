@@ -190,7 +190,7 @@ class Processes:
 
     def start(self, name: str, *args: str) -> Process:
         out, err = self.directory / f"{name}.out", self.directory / f"{name}.err"
-        files = [out.open("wb"), err.open("wb")]
+        files: list[IO[bytes]] = [out.open("wb"), err.open("wb")]
         try:
             popen = subprocess.Popen([*HCT, *args], env=_env(), stdout=files[0], stderr=files[1], cwd=self.directory)
         except BaseException:

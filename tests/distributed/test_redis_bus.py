@@ -210,5 +210,5 @@ def test_a_call_that_every_worker_dies_making_fails_instead_of_going_round(redis
     results = [r.message for r in heard if r.message is not None]
     assert reclaimed == 1
     assert len(results) == 1
-    message: Broadcast = results[0]  # type: ignore[assignment]
+    message: Broadcast = results[0]
     assert not message.ok and "given up" in (message.error or "")

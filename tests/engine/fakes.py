@@ -72,6 +72,15 @@ class GatedProvider:
         for name in names:
             self.gate(name).set()
 
+    def has_started(self, name: str) -> Callable[[], bool]:
+        """The condition "NAME's call has started", for :func:`until`; NAME is bound now, so a
+        loop can build one per turn."""
+        return lambda: name in self.started
+
+    def has_in_flight(self, count: int) -> Callable[[], bool]:
+        """The condition "COUNT calls are in flight", for :func:`until`; COUNT is bound now."""
+        return lambda: len(self.in_flight) == count
+
     async def call(self, request: CallRequest) -> CallResult:
         name = request.agent.name
         self.in_flight_at_start[name] = frozenset(self.in_flight)
@@ -271,6 +280,12 @@ async def held_gates(gatechecks: ModuleType, *outputs: str) -> None:
 def kinds(events: list[Event], kind: str, station: str | None = None) -> list[Event]:
     """The events of that kind (at that station, when given), in order."""
     return [e for e in events if e.kind == kind and (station is None or e.station == station)]
+
+
+def station_of(event: Event) -> str:
+    """The station of an event that belongs to one (an issue, a cue, a result...)."""
+    assert event.station is not None, f"a {event.kind} event without a station"
+    return event.station
 
 
 def seen(events: list[Event], kind: str, station: str) -> bool:

@@ -178,7 +178,7 @@ def test_sequential_with_gates_holds_the_next_call() -> None:
             perform(program, Hands(lambda spec: provider), options=EngineOptions(dispatch="sequential"))
         )
         for name in program.order:
-            await until(lambda n=name: n in provider.started, f"{name} issued")
+            await until(provider.has_started(name), f"{name} issued")
             await settle()
             assert len(provider.in_flight) == 1
             provider.open(name)
@@ -202,7 +202,7 @@ def test_parallel_policies_overlap_independent_roots(dispatch: str) -> None:
         await until(lambda: set(provider.started) == {"r1", "r2", "r3"}, "all roots in flight")
         assert provider.peak == 3
         for name in ("r1", "r2", "r3", "m1", "m2", "end"):
-            await until(lambda n=name: n in provider.started, f"{name} issued")
+            await until(provider.has_started(name), f"{name} issued")
             provider.open(name)
         return await run
 

@@ -377,6 +377,7 @@ class CoherenceMachine(RuleBasedStateMachine):
             if owners:
                 assert "S" not in states.values(), f"{key}: {owners[0]} owns it while others share it: {states}"
             if written and key in written:
+                assert writer is not None, "what was written names its writer"
                 assert states[writer] == "M", f"{writer} wrote {key}, yet it is {states[writer]}: {states}"
 
     # -- 2. data value ----------------------------------------------------------------------------

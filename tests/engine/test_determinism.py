@@ -7,12 +7,14 @@ depends on the dispatch policy, the run id or the order in which calls complete.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from hct_cli.engine import EngineOptions, Hands, RunResult, perform
-from hct_cli.program.compile import Program
+from hct_cli.program.compile import Program, StationSpec
+from hct_cli.providers.base import Provider
 from hct_cli.providers.simulated import SimulatedProvider
 from tests.engine.fakes import program_of
 
@@ -37,6 +39,11 @@ def program() -> Program:
 
 
 Figures = dict[str, tuple[Any, str | None, int, int, float, float]]
+
+
+def _simulated(seed: int) -> Callable[[StationSpec], Provider]:
+    """Every station's provider: a simulated one seeded with SEED (bound now, so a loop can vary it)."""
+    return lambda spec: SimulatedProvider(seed)
 
 
 def run(seed: int, dispatch: str = "reactive", prog: Program | None = None) -> tuple[RunResult, Figures]:
@@ -110,5 +117,5 @@ def test_appended_items_follow_declaration_order() -> None:
     }
     prog = program_of(agents, state={"notes": {"initial": ["seed"]}})
     for seed in range(4):
-        result = asyncio.run(perform(prog, Hands(lambda spec, s=seed: SimulatedProvider(s))))
+        result = asyncio.run(perform(prog, Hands(_simulated(seed))))
         assert result.state["notes"] == ["seed", "item 0", "item 1", "item 2"]

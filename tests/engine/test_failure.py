@@ -65,7 +65,8 @@ def test_failure_skips_dependents_and_spares_independent_branches(dispatch: str)
     assert agents["bad"].output is None
     for name in ("child", "grandchild", "join"):
         assert agents[name].status == "skipped", name
-        assert agents[name].error is not None and "'bad'" in agents[name].error
+        error = agents[name].error
+        assert error is not None and "'bad'" in error
         assert agents[name].started_s is None
         assert name not in provider.called
     for name in ("ok", "ok_child"):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from hct_cli.events import Event
+from hct_cli.program.compile import Program
 from tests.engine.fakes import Scripted, conduct, kinds, performer, score, settle, until
 
 
-def _chain() -> object:
+def _chain() -> Program:
     return score(
         {
             "a": {"prompt": "a"},

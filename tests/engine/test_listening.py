@@ -183,7 +183,8 @@ def errors(result: RunResult) -> dict[str, str | None]:
 
 def test_wait_of_each_tempo() -> None:
     assert wait_of("presto") == 0.0
-    assert wait_of("allegro") == TEMPI["allegro"].listen_wait_s > 0
+    allegro = TEMPI["allegro"].listen_wait_s
+    assert allegro is not None and wait_of("allegro") == allegro > 0
     assert [wait_of(t) for t in ("moderato", "andante", "largo")] == [None, None, None]
 
 

@@ -14,7 +14,7 @@ import pytest
 from hct_cli.bus.base import Broadcast, Handler
 from hct_cli.engine import Hands, RunResult, perform
 from hct_cli.events import Event
-from tests.engine.fakes import GatedProvider, index_of, program_of, seen, settle, until
+from tests.engine.fakes import GatedProvider, index_of, program_of, seen, settle, station_of, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -147,7 +147,7 @@ def test_chain_fires_step_by_step() -> None:
             await settle()
             assert successor not in provider.started
             provider.open(link)
-            await until(lambda s=successor: s in provider.started, f"{successor} started")
+            await until(provider.has_started(successor), f"{successor} started")
             assert "slow" in provider.in_flight_at_start[successor]
         provider.open("c", "slow")
         return await task
@@ -215,6 +215,6 @@ def test_fan_out_releases_every_dependent_on_one_broadcast() -> None:
     result = asyncio.run(scenario())
     assert result.status == "completed"
     cue_root = index_of(events, "cue", "root")
-    issued_next = [e.station for e in events[cue_root + 1 :] if e.kind in ("issue", "cue")][:3]
+    issued_next = [station_of(e) for e in events[cue_root + 1 :] if e.kind in ("issue", "cue")][:3]
     assert sorted(issued_next) == ["x", "y", "z"]
     assert all(events[cue_root + 1 + i].kind in ("ready", "issue") for i in range(6))

@@ -44,7 +44,8 @@ def _commits(events: list[Event]) -> list[str]:
 def test_journaled_results_arrive_in_the_journal_order(order: tuple[str, str, str]) -> None:
     program = score(AGENTS, state=STATE)
     recall = _recall(*((name, 1, "call") for name in order))
-    provider, events = Scripted(), []
+    provider = Scripted()
+    events: list[Event] = []
     result = run(program, provider, events, resume=ResumeState(recall=recall))
     assert result.status == "completed"
     # The first journaled result commits; the others read a value that moved and run again.
@@ -61,7 +62,8 @@ def test_an_order_the_run_no_longer_follows_is_given_up() -> None:
     program = score(AGENTS, state=STATE)
     # The journal's first result is of an agent this score does not have: never asked for.
     recall = _recall(("gone", 1, "call"), ("a", 1, "call"))
-    provider, events = Scripted(), []
+    provider = Scripted()
+    events: list[Event] = []
     result = run(program, provider, events, resume=ResumeState(recall=recall))
     assert result.status == "completed"
     (given_up,) = kinds(events, "replay_order")

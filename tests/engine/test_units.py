@@ -55,7 +55,7 @@ def test_a_tier_never_has_more_calls_in_flight_than_its_units() -> None:
         opened = 0
         while opened < len(names):
             expected = min(2, len(names) - opened)
-            await until(lambda e=expected: len(provider.in_flight) == e, f"{expected} in flight")
+            await until(provider.has_in_flight(expected), f"{expected} in flight")
             await settle()
             assert len(provider.in_flight) == expected, "a unit was over-subscribed"
             assert sum(1 for e in events if e.kind == "issue") == opened + expected
@@ -72,7 +72,7 @@ def test_a_tier_never_has_more_calls_in_flight_than_its_units() -> None:
 
 @pytest.mark.parametrize("dispatch", ["reactive", "batch"])
 def test_concurrency_limit_holds_with_a_fast_provider(dispatch: str) -> None:
-    agents = {f"w{i}": {"prompt": "w", "tempo": "allegro"} for i in range(6)}
+    agents: dict[str, dict[str, object]] = {f"w{i}": {"prompt": "w", "tempo": "allegro"} for i in range(6)}
     agents["join"] = {"prompt": "j", "cues": list(agents), "tempo": "allegro"}
     program = program_of(agents, routing=mid_tier(2))
     provider = Recorder()

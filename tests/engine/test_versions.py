@@ -4,6 +4,7 @@ the version they captured; a duplicate or superseded broadcast changes nothing."
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
 import pytest
 
@@ -102,7 +103,7 @@ def test_a_broadcast_after_the_run_changes_nothing() -> None:
     bus = MemoryBus()
     events: list[Event] = []
 
-    async def scenario() -> tuple[RunResult, dict[str, object]]:
+    async def scenario() -> tuple[RunResult, Mapping[str, object]]:
         result = await perform(
             program, Hands(lambda spec: SimulatedProvider(0, time_scale=0.0)), bus=bus, observers=[events.append]
         )

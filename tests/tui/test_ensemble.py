@@ -143,8 +143,8 @@ def test_a_result_adds_tokens_and_cost_to_the_agent_and_to_the_spend() -> None:
         ev("result", 0.2, "b", 1, prompt_tokens=30, completion_tokens=50, cost_usd=0.01),
     )
     a, b = ensemble.agents["a"], ensemble.agents["b"]
-    assert (a.tokens, a.cost_usd) == (8, pytest.approx(0.001))
-    assert (b.tokens, b.cost_usd) == (80, pytest.approx(0.01))
+    assert a.tokens == 8 and a.cost_usd == pytest.approx(0.001)
+    assert b.tokens == 80 and b.cost_usd == pytest.approx(0.01)
     assert ensemble.spend_usd == pytest.approx(0.011)
     # The all-frontier counterfactual prices the same tokens on the frontier tier's model.
     assert ensemble.frontier_usd == pytest.approx(frontier_cost(33, 55))
@@ -194,7 +194,7 @@ def test_a_judges_result_is_spent_and_priced_at_the_frontier_as_the_runs_own_fig
     ensemble(ev("result", 0.2, "a", 1, prompt_tokens=100, completion_tokens=10, cost_usd=0.02, purpose="judge"))
     a = ensemble.agents["a"]
     assert ensemble.spend_usd == pytest.approx(0.021)
-    assert (a.cost_usd, a.tokens) == (pytest.approx(0.021), 118)
+    assert a.cost_usd == pytest.approx(0.021) and a.tokens == 118
     assert ensemble.frontier_usd == pytest.approx(frontier + frontier_cost(100, 10))
 
 

@@ -33,7 +33,8 @@ def overwrite_frame(context: Mapping[str, Any]) -> str:
 
 def quote_frame(context: Mapping[str, Any]) -> str:
     """Harmless: reads the reference frame and returns new text."""
-    return "objective: " + context["reference_frame"]["objective"]
+    objective: str = context["reference_frame"]["objective"]
+    return "objective: " + objective
 
 
 def frame_in_result(context: Mapping[str, Any]) -> dict[str, Any]:
