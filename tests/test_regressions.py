@@ -23,11 +23,12 @@ from hct_cli.program.inputs import resolve_inputs
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError
 from hct_cli.providers.exec import ExecProvider
 from hct_cli.providers.simulated import SimulatedProvider
+from hct_cli.run.config import RunConfig
 from hct_cli.score import load_score
 from hct_cli.score.model import Agent
 from hct_cli.store.cache import ResultCache
 from hct_cli.store.home import connect
-from hct_cli.store.journal import Journal, RunConfig, find_run
+from hct_cli.store.journal import Journal, find_run
 from tests.engine.fakes import score
 
 pytestmark = pytest.mark.timeout(60)

@@ -166,6 +166,12 @@ class LiteLLMProvider:
         self._problems: dict[str, str | None] = {}
         self.calls = 0
 
+    @staticmethod
+    def tokenizer(model: str) -> Callable[[str], int]:
+        """How the engine counts ``model``'s tokens for these calls (the simulated provider has none:
+        its calls count about four characters a token)."""
+        return token_counter(model)
+
     def problem(self, model: str) -> str | None:
         """Why ``model`` cannot be called (cached per run); None when it can."""
         if model not in self._problems:

@@ -32,7 +32,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -41,15 +41,14 @@ from hct_cli.bus.base import Broadcast
 from hct_cli.errors import HctError, RunBusyError, RunError, RunNotFoundError
 from hct_cli.jsonio import dumps, encoder
 from hct_cli.redact import Redactor
+from hct_cli.run.config import RunConfig
 
 if TYPE_CHECKING:
     from hct_cli.engine.events import Event
-    from hct_cli.score import Score
 
 __all__ = [
     "Journal",
     "RecalledCall",
-    "RunConfig",
     "RunLock",
     "RunRow",
     "call_counts",
@@ -72,55 +71,6 @@ _UNJOURNALED = frozenset({"ready"})
 _encode = encoder(compact=True)  # every event, so built once
 
 _INSERT = "INSERT INTO events (run_id, segment, seq, at, kind, station, version, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything ``--resume`` restores besides the score itself."""
-
-    inputs: Mapping[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    simulate: bool = True
-    time_scale: float = 1.0
-    local: str | None = None
-    dispatch: str = "reactive"
-    budget_usd: float | None = None
-    cache: bool = True
-    durable: str = "normal"
-    bus: str | None = None  # a Redis URL in distributed mode; None: in process
-    # Inputs journaled redacted -> a keyed hash of the real value (hct_cli.redact.seal).
-    sealed: Mapping[str, str] = field(default_factory=dict)
-
-    def budget(self, score: Score) -> float | None:
-        """The spend cap in force: ``--budget``, else the score's ``routing.budget_usd``."""
-        return self.budget_usd if self.budget_usd is not None else score.routing.budget_usd
-
-    def to_json(self, redact: Redactor | None = None) -> str:
-        """The configuration as JSON; with ``redact``, secrets replaced in its values first, and
-        each input that held one sealed, so that a resume can tell its real value again. A
-        password in the bus URL is masked: a resume takes it from the environment."""
-        data = asdict(self)
-        if self.bus is not None:
-            from hct_cli.bus.redis import shown_url
-
-            data["bus"] = shown_url(self.bus)
-        if redact is None or not redact:
-            return dumps(data)
-        from hct_cli.redact import seal
-
-        data = redact.data(data)
-        sealed = dict(self.sealed)
-        for name, value in self.inputs.items():
-            if data["inputs"].get(name) != value:
-                sealed[name] = seal(value)
-        data["sealed"] = sealed
-        return dumps(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> RunConfig:
-        data = json.loads(text)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**known)
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ from typer.testing import CliRunner, Result
 from hct_cli.cli import app
 from hct_cli.cli.app import _spell_out
 from hct_cli.engine.events import Event
+from hct_cli.run.config import RunConfig
 from hct_cli.store.home import connect
-from hct_cli.store.journal import Journal, RunConfig, next_verdict
+from hct_cli.store.journal import Journal, next_verdict
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

@@ -15,8 +15,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from hct_cli.cli import app
+from hct_cli.run.config import RunConfig
 from hct_cli.store.home import DB_NAME, connect
-from hct_cli.store.journal import Journal, RunConfig, find_run
+from hct_cli.store.journal import Journal, find_run
 
 pytestmark = pytest.mark.timeout(120)
 runner = CliRunner()

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from hct_cli.errors import CorruptStoreError, StoreError
+from hct_cli.run.config import RunConfig
 from hct_cli.store.home import DB_NAME, connect
-from hct_cli.store.journal import Journal, RunConfig, events_of, list_runs
+from hct_cli.store.journal import Journal, events_of, list_runs
 
 pytestmark = pytest.mark.timeout(60)
 

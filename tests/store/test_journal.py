@@ -15,10 +15,10 @@ import pytest
 
 from hct_cli.engine.events import Event
 from hct_cli.errors import RunNotFoundError
+from hct_cli.run.config import RunConfig
 from hct_cli.store.home import DB_NAME, connect, home_dir
 from hct_cli.store.journal import (
     Journal,
-    RunConfig,
     call_counts,
     calls_of,
     events_of,
