@@ -74,6 +74,14 @@ def _call(
     return _Call(loaded, replace(config, inputs=values), None, trust, journal, home)
 
 
+def _finished(run: Run, result: RunResult) -> RunResult:
+    """The run's end journaled; its cost as the document shows it (``to_json`` rounds to 1e-8
+    USD), so a caller reads the figure ``hct perform --json`` prints."""
+    run.finish(result)
+    result.cost_usd = round(result.cost_usd, 8)
+    return result
+
+
 def _prepare(call: _Call) -> AbstractContextManager[Run]:
     return prepare(call.source, call.config, resume=call.resume, trust=call.trust, journal=call.journal, home=call.home)
 
@@ -110,7 +118,7 @@ def perform(
             result = asyncio.run(run.play())
         except (KeyboardInterrupt, asyncio.CancelledError):
             result = run.performer.interrupted()
-        return run.finish(result)
+        return _finished(run, result)
 
 
 async def aperform(
@@ -145,6 +153,6 @@ async def aperform(
         try:
             result = await run.play()
         except asyncio.CancelledError:
-            run.finish(run.performer.interrupted())
+            _finished(run, run.performer.interrupted())
             raise
-        return run.finish(result)
+        return _finished(run, result)
