@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hct_cli.engine.enclave import ReadOnlyError, readonly
 from hct_cli.errors import AccessError
 from hct_cli.providers.base import CallRequest, CallResult, ProviderError, timeout_for
 from hct_cli.score.template import render
@@ -68,6 +67,10 @@ class ExecProvider:
 
     @staticmethod
     async def _python(request: CallRequest) -> Any:
+        # Imported here: the engine imports this module (its gates call python checks), so the
+        # registry can load this provider before the engine or after it.
+        from hct_cli.engine.enclave import ReadOnlyError, readonly
+
         agent = request.agent
         assert agent.call is not None
         function = load_callable(agent.call, f"agent {agent.name!r}")

@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from hct_cli.errors import LocalModelError
+from hct_cli.providers.base import RETRIES
 from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider, MockHook, answers
 
 __all__ = ["LOCAL_MODEL", "LocalProvider", "LocalServer", "smollm2_path"]
@@ -167,8 +168,9 @@ class LocalProvider(LiteLLMProvider):
         server: LocalServer | None = None,
         say: Callable[[str], None] | None = None,
         mock: MockHook | None = None,
+        retries: int = RETRIES,
     ) -> None:
-        super().__init__(endpoints=endpoints, mock=mock)
+        super().__init__(endpoints=endpoints, mock=mock, retries=retries)
         self.server = server if server is not None else LocalServer()
         self.say = say
 
