@@ -43,14 +43,19 @@ class _Call:
 
 def _call(
     score: Source | None,
+    config: RunConfig,
     *,
     inputs: Mapping[str, str] | None,
-    config: RunConfig,
+    durable: str | None,
     resume: str | None,
     trust: Trust,
     journal: bool,
     home: Path | None,
 ) -> _Call:
+    """The call's arguments checked as ``hct perform`` checks its options; the score loaded and
+    its inputs resolved (a resume: the journal has them)."""
+    if durable not in (None, "normal", "full"):
+        raise UsageError(f"unknown durable value {durable!r}", hint="Use normal (survives a killed process) or full.")
     if config.dispatch not in POLICIES:
         raise UsageError(f"unknown dispatch {config.dispatch!r}", hint=f"Use one of: {', '.join(POLICIES)}.")
     if config.budget_usd is not None and not (math.isfinite(config.budget_usd) and config.budget_usd >= 0):
@@ -64,7 +69,7 @@ def _call(
     if resume is not None:
         if score is not None:
             raise UsageError("a resume takes the score and inputs from the journal", hint="Pass score=None.")
-        return _Call(None, config, Resume(resume, dict(inputs or {}), config.bus), trust, journal, home)
+        return _Call(None, config, Resume(resume, dict(inputs or {}), config.bus, durable), trust, journal, home)
     if score is None:
         raise UsageError("perform needs a score", hint="perform('scores/code-review.yaml', simulate=True)")
     loaded = score if not isinstance(score, str | Path) else load_score(Path(score))
@@ -99,7 +104,7 @@ def perform(
     local: str | None = None,
     time_scale: float = 1.0,
     cache: bool = True,
-    durable: str = "normal",
+    durable: str | None = None,
     bus: str | None = None,
     allow_exec: bool = False,
     allow_path: bool = False,
@@ -109,9 +114,16 @@ def perform(
     """Run ``score`` (a path or a loaded :class:`~hct_cli.score.Score`) to its end in a new event
     loop; Ctrl-C ends it ``interrupted``, journaled, as in the CLI. ``inputs`` are given as
     ``--input`` gives them (``NAME: "@file"`` reads a file)."""
-    config = RunConfig({}, seed, simulate, time_scale, local, dispatch, budget_usd, cache, durable, bus)
-    trust = Trust(allow_exec=allow_exec, allow_path=allow_path)
-    call = _call(score, inputs=inputs, config=config, resume=resume, trust=trust, journal=journal, home=home)
+    call = _call(
+        score,
+        RunConfig({}, seed, simulate, time_scale, local, dispatch, budget_usd, cache, durable or "normal", bus),
+        inputs=inputs,
+        durable=durable,
+        resume=resume,
+        trust=Trust(allow_exec=allow_exec, allow_path=allow_path),
+        journal=journal,
+        home=home,
+    )
     with _prepare(call) as run:
         run.cast(observers)
         try:
@@ -134,7 +146,7 @@ async def aperform(
     local: str | None = None,
     time_scale: float = 1.0,
     cache: bool = True,
-    durable: str = "normal",
+    durable: str | None = None,
     bus: str | None = None,
     allow_exec: bool = False,
     allow_path: bool = False,
@@ -144,9 +156,16 @@ async def aperform(
     """:func:`perform` in the running event loop. Cancelled, the run is journaled
     ``interrupted`` and the cancellation goes on. Preparing the run (loading, the local model's
     server, the bus's first answer) blocks the loop until the first call."""
-    config = RunConfig({}, seed, simulate, time_scale, local, dispatch, budget_usd, cache, durable, bus)
-    trust = Trust(allow_exec=allow_exec, allow_path=allow_path)
-    call = _call(score, inputs=inputs, config=config, resume=resume, trust=trust, journal=journal, home=home)
+    call = _call(
+        score,
+        RunConfig({}, seed, simulate, time_scale, local, dispatch, budget_usd, cache, durable or "normal", bus),
+        inputs=inputs,
+        durable=durable,
+        resume=resume,
+        trust=Trust(allow_exec=allow_exec, allow_path=allow_path),
+        journal=journal,
+        home=home,
+    )
     run: Run
     with _prepare(call) as run:
         run.cast(observers)

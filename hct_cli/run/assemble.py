@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from hct_cli.providers.human import HumanDesk
     from hct_cli.store.journal import Journal, RecalledCall, RunRow
 
-__all__ = ["Calls", "Past", "Run", "Setting", "build_performer", "prepare"]
+__all__ = ["Calls", "Past", "Run", "Setting", "Source", "build_performer", "model_provider_name", "prepare"]
 
 #: A run's source: a score's path, a loaded score, or a compiled program (``hct bench``).
 Source = Score | Program | str | Path

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +18,7 @@ from hct_cli.engine.events import Event
 from tests.conftest import REPO, SCORES
 
 CODE_REVIEW = SCORES / "code-review.yaml"
-FAST = {"simulate": True, "time_scale": 0.01}
+FAST: dict[str, Any] = {"simulate": True, "time_scale": 0.01}
 
 
 def test_import_is_cheap_and_lists_the_api() -> None:
@@ -55,7 +56,7 @@ def test_aperform_runs_in_the_callers_loop_with_a_loaded_score() -> None:
     score = hct_cli.load(CODE_REVIEW)
 
     async def main() -> hct_cli.RunResult:
-        return await hct_cli.aperform(score, **FAST)  # type: ignore[arg-type]
+        return await hct_cli.aperform(score, **FAST)
 
     result = asyncio.run(main())
     assert result.status == "completed"
@@ -64,19 +65,19 @@ def test_aperform_runs_in_the_callers_loop_with_a_loaded_score() -> None:
 
 def test_observers_receive_the_runs_events() -> None:
     seen: list[Event] = []
-    result = hct_cli.perform(CODE_REVIEW, observers=[seen.append], **FAST)  # type: ignore[arg-type]
+    result = hct_cli.perform(CODE_REVIEW, observers=[seen.append], **FAST)
     assert {event.station for event in seen if event.kind == "result"} >= set(result.agents)
 
 
 def test_without_the_journal_nothing_is_written_to_hct_home(_isolated_home: Path) -> None:
-    result = hct_cli.perform(CODE_REVIEW, journal=False, **FAST)  # type: ignore[arg-type]
+    result = hct_cli.perform(CODE_REVIEW, journal=False, **FAST)
     assert result.status == "completed"
     assert result.segment is None and result.call_counts is None
     assert list(_isolated_home.iterdir()) == []
 
 
 def test_a_journaled_run_is_resumed_by_id() -> None:
-    first = hct_cli.perform(CODE_REVIEW, **FAST)  # type: ignore[arg-type]
+    first = hct_cli.perform(CODE_REVIEW, **FAST)
     with pytest.raises(hct_cli.RunError) as caught:
         hct_cli.perform(None, resume=first.run_id)
     assert "nothing to resume" in caught.value.message
