@@ -385,13 +385,26 @@ def claim(db: sqlite3.Connection, run_id: str) -> RunLock:
     path = where / f"{run_id}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by the run's subprocesses
     if not _try_lock(fd):
-        holder = os.read(fd, 100).decode(errors="replace").split()
+        pid = _holder(fd)
         os.close(fd)
-        raise _busy(db, run_id, int(holder[0]) if holder and holder[0].isdigit() else None)
+        raise _busy(db, run_id, pid)
     # Who holds it, for the message of a process refused: written only once the lock is ours.
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()} {process_start(os.getpid()) or ''}\n".encode())
     return RunLock(run_id, fd)
+
+
+def _holder(fd: int, wait_s: float = 1.0) -> int | None:
+    """The pid the lock file names, once it names a live process: a holder that has just taken
+    the lock may not have written its pid over the last holder's (a crashed run's) yet."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        fields = os.pread(fd, 100, 0).decode(errors="replace").split()
+        pid = int(fields[0]) if fields and fields[0].isdigit() else None
+        started = int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+        if (pid is not None and _alive(pid, started)) or time.monotonic() >= deadline:
+            return pid
+        time.sleep(0.01)
 
 
 def _busy(db: sqlite3.Connection, run_id: str, pid: int | None) -> RunBusyError:
