@@ -9,7 +9,8 @@ import math
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,7 +129,7 @@ def _perform(
 
     quiet = as_json and not sys.stderr.isatty()
     try:
-        with prepare(score, config, resume=resume, trust=trust, say=say, quiet=quiet) as run:
+        with _terminable(), prepare(score, config, resume=resume, trust=trust, say=say, quiet=quiet) as run:
             latest = resume is not None and resume.run_id is None
             result = _play(run, as_json=as_json, view=view, latest=latest)
     except RunCompleted as done:
@@ -271,6 +272,25 @@ def _approval_notice(run_id: str) -> Observer:
             sys.stderr.flush()
 
     return notice
+
+
+@contextmanager
+def _terminable() -> Iterator[None]:
+    """SIGTERM stops the run as Ctrl-C does from the start, not only once it plays: a run still
+    starting its local model's server stops that server rather than leave it behind."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: the default stands
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 async def _until_stopped(play: Callable[[], Awaitable[RunResult]]) -> RunResult:
