@@ -164,3 +164,7 @@ class BenchError(HctError):
 
 class BusError(RunError):
     """The distributed bus (Redis) cannot be reached, or was lost while a run used it."""
+
+
+class UnknownProviderError(HctError):
+    """A provider was asked for by a name the provider registry does not hold."""

@@ -3,7 +3,8 @@ commands are parsed by the real command line, and the README's first block is ru
 
 A ```yaml block with ``hct:`` is a score, linted as if saved under ``scores/``; any other yaml
 block must parse, and must be marked ``<!-- fragment -->`` on the line before it (a piece of a
-larger file). A ```text block is a capture of output, not code. Inline code that starts with
+larger file). A ```text block is a capture of output, not code. A ```python block is run, from the repository's
+root, with an HCT_HOME of its own. Inline code that starts with
 ``hct `` is checked too, more loosely: its command must exist and its ``--options`` must be its own.
 """
 
@@ -34,7 +35,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\S*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 FRAGMENT = "<!-- fragment -->"
 INLINE = re.compile(r"(?<!`)`(hct [^`]+)`(?!`)")
-LANGUAGES = {"bash", "yaml", "text"}
+LANGUAGES = {"bash", "yaml", "text", "python"}
 
 
 @dataclass(frozen=True)
@@ -190,3 +191,13 @@ def test_the_readme_s_first_block_performs_the_code_review_score() -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "completed" in run.stdout and "aggregate" in run.stdout
+
+
+@pytest.mark.parametrize("block", _of("python"), ids=_ids(_of("python")))
+def test_a_python_block_runs(block: Block, tmp_path: Path) -> None:
+    env = {**os.environ, "HCT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-c", block.text], cwd=REPO, env=env, capture_output=True, text=True, timeout=100, check=False
+    )
+    assert run.returncode == 0, f"{block.where}: {run.stderr}"
+    assert "Traceback" not in run.stderr

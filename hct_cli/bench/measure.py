@@ -20,17 +20,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from hct_cli.engine import EngineOptions, Hands, Performer
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
-from hct_cli.program.compile import Program, StationSpec
-from hct_cli.providers.base import Provider
-from hct_cli.providers.simulated import SimulatedProvider
-
-if TYPE_CHECKING:
-    from hct_cli.store.journal import Journal
+from hct_cli.program.compile import Program
+from hct_cli.run.assemble import prepare
+from hct_cli.run.config import Tuning
+from hct_cli.store.journal import RunConfig
 
 __all__ = [
     "COHERENCE",
@@ -240,15 +237,9 @@ def _constrained_bound(program: Program, latency: Mapping[str, float]) -> float 
     return now
 
 
-def _scratch_journal(stack: ExitStack, program: Program, trial: int) -> Journal:
-    """A journal in a scratch database, so benchmarks stay out of the run history."""
-    from hct_cli.store.home import connect
-    from hct_cli.store.journal import Journal, RunConfig
-
-    scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hct-bench-")))
-    db = connect(home=scratch)
-    stack.callback(db.close)
-    return Journal.start(db, f"bench-{trial}", program.score.name, None, "", RunConfig())
+def _scratch_home(stack: ExitStack) -> Path:
+    """A scratch home for a journaled trial, so benchmarks stay out of the run history."""
+    return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hct-bench-")))
 
 
 def run_bench(
@@ -264,8 +255,10 @@ def run_bench(
 ) -> BenchReport:
     """Run ``trials`` trials of every policy; trial ``t`` uses seed ``seed + t`` for all of them.
 
-    With ``journal``, every trial is journaled as ``hct perform`` journals a run (SQLite WAL,
-    group commit), into a scratch database so benchmarks stay out of the run history.
+    Every trial is a run of the library (:func:`hct_cli.run.assemble.prepare`), simulated, with
+    the engine alone measured (:class:`~hct_cli.run.config.Tuning`). With ``journal``, every trial
+    is journaled as ``hct perform`` journals a run (SQLite WAL, group commit), into a scratch
+    home so benchmarks stay out of the run history.
     """
     if trials < 1:
         raise BenchError("--trials must be at least 1", hint="Pass --trials 5 for a median of five.")
@@ -282,26 +275,21 @@ def run_bench(
             if progress is not None:
                 progress.started(variant.name, trial + 1, trials)
             run_began = time.perf_counter()
-            provider = SimulatedProvider(seed + trial, time_scale=time_scale)
-
-            def provider_for(_spec: StationSpec, chosen: SimulatedProvider = provider) -> Provider:
-                return chosen
-
+            config = RunConfig(
+                inputs=dict(inputs or {}),
+                seed=seed + trial,
+                simulate=True,
+                time_scale=time_scale,
+                dispatch=policy,
+                cache=False,
+            )
+            tuning = Tuning(coherence=variant.coherence, listening=variant.listening, engine_only=True)
             with ExitStack() as stack:
-                journaled = _scratch_journal(stack, program, trial) if journal else None
-                performer = Performer(
-                    program,
-                    Hands(provider_for),
-                    inputs=inputs,
-                    options=EngineOptions(
-                        dispatch=policy, coherence=variant.coherence, listening=variant.listening, digests=journal
-                    ),
-                    observers=[journaled] if journaled is not None else (),
-                )
+                home = _scratch_home(stack) if journal else None
+                run = stack.enter_context(prepare(program, config, journal=journal, home=home, tuning=tuning))
+                run.cast()
                 gc.collect()  # start every trial from the same heap; collections during the run count
-                result = asyncio.run(performer.run())
-                if journaled is not None:
-                    journaled.finish(result.status, result.cost_usd, {})
+                result = run.finish(asyncio.run(run.play()))
             if result.status != "completed":
                 raise BenchError(
                     f"{variant.name} run ended {result.status}",

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from hct_cli.bus.base import Broadcast
 from hct_cli.distributed.work import Mode, Work, decode_work
 from hct_cli.providers.base import Provider, broadcast_of
+from hct_cli.providers.registry import make_provider
 from hct_cli.redact import Redactor
 
 if TYPE_CHECKING:
@@ -230,23 +231,22 @@ class Worker:
         return message
 
     async def _provider(self, mode: Mode) -> Provider:
-        """One provider per mode, built on first use (the local model's server too)."""
+        """One provider per mode, built on first use by name from the registry (the local model's
+        server too)."""
         provider = self._providers.get(mode.key)
         if provider is not None:
             return provider
         if mode.kind == "simulated":
-            from hct_cli.providers.simulated import SimulatedProvider
-
-            provider = SimulatedProvider(mode.seed, time_scale=mode.time_scale)
+            provider = make_provider("simulated", mode.seed, time_scale=mode.time_scale)
         else:
-            from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider
+            from hct_cli.providers.litellm_provider import Endpoint
 
             endpoints = {model: Endpoint(base, api_key=None) for model, base in mode.endpoints.items()}
-            if mode.local:
+            if mode.local:  # one local server serves every run that asks for it, started once
                 from hct_cli.providers.local import LOCAL_MODEL
 
                 endpoints[LOCAL_MODEL] = await self._local_endpoint()
-            provider = LiteLLMProvider(endpoints=endpoints)
+            provider = make_provider("litellm", endpoints=endpoints)
         self._providers[mode.key] = provider
         return provider
 

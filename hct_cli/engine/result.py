@@ -1,4 +1,4 @@
-"""The outcome of a run, as ``hct perform --json`` prints it."""
+"""The outcome of a run, as ``hct perform --json`` prints it and ``hct_cli.perform`` returns it."""
 
 from __future__ import annotations
 
@@ -172,6 +172,10 @@ class RunResult:
     squashes: int = 0  # dependents squashed because the result they took did not commit
     squashed_cost_usd: float = 0.0
     caesura: dict[str, Any] | None = None  # who stopped the run, the checkpoint restored, what was squashed
+    # From the journal once the segment's end is journaled (None for a run that was not journaled):
+    # how its calls ended over every segment (store.journal.call_counts), and this segment's number.
+    call_counts: dict[str, int] | None = None
+    segment: int | None = None
 
     def __repr__(self) -> str:  # the full record of a large run would be megabytes long
         return f"RunResult(run_id={self.run_id!r}, status={self.status!r}, agents={len(self.agents)})"
@@ -188,7 +192,7 @@ class RunResult:
         return 1.0 - self.cost_usd / self.frontier_cost_usd
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "run_id": self.run_id,
             "status": self.status,
             "dispatch": self.dispatch,
@@ -214,3 +218,8 @@ class RunResult:
             "agents": {name: record.to_json() for name, record in self.agents.items()},
             "state": self.state,
         }
+        if self.call_counts is not None:
+            data.update(self.call_counts)
+        if self.segment is not None:
+            data["segment"] = self.segment
+        return data

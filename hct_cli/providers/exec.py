@@ -19,7 +19,6 @@ from typing import Any
 from hct_cli.call_result import CallResult
 from hct_cli.errors import AccessError
 from hct_cli.providers.base import CallRequest, ProviderError, timeout_for
-from hct_cli.providers.enclave import ReadOnlyError, readonly
 from hct_cli.score.template import render
 
 __all__ = ["ExecProvider", "call_function", "load_callable"]
@@ -69,6 +68,10 @@ class ExecProvider:
 
     @staticmethod
     async def _python(request: CallRequest) -> Any:
+        # Imported here: the engine imports this module (its gates call python checks), so the
+        # registry can load this provider before the engine or after it.
+        from hct_cli.providers.enclave import ReadOnlyError, readonly
+
         agent = request.agent
         assert agent.call is not None
         function = load_callable(agent.call, f"agent {agent.name!r}")

@@ -6,6 +6,8 @@ A decision may come from any of three places, whichever answers first:
 * another shell, with ``hct approve RUN AGENT`` / ``hct reject RUN AGENT``, which record it in
   ``$HCT_HOME``'s database; the desk polls for it;
 * this terminal, at a prompt, when the run is in plain mode on a terminal.
+
+:class:`HumanProvider` puts a call to the same desk: the person's decision is its result.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
+import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-__all__ = ["Asked", "HumanDesk"]
+from hct_cli.call_result import CallResult
+from hct_cli.providers.base import CallRequest, ProviderError, timeout_for
+
+__all__ = ["Asked", "HumanDesk", "HumanProvider"]
 
 _EXCERPT = 600
 
@@ -129,3 +135,33 @@ class HumanDesk:
 
         loop.add_reader(fd, readable)
         return typed
+
+
+class HumanProvider:
+    """Calls answered by a person at a :class:`HumanDesk`: approve or reject what the call asks.
+
+    The result's output is the verdict (``"approve"`` or ``"reject"``), its model ``"human"``,
+    at no cost. No decision within the agent's timeout (``timeout_s``, else its tempo's) fails the
+    call with :class:`ProviderError`, as a model that does not answer does.
+    """
+
+    def __init__(self, desk: HumanDesk) -> None:
+        self.desk = desk
+
+    async def call(self, request: CallRequest) -> CallResult:
+        started = time.perf_counter()
+        agent = request.agent.name
+        timeout = timeout_for(request)
+        try:
+            approved, _ = await asyncio.wait_for(
+                self.desk.ask(agent, request.version, request.user_text, None, "reject"), timeout
+            )
+        except TimeoutError as exc:
+            raise ProviderError(
+                f"agent {agent!r}: no person answered within {timeout:g}s",
+                hint=f"Answer with `hct approve {self.desk.run_id} {agent}` (or hct reject), "
+                "or give the agent a larger timeout_s.",
+            ) from exc
+        return CallResult(
+            output="approve" if approved else "reject", model="human", latency_s=time.perf_counter() - started
+        )

@@ -24,14 +24,7 @@ from typing import Any
 from hct_cli.call_result import CallResult
 from hct_cli.models import model_info
 from hct_cli.program.routing import Route
-from hct_cli.providers.base import (
-    BACKOFF_S,
-    MAX_BACKOFF_S,
-    RETRIES,
-    CallRequest,
-    ProviderError,
-    timeout_for,
-)
+from hct_cli.providers.base import BACKOFF_S, MAX_BACKOFF_S, RETRIES, CallRequest, ProviderError, timeout_for
 
 __all__ = [
     "Endpoint",
@@ -163,6 +156,12 @@ class LiteLLMProvider:
         self.mock = mock
         self._problems: dict[str, str | None] = {}
         self.calls = 0
+
+    @staticmethod
+    def tokenizer(model: str) -> Callable[[str], int]:
+        """How the engine counts ``model``'s tokens for these calls (the simulated provider has none:
+        its calls count about four characters a token)."""
+        return token_counter(model)
 
     def problem(self, model: str) -> str | None:
         """Why ``model`` cannot be called (cached per run); None when it can."""

@@ -16,13 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
 from hct_cli.errors import LocalModelError
-from hct_cli.providers.litellm_provider import Endpoint, answers
+from hct_cli.providers.base import RETRIES
+from hct_cli.providers.litellm_provider import Endpoint, LiteLLMProvider, MockHook, answers
 
-__all__ = ["LOCAL_MODEL", "LocalServer", "smollm2_path"]
+__all__ = ["LOCAL_MODEL", "LocalProvider", "LocalServer", "smollm2_path"]
 
 #: How litellm names the served model: OpenAI-compatible, under the server's alias.
 LOCAL_ALIAS = "smollm2"
@@ -152,3 +154,33 @@ class LocalServer:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class LocalProvider(LiteLLMProvider):
+    """Real calls with the local model among them: a context manager that starts its server on
+    entry (``say`` tells a person it does, since that takes seconds) and always stops it on exit.
+    Every other model is called as :class:`LiteLLMProvider` calls it."""
+
+    def __init__(
+        self,
+        *,
+        endpoints: Mapping[str, Endpoint] | None = None,
+        server: LocalServer | None = None,
+        say: Callable[[str], None] | None = None,
+        mock: MockHook | None = None,
+        retries: int = RETRIES,
+    ) -> None:
+        super().__init__(endpoints=endpoints, mock=mock, retries=retries)
+        self.server = server if server is not None else LocalServer()
+        self.say = say
+
+    def __enter__(self) -> LocalProvider:
+        if self.say is not None:
+            self.say("starting the local model server...")
+        self.endpoints[LOCAL_MODEL] = self.server.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.server.stop()

@@ -30,14 +30,7 @@ from hct_cli.call_result import CallResult
 from hct_cli.models import ModelInfo, model_info, prefill_of
 from hct_cli.program.compile import expected_latency_s
 from hct_cli.program.routing import Route
-from hct_cli.providers.base import (
-    BACKOFF_S,
-    MAX_BACKOFF_S,
-    RETRIES,
-    CallRequest,
-    ProviderError,
-    timeout_for,
-)
+from hct_cli.providers.base import BACKOFF_S, MAX_BACKOFF_S, RETRIES, CallRequest, ProviderError, timeout_for
 
 __all__ = ["SimulatedProvider", "draw", "prefill_of"]
 

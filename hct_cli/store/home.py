@@ -111,7 +111,8 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
     if code is not None:
         return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
     text = str(exc)
-    return "malformed" in text or "not a database" in text
+    # Python's own error for a text cell whose bytes are garbage: damage inside a row.
+    return "malformed" in text or "not a database" in text or text.startswith("Could not decode to UTF-8")
 
 
 def _file_of(db: sqlite3.Connection) -> Path | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -14,7 +15,7 @@ from hct_cli.cli.app import app
 pytestmark = pytest.mark.timeout(60)
 
 
-def _perform(*args: str) -> tuple[int, dict[str, object]]:
+def _perform(*args: str) -> tuple[int, dict[str, Any]]:
     result = CliRunner().invoke(app, ["perform", *args, "--json"])
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, json.loads(result.stdout)
@@ -52,5 +53,5 @@ def test_a_caesura_rolls_back_and_resume_continues_from_the_checkpoint(resources
         assert after[name]["version"] == agents[name]["version"] + 1
     # Only the two agents after the checkpoint were paid again.
     assert resumed["paid_calls"] == first["paid_calls"] + 2
-    notes = resumed["state"]["notes"]  # type: ignore[index]
+    notes = resumed["state"]["notes"]
     assert notes == [after["review"]["output"], after["final"]["output"]]

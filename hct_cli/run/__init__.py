@@ -1,0 +1,1 @@
+"""Running a score as a library call: its configuration, its assembly, ``perform``."""
