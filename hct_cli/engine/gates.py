@@ -9,19 +9,21 @@ simulated call that passes with the agent's ``pass_rate``.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine.checks import Verdict, evaluate, needs_gate
+from hct_cli.errors import HctError
 from hct_cli.jsonio import dumps, loads
 from hct_cli.program.checks import SchemaRefs
 from hct_cli.providers.base import CallRequest, ProviderError
 from hct_cli.providers.exec import call_function, load_callable
 from hct_cli.providers.human import HumanDesk
 from hct_cli.providers.simulated import draw
-from hct_cli.score.model import Agent, Check, Fermata, Judge, TierSpec
+from hct_cli.score.model import Agent, Check, Fermata, Judge, TierSpec, checks_of
 from hct_cli.score.template import shown
 
 __all__ = ["Gatekeeper", "JudgeCall"]
@@ -87,6 +89,21 @@ class Gatekeeper:
         # Fits a judge's call to its model's window (L1), paging the answer judged when it must:
         # (request, the prompt with the answer shown as the text given, the answer) -> request.
         self.fit: Callable[[CallRequest, Callable[[str], str], str], CallRequest] | None = None
+
+    def prepare(self, agents: Iterable[Agent]) -> None:
+        """Load what deciding these agents' checks needs before the run's clock starts.
+
+        The first evaluation of a check imports the regex engine (and jsonschema for a
+        ``json_schema``) and compiles its patterns: milliseconds on an idle machine, tens of them on
+        a loaded one. Paid by the first result to commit, on the conductor's loop, it would delay
+        that agent's next call and shift its whole chain of calls against the others by an amount
+        that depends on the machine's load, and which of two close results commits first (the
+        coherence decision, what a resume replays) with it. Evaluated once here, on an empty
+        output whose verdict is thrown away, every later evaluation costs what the check costs."""
+        for agent in agents:
+            for _, check in checks_of(agent):
+                with contextlib.suppress(HctError):  # a check that cannot be decided fails in the run
+                    evaluate(check, "", self.refs)
 
     @staticmethod
     def waits(check: Check, fermata: Fermata | None = None) -> bool:

@@ -117,6 +117,7 @@ class Performer:
             gates = Gatekeeper(tiers=program.tiers, refs=SchemaRefs(score_dir))
         self.gates = gates
         gates.fit = calls.context.fit_request
+        gates.prepare(spec.agent for spec in specs.values())  # before the run's clock starts
         predictors = hands.predictors if hands.predictors is not None else Predictors()
         self.speculation = Speculation(program.score.name, predictors)
         # A recall's order is the order its results first arrived in: a resume delivers them so.

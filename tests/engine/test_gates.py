@@ -9,6 +9,7 @@ scripted fake provider, the simulated provider, or litellm with a mock response 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -468,3 +469,51 @@ def test_caesura_on_fail_stops_the_run_without_retrying() -> None:
     assert result.agents["b"].status == "skipped"
     assert result.caesura is not None and result.caesura["agent"] == "a" and result.caesura["checkpoint"] == 0
     assert seen(events, "caesura", "a")
+
+
+# -- the run's clock ------------------------------------------------------------------------------
+
+
+class _Imports:
+    """A meta path finder that finds nothing: it records every module imported anew while on."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.on = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if self.on:
+            self.names.append(name)
+
+
+def test_a_run_loads_what_its_checks_need_before_its_clock_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first check a run decided used to import the regex engine on the conductor's loop:
+    milliseconds idle, tens of them on a loaded machine, paid by the first result to commit, so
+    that agent's next call went later by as much and which of two close results committed first
+    (collab-writing's planner against its editor) depended on the load. Everything the checks
+    need loads when the Performer is built; the run itself imports nothing."""
+    program = score(
+        {
+            "planner": {"prompt": "plan", "vamp": {"max": 2, "until": {"contains": "FINAL"}}},
+            "writer": {"prompt": "write", "fermata": {"check": {"regex": "^<writer", "min_length": 3}}},
+            "editor": {
+                "prompt": "edit {{ cues.writer }}",
+                "cues": ["writer"],
+                "tacet_if": {"cue": "writer", "contains": "SKIP"},
+            },
+        }
+    )
+    # Loading this score compiled its pattern; one whose checks have none (collab-writing's
+    # are all ``contains``) has not imported the regex engine when its run starts.
+    for name in [name for name in sys.modules if name == "regex" or name.startswith("regex.")]:
+        monkeypatch.delitem(sys.modules, name)
+    imports = _Imports()
+    monkeypatch.setattr(sys, "meta_path", [imports, *sys.meta_path])
+    events: list[Event] = []
+    p = performer(program, Scripted(), events)
+    imports.on = True
+    result = asyncio.run(p.run())
+    imports.on = False
+    assert result.status == "completed"
+    assert len(kinds(events, "vamp", "planner")) == 1 and seen(events, "gate", "writer")  # the checks ran
+    assert imports.names == []
