@@ -25,7 +25,7 @@ PROVIDERS: Mapping[str, str] = MappingProxyType(
         "simulated": "hct_cli.providers.simulated:SimulatedProvider",
         "litellm": "hct_cli.providers.litellm_provider:LiteLLMProvider",
         "local": "hct_cli.providers.local:LocalProvider",
-        "cached": "hct_cli.providers.cached:CachingProvider",
+        "cached": "hct_cli.store.cached:CachingProvider",  # beside the L5 cache it reads and writes
         "exec": "hct_cli.providers.exec:ExecProvider",
         "human": "hct_cli.providers.human:HumanProvider",
     }
