@@ -68,7 +68,16 @@ class Session:
             client = await connect(self.url)
             await client.aclose()
 
-        asyncio.run(ping())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop here (the CLI, hct_cli.perform): a loop of its own
+            asyncio.run(ping())
+            return
+        # Inside a running loop (hct_cli.aperform): its own loop on a thread, as the loop waits.
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pool.submit(asyncio.run, ping()).result()
 
     def roster(self) -> list[WorkerStatus]:
         """The workers as the last poll saw them (for the conductor's panel)."""

@@ -63,6 +63,23 @@ def test_aperform_runs_in_the_callers_loop_with_a_loaded_score() -> None:
     assert set(result.agents) == set(score.agents)
 
 
+def test_aperform_checks_the_bus_from_inside_the_callers_loop() -> None:
+    # The bus is asked for an answer before the run; inside a running loop that is no asyncio.run.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once the probe is closed
+
+    async def main() -> hct_cli.RunResult:
+        return await hct_cli.aperform(CODE_REVIEW, bus=f"redis://127.0.0.1:{port}/0", **FAST)
+
+    with pytest.raises(hct_cli.HctError) as info:
+        asyncio.run(main())
+    assert type(info.value).__name__ == "BusError"
+    assert info.value.hint
+
+
 def test_observers_receive_the_runs_events() -> None:
     seen: list[Event] = []
     result = hct_cli.perform(CODE_REVIEW, observers=[seen.append], **FAST)
