@@ -7,10 +7,36 @@ for it, so the figures of a call are defined once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CallResult"]
+__all__ = ["CallResult", "ToolCall"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call a model asked for in its answer: an instruction the engine issues.
+
+    ``name`` is what the model said (a function name of the request's ``tools``, or a reference
+    such as ``git.git_log``); ``arguments`` its parsed arguments, or ``raw`` when they were not a
+    JSON object (the model is told so and the call is not made).
+    """
+
+    id: str
+    name: str
+    arguments: Mapping[str, Any]
+    raw: str | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "name": self.name, "arguments": dict(self.arguments)}
+        if self.raw is not None:
+            data["raw"] = self.raw
+        return data
+
+    @classmethod
+    def from_data(cls, data: Mapping[str, Any]) -> ToolCall:
+        return cls(str(data["id"]), str(data["name"]), dict(data.get("arguments") or {}), data.get("raw"))
 
 
 @dataclass(slots=True)  # not frozen: built once per call on the hot path; the engine redacts its output in place
@@ -28,3 +54,4 @@ class CallResult:
     worker: str | None = None  # the ``hct worker`` that made the call (distributed mode)
     cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
     cache_write_tokens: int = 0  # prompt tokens written to it
+    tool_calls: tuple[ToolCall, ...] = ()  # the model asked for tools instead of answering

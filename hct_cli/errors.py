@@ -19,8 +19,11 @@ The tree::
     │   └── CorruptStoreError     the database file is damaged (or is not an SQLite database)
     ├── AgentError                one agent cannot go on; that agent fails, the run carries on
     │   ├── ContextError          the reference frame and the prompt alone exceed the model's window
-    │   └── AccessError           an agent reached beyond what it declared (the reference frame,
-    │                             a key it does not read or write)
+    │   ├── AccessError           an agent reached beyond what it declared (the reference frame,
+    │   │                         a key it does not read or write)
+    │   └── ToolError             a tool server failed to start, died, hung or answered malformed
+    │       └── InDoubtWriteError a write call was sent but its result never journaled: it may
+    │                             have happened, so it is not sent again (needs_attention)
     └── BenchError                a benchmark was asked for something it cannot measure
 
 ``ProviderError`` (in ``hct_cli.providers.base``) sits beside ``AgentError``: a call that failed.
@@ -49,6 +52,7 @@ __all__ = [
     "CredentialsError",
     "ExecNotAllowedError",
     "HctError",
+    "InDoubtWriteError",
     "InputError",
     "LocalModelError",
     "RunBusyError",
@@ -56,6 +60,7 @@ __all__ = [
     "RunNotFoundError",
     "ScoreError",
     "StoreError",
+    "ToolError",
     "UsageError",
 ]
 
@@ -156,6 +161,14 @@ class ContextError(AgentError):
 class AccessError(AgentError):
     """An agent tried to reach beyond what it declared: the reference frame, or a key it does
     not read or write."""
+
+
+class ToolError(AgentError):
+    """A tool server cannot serve an agent's call: the agent fails, the run carries on."""
+
+
+class InDoubtWriteError(ToolError):
+    """A write call whose result the journal lacks: it may have reached the world already."""
 
 
 class BenchError(HctError):

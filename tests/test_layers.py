@@ -28,13 +28,16 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "program": frozenset({"score"}),
     "bus": frozenset(),
     "providers": frozenset({"score", "program", "bus"}),
+    "tools": frozenset({"score", "program"}),
     "store": frozenset({"score", "program", "bus", "providers"}),
-    "engine": frozenset({"score", "program", "bus", "providers", "store"}),
-    "distributed": frozenset({"score", "program", "bus", "providers", "store", "engine"}),
-    "run": frozenset({"score", "program", "bus", "providers", "store", "engine", "distributed"}),
-    "bench": frozenset({"score", "program", "bus", "providers", "store", "engine", "run"}),
-    "tui": frozenset({"score", "program", "bus", "providers", "store", "engine", "distributed"}),
-    "cli": frozenset({"score", "program", "bus", "providers", "store", "engine", "distributed", "run", "bench", "tui"}),
+    "engine": frozenset({"score", "program", "bus", "providers", "tools", "store"}),
+    "distributed": frozenset({"score", "program", "bus", "providers", "tools", "store", "engine"}),
+    "run": frozenset({"score", "program", "bus", "providers", "tools", "store", "engine", "distributed"}),
+    "bench": frozenset({"score", "program", "bus", "providers", "tools", "store", "engine", "run"}),
+    "tui": frozenset({"score", "program", "bus", "providers", "tools", "store", "engine", "distributed"}),
+    "cli": frozenset(
+        {"score", "program", "bus", "providers", "tools", "store", "engine", "distributed", "run", "bench", "tui"}
+    ),
 }
 
 #: The one import a foundation makes of a subpackage: a type, under TYPE_CHECKING, never at run

@@ -62,6 +62,12 @@ class CallRequest:
     # instructions so that calls fanning out from the same cues share a prefix (listening).
     shared: str = ""
     on_first_token: Callable[[], None] | None = None  # the provider calls it once the prompt is read
+    # Tool use (an agent with ``tools:``): the function definitions the model may call, in
+    # litellm's (OpenAI's) ``tools=`` form; the model-tool round this call is (0 first); and the
+    # messages of earlier rounds (the assistant's tool calls, the tools' answers) after the user's.
+    tools: tuple[Mapping[str, Any], ...] = ()
+    step: int = 0
+    turns: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -89,9 +95,10 @@ class CallRequest:
         return f"{self.shared}\n\n{self.prompt}" if self.shared else self.prompt
 
     @property
-    def messages(self) -> list[dict[str, str]]:
-        messages = [{"role": "system", "content": self.system}] if self.system else []
+    def messages(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": self.system}] if self.system else []
         messages.append({"role": "user", "content": self.user_text})
+        messages.extend(dict(turn) for turn in self.turns)
         return messages
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from hct_cli.score.load import Document
 from hct_cli.score.tempo import Tempo
+from hct_cli.score.tools import ScriptedCall, ToolServer, tool_servers_from_data
 
 __all__ = [
     "DYNAMICS",
@@ -113,6 +114,7 @@ class Simulate:
     output_tokens: int | None = None
     pass_rate: float | None = None
     output: Any = None
+    tool_calls: tuple[tuple[ScriptedCall, ...], ...] = ()  # the scripted model's calls, per round
 
     @classmethod
     def from_data(cls, data: Mapping[str, Any]) -> Simulate:
@@ -128,6 +130,10 @@ class Simulate:
             output_tokens=data.get("output_tokens"),
             pass_rate=data.get("pass_rate"),
             output=data.get("output"),
+            tool_calls=tuple(
+                tuple(ScriptedCall(call["tool"], _frozen(call.get("args"))) for call in round_)
+                for round_ in data.get("tool_calls", ())
+            ),
         )
 
 
@@ -159,6 +165,8 @@ class Agent:
     speculate: bool | Literal["auto"] = False
     timeout_s: float | None = None
     simulate: Simulate = field(default_factory=Simulate)
+    tools: tuple[str, ...] = ()  # references to the score's tools (server.tool, server.*, tool)
+    max_steps: int | None = None  # model-tool rounds; None: DEFAULT_MAX_STEPS
 
 
 def checks_of(agent: Agent) -> Iterator[tuple[tuple[str, ...], Check]]:
@@ -220,6 +228,7 @@ class Score:
     state: Mapping[str, StateKey] = field(default_factory=lambda: MappingProxyType({}))
     coherence: Literal["replay", "hold", "off"] = "replay"
     routing: Routing = field(default_factory=Routing)
+    tools: Mapping[str, ToolServer] = field(default_factory=lambda: MappingProxyType({}))
     path: Path | None = None
     document: Document | None = field(default=None, compare=False, repr=False)
 
@@ -277,6 +286,8 @@ def agent_from_data(
         speculate=merged.get("speculate", False),
         timeout_s=merged.get("timeout_s"),
         simulate=Simulate.from_data(simulate),
+        tools=tuple(merged.get("tools", ())),
+        max_steps=merged.get("max_steps"),
     )
 
 
@@ -322,6 +333,7 @@ def build_score(data: Mapping[str, Any], *, path: Path | None = None, document: 
         state=MappingProxyType(state),
         coherence=data.get("coherence", "replay"),
         routing=_routing(data.get("routing", {})),
+        tools=tool_servers_from_data(data.get("tools", {})),
         path=path,
         document=document,
     )
