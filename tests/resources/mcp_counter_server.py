@@ -22,6 +22,7 @@ from mcp.server.mcpserver import MCPServer
 server: MCPServer[Any] = MCPServer("counter")
 _state: dict[str, Any] = {"appends": 0, "log": [], "in_flight": 0, "max_in_flight": 0, "pid": os.getpid()}
 _state_path: Path | None = None
+_wire: int | None = None  # a duplicate of the stdio transport's stdout, taken before the SDK diverts fd 1
 
 
 def _save() -> None:
@@ -101,13 +102,13 @@ async def garble() -> str:
     """Write bytes that are not JSON-RPC to the stdio transport, then never answer."""
     sys.stderr.write("counter server: garbling the transport on purpose\n")
     sys.stderr.flush()
-    os.write(1, b"this is not json-rpc {{{\n\x00\xff garbage\n")
+    os.write(_wire if _wire is not None else 1, b"this is not json-rpc {{{\n\x00\xff garbage\n")
     while True:
         await asyncio.sleep(3600)
 
 
 def main() -> None:
-    global _state_path
+    global _state_path, _wire
     parser = argparse.ArgumentParser(description=__doc__)
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--http", type=int, metavar="PORT")
@@ -119,6 +120,7 @@ def main() -> None:
     sys.stderr.write(f"counter server: pid {os.getpid()} ready\n")
     sys.stderr.flush()
     if args.stdio:
+        _wire = os.dup(1)
         server.run("stdio")
     else:
         server.run("streamable-http", host="127.0.0.1", port=args.http, streamable_http_path="/mcp")

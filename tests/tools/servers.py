@@ -130,3 +130,46 @@ def filesystem_server_argv(root: Path) -> list[str] | None:
     if binary.exists():
         return [str(binary), str(root)]
     return [str(shutil.which("npx")), "-y", "@modelcontextprotocol/server-filesystem", str(root)]
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None when there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").rpartition(")")[2].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[1])
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not: it has exited, only its entry waits)."""
+    stat = _stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X")
+
+
+def descendants(pid: int) -> set[int]:
+    """The live processes below ``pid``, read from the process table."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _stat(int(entry))
+            if stat is not None and stat[0] not in ("Z", "X"):
+                children.setdefault(stat[1], []).append(int(entry))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def wait_gone(pids: set[int], within_s: float = 20.0) -> set[int]:
+    """Poll the process table until none of ``pids`` lives; returns those still alive at the end."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = {pid for pid in pids if alive(pid)}
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
