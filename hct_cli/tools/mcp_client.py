@@ -213,7 +213,7 @@ class McpSession:
                 return call.result()
             if not self._down.is_set():
                 await asyncio.sleep(0.05)  # a dying server: let the transport say so first
-            reason = self._down_message(tool) if self._down.is_set() else _describe(error)
+            reason = (self._reason or "the server is gone") if self._down.is_set() else _describe(error)
             raise self._error(f"{_what(tool)} failed: {_plain(reason)}", hint=_down_hint(self.server)) from None
         if self._down.is_set():
             raise self._error(self._down_message(tool), hint=_down_hint(self.server))

@@ -73,6 +73,26 @@ def test_http_server_lists_echoes_and_appends_once(counter_http: tuple[str, Path
     assert counter_state(state)["log"] == ["one"]
 
 
+def test_a_flood_or_a_dead_http_server_is_a_tool_error(counter_http: tuple[str, Path]) -> None:
+    url, _ = counter_http
+    server = ToolServer(name="remote", url=url, effects="read")
+
+    async def scenario() -> None:
+        async with await open_session(server, (), {}, {}) as session:
+            with pytest.raises(ToolError) as flood:
+                await session.call("huge", {"mb": 10}, 60)
+            assert "'remote'" in flood.value.message and "huge" in flood.value.message
+            assert (await session.call("echo", {"text": "still here"}, 10)).text == "still here"
+            with pytest.raises(ToolError) as crash:
+                await session.call("crash", {}, 30)
+            assert "'remote'" in crash.value.message and "crash" in crash.value.message
+            with pytest.raises(ToolError) as gone:
+                await session.call("echo", {"text": "anyone?"}, 30)
+            assert "'remote'" in gone.value.message and url in gone.value.hint
+
+    asyncio.run(scenario())
+
+
 def test_a_tool_error_is_a_reply_not_an_exception(counter_stdio: tuple[list[str], Path]) -> None:
     argv, _ = counter_stdio
 
