@@ -70,7 +70,7 @@ class McpSession:
             self._closed = True  # the loop is going (Ctrl-C) and nobody closed this session: close it here
             self._close_stderr()
             raise
-        except BaseException as error:  # the SDK raises exception groups from its task groups
+        except Exception as error:  # the SDK raises exception groups from its task groups
             self._fail(_describe(error))
         finally:
             self._fail(self._reason or "the session is closed")
@@ -83,7 +83,10 @@ class McpSession:
     async def _on_message(self, message: Any) -> None:
         """The SDK hands transport faults here; a stream that delivers garbage is not trusted again."""
         if isinstance(message, Exception):
-            self._fail(f"it sent malformed JSON-RPC ({_describe(message)})")
+            if self.server.transport == "stdio":
+                self._fail(f"it sent malformed JSON-RPC ({_describe(message)})")
+            else:
+                self._fail(f"its HTTP transport failed ({_describe(message)})")
 
     async def _start(self, client: Client, timeout_s: float) -> None:
         self._owner = asyncio.create_task(self._own(client), name=f"mcp:{self.server.name}")
