@@ -234,3 +234,28 @@ def test_importing_the_tools_package_does_not_import_mcp() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_grandchild_that_left_the_group_goes_too(counter_stdio: tuple[list[str], Path], tmp_path: Path) -> None:
+    """Like npx starting node: the server starts a child in a session of its own, then serves."""
+    argv, state = counter_stdio
+    pidfile = tmp_path / "grandchild.pid"
+    wrapper = tmp_path / "wrapper.py"
+    wrapper.write_text(
+        textwrap.dedent(
+            f"""
+            import os, subprocess, sys
+            child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True)
+            open({str(pidfile)!r}, "w").write(str(child.pid))
+            os.execv(sys.executable, {argv!r})
+            """
+        )
+    )
+
+    async def scenario() -> None:
+        async with await open_stdio("wrapped", [sys.executable, str(wrapper)]) as session:
+            assert (await session.call("echo", {"text": "up"}, 10)).text == "up"
+
+    asyncio.run(scenario())
+    grandchild = int(pidfile.read_text())
+    assert wait_gone({grandchild, int(counter_state(state)["pid"])}) == set()
