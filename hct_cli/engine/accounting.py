@@ -28,12 +28,15 @@ def _finish_times(program: Program, records: Mapping[str, AgentRecord]) -> dict[
             default=0.0,
         )
         recalled = {id(message) for message in record.recalled}
-        own = [*record.warm_ups, *record.earlier] + ([record.result] if record.result is not None else [])
+        own = [*record.warm_ups, *record.rounds, *record.earlier] + (
+            [record.result] if record.result is not None else []
+        )
         judges = [_spent(message, recalled) for message in record.checks]
         last = judges[-1] if judges else 0.0  # the judge of the result that committed
         # Its own result waits for the producers it fired on to commit before it is held or commits.
         confirmed = max((done[tag] for tag in record.speculated), default=0.0)
-        held[name] = max(start + sum(_spent(message, recalled) for message in own) + sum(judges) - last, confirmed)
+        calls = sum(_spent(message, recalled) for message in own) + record.tool_time_s
+        held[name] = max(start + calls + sum(judges) - last, confirmed)
         done[name] = held[name] + last
     return done
 

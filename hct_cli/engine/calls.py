@@ -27,6 +27,7 @@ from hct_cli.engine.options import Hands
 from hct_cli.engine.paging import Cut, Layout
 from hct_cli.engine.run_state import RunState
 from hct_cli.engine.station import Station
+from hct_cli.engine.tooling import ToolLoop
 from hct_cli.errors import AccessError, AgentError, BusError, HctError
 from hct_cli.jsonio import non_finite, writable_text
 from hct_cli.program.routing import Route, fallbacks_of
@@ -34,7 +35,7 @@ from hct_cli.providers.base import CallRequest, Provider, ProviderError, broadca
 from hct_cli.score.template import render_compiled, shown
 
 if TYPE_CHECKING:
-    from hct_cli.store.runs import RecalledCall
+    from hct_cli.store.runs import RecalledCall, ToolJournal
 
 __all__ = ["WARM_UP_PROMPT", "Calls", "digest", "said"]
 
@@ -67,7 +68,7 @@ def _refuse_non_finite(agent: str, output: Any) -> None:
 class Calls:
     """Makes the calls of one run: renders, executes, answers from the journal, publishes."""
 
-    __slots__ = ("_fallbacks", "_hands", "bus", "context", "digests", "listening", "recall", "state")
+    __slots__ = ("_fallbacks", "_hands", "bus", "context", "digests", "listening", "recall", "state", "tools")
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class Calls:
         recall: Mapping[tuple[str, int, str], RecalledCall] | None,
         digests: bool,
         listening: bool,
+        tool_journal: ToolJournal | None = None,
     ) -> None:
         self.state = state
         self._hands = hands
@@ -87,6 +89,7 @@ class Calls:
         self.context = ContextFitter(state.frame, program.tiers, state.stations, hands.tokenizer)
         self._fallbacks = {tier: fallbacks_of(program.tiers, tier) for tier in program.tiers}
         self.listening = Listening(state.emit_if_observed(), self.warm_up, enabled=listening)
+        self.tools = ToolLoop(state, hands.tools, recall, tool_journal)
 
     def start(self, station: Station) -> int:
         """A new execution of ``station``: the next tag version."""
@@ -248,7 +251,9 @@ class Calls:
         try:
             if delay > 0:  # a resume keeps the spacing of calls made anew (see ReplayOrder.delay)
                 await asyncio.sleep(delay)
-            if request.shared:
+            if station.agent.tools and station.agent.kind == "llm":
+                result = await self.tools.run(station, request, lambda first: self._first(station, first, ticket))
+            elif request.shared:
                 result = await self._listened(station, request, ticket)
             else:
                 result = await station.provider.call(request)
@@ -274,6 +279,12 @@ class Calls:
             await self.bus.publish(message)
         except Exception as exc:  # a fault while committing ends the run with it instead of hanging it
             self.state.fault(exc)
+
+    async def _first(self, station: Station, request: CallRequest, ticket: Ticket | None) -> CallResult:
+        """A tool loop's first round: listened for when it has a shared prefix, as any call is."""
+        if request.shared:
+            return await self._listened(station, request, ticket)
+        return await station.provider.call(request)
 
     async def _listened(self, station: Station, request: CallRequest, ticket: Ticket | None) -> CallResult:
         """A call with a shared prefix: it waits for the prefix's cache as its tempo allows, and

@@ -294,6 +294,9 @@ class Lifecycle:
         ready: list[Station] = []
         for dependent in station.dependents:
             if confirmed and self.speculation.confirm(dependent, name):
+                waiter = dependent.confirmation
+                if not dependent.unconfirmed and waiter is not None and not waiter.done():
+                    waiter.set_result(None)  # its tool loop may write now
                 continue  # it fired on this very result: a hit
             dependent.operands[name] = message
             dependent.waiting -= 1
@@ -392,6 +395,7 @@ class Lifecycle:
         number = self._checkpoint[1] + 1
         checkpoint = state.shared.directory.checkpoint()
         self._checkpoint = (state.commits, number, checkpoint)
+        state.writes_checkpointed = len(state.writes)
         if state.observers:
             state.emit("downbeat", station.name, station.version + 1, checkpoint=number, state=checkpoint.values())
 
@@ -428,9 +432,13 @@ class Lifecycle:
         state.shared.directory.restore(checkpoint)
         who = culprit.name if culprit is not None else None
         state.caesura = {"agent": who, "reason": reason, "checkpoint": number, "squashed": squashed}
+        writes = state.writes[state.writes_checkpointed :]
+        if writes:  # made outside hct after the checkpoint: a rollback cannot undo them
+            state.caesura["writes"] = writes
         if state.observers:
             version = culprit.version if culprit is not None else 0
-            state.emit("caesura", who, version, reason=reason, checkpoint=number, squashed=squashed)
+            extra = {"writes": writes} if writes else {}
+            state.emit("caesura", who, version, reason=reason, checkpoint=number, squashed=squashed, **extra)
         if state.done is not None and not state.done.done():
             state.done.set_result(None)
 
@@ -439,12 +447,15 @@ class Lifecycle:
             self.squash_speculation(station)
         state = self.state
         record = station.record
-        record.status = "failed"
+        record.status = "failed" if record.attention is None else "needs_attention"
         record.error = error
         record.finished_s = state.last_settle = state.now()
         state.status = "failed" if state.status == "completed" else state.status
         if state.observers:
-            state.emit("fail", station.name, record.version, error=error)
+            if record.attention is None:
+                state.emit("fail", station.name, record.version, error=error)
+            else:
+                state.emit("fail", station.name, record.version, error=error, needs_attention=record.attention)
         state.settled += 1
         self.let_go(station)
         self.skip_dependents(station)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from hct_cli.engine.gates import Gatekeeper
     from hct_cli.redact import Redactor
     from hct_cli.store.cache import Predictors
-    from hct_cli.store.runs import RecalledCall
+    from hct_cli.store.runs import RecalledCall, ToolJournal
+    from hct_cli.tools.base import ToolBox
 
 __all__ = ["EngineOptions", "Hands", "ProviderFor", "ResumeState"]
 
@@ -49,6 +50,7 @@ class ResumeState:
     recall: Mapping[tuple[str, int, str], RecalledCall] = field(default_factory=dict)
     start_versions: Mapping[str, int] = field(default_factory=dict)  # squashed versions are not reused
     spent_before_usd: float = 0.0
+    tools: ToolJournal | None = None  # the tool calls journaled: answered, or sent without a result
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +63,4 @@ class Hands:
     gates: Gatekeeper | None = None  # None: one for the score's tiers and schema references
     predictors: Predictors | None = None  # None: speculation learns in memory only
     redactor: Redactor | None = None  # None: the environment's secrets
+    tools: ToolBox | None = None  # the score's tool servers for this run (None: it declares none)

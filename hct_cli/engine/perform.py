@@ -105,7 +105,13 @@ class Performer:
             resume.spent_before_usd if resume is not None else 0.0,
         )
         calls = self._calls = Calls(
-            state, hands, self.bus, recall, options.digests or recall is not None, options.listening
+            state,
+            hands,
+            self.bus,
+            recall,
+            options.digests or recall is not None,
+            options.listening,
+            resume.tools if resume is not None else None,
         )
         self.context = calls.context
         for name, version in (resume.start_versions if resume is not None else {}).items():

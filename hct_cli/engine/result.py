@@ -19,7 +19,9 @@ STATUSES = ("completed", "failed", "caesura", "budget_exhausted", "interrupted")
 class AgentRecord:
     """One agent's part in a run. Call figures come from the committed broadcast itself."""
 
-    status: str = "waiting"  # waiting, running, held, speculative, parked, done, tacet, failed, skipped, squashed
+    # waiting, running, held, speculative, parked, done, tacet, failed, skipped, squashed, and
+    # needs_attention: it stopped at a write call that may have happened (see engine.tooling)
+    status: str = "waiting"
     route_model: str | None = None
     tier: str | None = None
     version: int = 0
@@ -38,6 +40,9 @@ class AgentRecord:
     # Answers a resume took from the journal: their time was spent in an earlier segment.
     recalled: list[Broadcast] = field(default_factory=list)
     speculated: set[str] = field(default_factory=set)  # producers whose held result it fired on, committed
+    rounds: list[Broadcast] = field(default_factory=list)  # model rounds that asked for tools (tool loop)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # its tool calls, as --json shows them
+    attention: dict[str, Any] | None = None  # the write call in doubt that stopped it (needs_attention)
 
     @property
     def operands(self) -> dict[str, int]:
@@ -58,7 +63,7 @@ class AgentRecord:
 
     def all_calls(self) -> list[Broadcast]:
         """Every call of this agent: earlier passes, judges, squashed work, then the last result."""
-        calls = [*self.warm_ups, *self.earlier, *self.checks, *self.squashed]
+        calls = [*self.warm_ups, *self.rounds, *self.earlier, *self.checks, *self.squashed]
         if self.result is not None:
             calls.append(self.result)
         return calls
@@ -117,7 +122,20 @@ class AgentRecord:
 
     @property
     def latency_s(self) -> float:
-        return sum(b.result.latency_s for b in self.all_calls())
+        """Its calls' own latencies, and the time its tool calls kept it waiting."""
+        return sum(b.result.latency_s for b in self.all_calls()) + self.tool_time_s
+
+    @property
+    def tool_time_s(self) -> float:
+        """The time its tool calls took on its own path: the calls of one round run at once, so
+        each round counts its longest call (none for those answered by the journal or the cache)."""
+        longest: dict[tuple[int, int], float] = {}
+        for call in self.tool_calls:
+            if call.get("restored") or call.get("cached") or call.get("refused"):
+                continue
+            key = (int(call.get("version", 0)), int(call.get("step", 0)))
+            longest[key] = max(longest.get(key, 0.0), float(call.get("duration_s", 0.0)))
+        return sum(longest.values())
 
     @property
     def output(self) -> Any:
@@ -128,6 +146,14 @@ class AgentRecord:
         return self._call.result.worker
 
     def to_json(self) -> dict[str, Any]:
+        shown = self._fields()
+        if self.tool_calls:
+            shown["tool_calls"] = [dict(call) for call in self.tool_calls]
+        if self.attention is not None:
+            shown["needs_attention"] = dict(self.attention)
+        return shown
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "status": self.status,
             "model": self.model,

@@ -58,6 +58,8 @@ class RunState:
         "stop_issuing",
         "t0",
         "timer",
+        "writes",
+        "writes_checkpointed",
     )
 
     def __init__(
@@ -91,6 +93,10 @@ class RunState:
         self.caesura: dict[str, Any] | None = None
         self.settled = 0
         self.commits = 0
+        # Write calls of tool loops, in the order made; a caesura lists those after its checkpoint
+        # (it rolls back results, not the world).
+        self.writes: list[dict[str, Any]] = []
+        self.writes_checkpointed = 0
         self.t0: float | None = None
         self.last_settle = 0.0  # when the last result committed or failed, or the run stopped: the makespan
         self.done: asyncio.Future[None] | None = None

@@ -28,6 +28,7 @@ class Station:
         "agent",
         "buffered",
         "commit_seq",
+        "confirmation",
         "dependents",
         "feedback",
         "gate_failures",
@@ -99,6 +100,8 @@ class Station:
         self.unconfirmed: set[str] = set()
         self.spec_out: list[Station] = []
         self.buffered: Broadcast | None = None
+        # A write call of its tool loop waits on this while it is unconfirmed (see engine.tooling).
+        self.confirmation: asyncio.Future[None] | None = None
 
 
 def by_priority(station: Station) -> tuple[int, float, int]:

@@ -29,7 +29,7 @@ from hct_cli.program.routing import tiers_of
 from hct_cli.providers.base import Provider
 from hct_cli.providers.registry import make_provider
 from hct_cli.run.config import Resume, Trust, Tuning
-from hct_cli.run.guard import check_credentials, refuse_exec, schema_refs
+from hct_cli.run.guard import check_credentials, refuse_exec, refuse_untrusted_tools, schema_refs, trusted_tools
 from hct_cli.score import Score
 from hct_cli.store.journal import RunConfig
 
@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from hct_cli.engine.context import Tokenizer
     from hct_cli.providers.human import HumanDesk
     from hct_cli.store.journal import Journal
-    from hct_cli.store.runs import RecalledCall, RunRow
+    from hct_cli.store.runs import RecalledCall, RunRow, ToolJournal
+    from hct_cli.tools.base import ToolBox
 
 __all__ = ["Calls", "Past", "Run", "Setting", "Source", "build_performer", "model_provider_name", "prepare"]
 
@@ -71,6 +72,7 @@ class Calls:
     judges: Provider  # the gates' judge calls: decided in this process, in any mode
     code: Provider | None  # python and shell agents; None: simulated as model calls (hct bench)
     tokenizer: Tokenizer | None = None  # None: about four characters a token
+    tools: ToolBox | None = None  # the score's tool servers (None: it declares none)
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Past:
     recalled: Mapping[tuple[str, int, str], RecalledCall] | None = None
     spent_usd: float = 0.0
     versions: Mapping[str, int] = field(default_factory=dict)  # squashed versions a caesura left
+    tools: ToolJournal | None = None  # its tool calls: answered, or sent with no result journaled
 
 
 class Run:
@@ -155,9 +158,13 @@ class Run:
     async def play(self) -> RunResult:
         """Perform the run in this event loop (over the bus in distributed mode)."""
         performer = self.performer
-        if self.session is not None:
-            return await self.session.play(performer, list(self.program.tiers))
-        return await performer.run()
+        try:
+            if self.session is not None:
+                return await self.session.play(performer, list(self.program.tiers))
+            return await performer.run()
+        finally:
+            if self.calls.tools is not None:  # every server it started stops with the run
+                await self.calls.tools.aclose()
 
     def finish(self, result: RunResult) -> RunResult:
         """Journal the segment's end; the result then holds the run's call counts and segment."""
@@ -201,6 +208,7 @@ def build_performer(run: Run, observers: Sequence[Observer], desk: HumanDesk | N
             tokenizer=calls.tokenizer,
             gates=gates,
             predictors=Predictors(run.db) if run.db is not None and not measured else None,
+            tools=calls.tools,
         ),
         inputs=config.inputs,
         options=EngineOptions(
@@ -211,7 +219,7 @@ def build_performer(run: Run, observers: Sequence[Observer], desk: HumanDesk | N
             digests=run.journal is not None,
             run_id=run.run_id,
         ),
-        resume=ResumeState(past.recalled or {}, past.versions, past.spent_usd),
+        resume=ResumeState(past.recalled or {}, past.versions, past.spent_usd, past.tools),
         observers=observers,
     )
 
@@ -254,6 +262,7 @@ def prepare(
             score = source if isinstance(source, Score) else load_score(source)
         if not tuning.engine_only:
             refuse_exec(score, trust.allow_exec)  # before anything is written
+            refuse_untrusted_tools(score, trust.allow_exec, home)
             refs = schema_refs(score, trust.allow_path)
     db = None
     if journal:
@@ -282,10 +291,11 @@ def prepare(
         program = program or compile_score(score)
         if not tuning.engine_only:
             refuse_exec(score, trust.allow_exec)
+            refuse_untrusted_tools(score, trust.allow_exec, home)
             refs = refs or schema_refs(score, trust.allow_path)  # a resume: the files beside its path, read again
         setting = Setting(run_id, score, program, config, trust, tuning, refs)
         session = _session(program, config, say=_silent if quiet else say)
-        calls = _calls(stack, setting, session, db, say)
+        calls = _calls(stack, setting, session, db, say, home)
         journaled = _journal(db, setting, past.row)
         yield Run(setting, calls, past, db, journaled, session)
 
@@ -304,7 +314,7 @@ def _resumed(db: sqlite3.Connection, row: RunRow, resume: Resume, trust: Trust) 
     """The score, configuration and journaled past of the run ``row`` continues."""
     from hct_cli.run.resume import RunCompleted, unsealed
     from hct_cli.store.home import set_durability
-    from hct_cli.store.runs import recall, spend, squashed_versions
+    from hct_cli.store.runs import recall, spend, squashed_versions, tool_journal
 
     if row.status == "completed":
         raise RunCompleted(row.run_id)
@@ -314,7 +324,13 @@ def _resumed(db: sqlite3.Connection, row: RunRow, resume: Resume, trust: Trust) 
     base = Path(row.score_path) if row.score_path else None
     score = load_score_text(row.score_text, row.score_path or row.score, base)
     config = unsealed(config, score, row.run_id, resume.given, allow_path=trust.allow_path)
-    past = Past(row, recall(db, row.run_id), spend(db, row.run_id), squashed_versions(db, row.run_id))
+    past = Past(
+        row,
+        recall(db, row.run_id),
+        spend(db, row.run_id),
+        squashed_versions(db, row.run_id),
+        tool_journal(db, row.run_id),
+    )
     if resume.bus is not None:
         config = replace(config, bus=resume.bus)
     elif config.bus is not None:
@@ -361,6 +377,7 @@ def _calls(
     session: Session | None,
     db: sqlite3.Connection | None,
     say: Callable[[str], None],
+    home: Path | None = None,
 ) -> Calls:
     """The run's providers, each picked by name from the registry."""
     config = setting.config
@@ -380,7 +397,22 @@ def _calls(
         seed = config.seed if config.simulate else None
         models = make_provider("cached", models, ResultCache(db), simulated_seed=seed)
     code = None if setting.tuning.engine_only else make_provider("exec")
-    return Calls(models, judges, code, tokenizer)
+    return Calls(models, judges, code, tokenizer, _tool_box(setting, home))
+
+
+def _tool_box(setting: Setting, home: Path | None) -> ToolBox | None:
+    """The score's tool servers, each started on first use and stopped when the run is played."""
+    score = setting.score
+    if not score.tools:
+        return None
+    from hct_cli.tools.toolbox import McpToolBox
+
+    return McpToolBox(
+        score.tools,
+        inputs=setting.config.inputs,
+        allow_exec=setting.trust.allow_exec,
+        trusted=trusted_tools(home),
+    )
 
 
 def _journal(db: sqlite3.Connection | None, setting: Setting, row: RunRow | None) -> Journal | None:

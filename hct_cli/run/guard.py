@@ -3,14 +3,24 @@ every routed model can be called. Each refuses the run before anything is paid."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hct_cli.errors import CredentialsError, ExecNotAllowedError
 from hct_cli.program.checks import SchemaRefs
 from hct_cli.program.compile import Program
 from hct_cli.score import Score
+from hct_cli.score.tools import ToolServer
 
-__all__ = ["check_credentials", "needs_exec", "refuse_exec", "schema_refs"]
+__all__ = [
+    "check_credentials",
+    "needs_exec",
+    "refuse_exec",
+    "refuse_untrusted_tools",
+    "schema_refs",
+    "trusted_tools",
+]
 
 
 def needs_exec(score: Score) -> list[str]:
@@ -30,6 +40,28 @@ def refuse_exec(score: Score, allow_exec: bool) -> None:
         raise ExecNotAllowedError(
             f"agents {', '.join(runs_code)} run code on this machine",
             hint="Read the score, then pass --allow-exec if you trust it.",
+        )
+
+
+def trusted_tools(home: Path | None) -> Callable[[ToolServer], bool]:
+    """Whether a tool server of a score is on the user's allow list (``hct tools --trust``)."""
+    from hct_cli.store.home import home_dir
+    from hct_cli.tools.trust import is_trusted
+
+    return is_trusted((home or home_dir()) / "tools.allow")
+
+
+def refuse_untrusted_tools(score: Score, allow_exec: bool, home: Path | None) -> None:
+    """A stdio tool server is a local program: it runs with --allow-exec or when trusted."""
+    if allow_exec or not score.tools:
+        return
+    trusted = trusted_tools(home)
+    programs = [name for name, server in score.tools.items() if server.transport == "stdio" and not trusted(server)]
+    if programs:
+        raise ExecNotAllowedError(
+            f"tool servers {', '.join(programs)} are programs this run would start on this machine",
+            hint="Read the score's tools: section, then pass --allow-exec, or trust them once with "
+            "`hct tools --trust SCORE`.",
         )
 
 

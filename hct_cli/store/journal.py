@@ -13,7 +13,8 @@ what a resume needs) is :mod:`hct_cli.store.runs`'; who may write a run is
 
 Fault injection for tests: ``HCT_FAULT=mid:K`` kills the process with SIGKILL while the
 transaction holding the K-th journaled result is open (it is lost), ``HCT_FAULT=after:K`` right
-after it commits.
+after it commits; ``tool_mid:K`` and ``tool_after:K`` do the same for the K-th tool call's
+result (the call was made, and its result is lost, or journaled).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class Journal:
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.results = 0  # results journaled by this process
+        self.tool_results = 0  # tool calls' results journaled by this process
         self._fault = _fault_plan()
         #: Told when a flush the event loop runs fails (nobody would catch it there); the CLI
         #: ends the run with it. Without one, the error is raised into the loop.
@@ -182,6 +184,8 @@ class Journal:
         )
         if event.kind == "result":
             self.results += 1
+        elif event.kind == "tool_result":
+            self.tool_results += 1
         if not self._scheduled:
             loop = self._loop
             if loop is None or loop.is_closed():
@@ -210,7 +214,7 @@ class Journal:
         try:
             self.db.execute("BEGIN")
             self.db.executemany(_INSERT, rows)
-            if self._fault is not None and self._fault[0] == "mid" and self.results >= self._fault[1]:
+            if self._fault is not None and self._faulted("mid"):
                 os.kill(os.getpid(), signal.SIGKILL)
             self.db.execute("COMMIT")
         except HctError:  # a damaged database file, say
@@ -223,14 +227,22 @@ class Journal:
             raise RunError(
                 f"cannot write the journal: {exc}", hint="Check free disk space and HCT_HOME's permissions."
             ) from exc
-        if self._fault is not None and self._fault[0] == "after" and self.results >= self._fault[1]:
+        if self._fault is not None and self._faulted("after"):
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def _faulted(self, when: str) -> bool:
+        """Whether the fault plan kills the process now (``when``: mid or after the commit)."""
+        assert self._fault is not None
+        mode, count = self._fault
+        if mode == when:
+            return self.results >= count
+        return mode == f"tool_{when}" and self.tool_results >= count
 
 
 def _fault_plan() -> tuple[str, int] | None:
     plan = os.environ.get("HCT_FAULT", "")
     mode, _, count = plan.partition(":")
-    if mode in ("mid", "after") and count.isdigit():
+    if mode in ("mid", "after", "tool_mid", "tool_after") and count.isdigit():
         return mode, int(count)
     return None
 

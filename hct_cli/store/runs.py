@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from hct_cli.bus.base import Broadcast
@@ -22,6 +22,7 @@ from hct_cli.store.lock import alive
 __all__ = [
     "RecalledCall",
     "RunRow",
+    "ToolJournal",
     "call_counts",
     "calls_of",
     "events_of",
@@ -30,6 +31,7 @@ __all__ = [
     "recall",
     "spend",
     "squashed_versions",
+    "tool_journal",
 ]
 
 
@@ -68,6 +70,35 @@ class RecalledCall:
     digest: str | None
     result: Broadcast
     arrived_s: float = 0.0  # when it arrived on the run's one timeline (see :func:`recall`)
+
+
+@dataclass(frozen=True)
+class ToolJournal:
+    """The tool calls of a run's journal, by digest: those whose result it holds (their
+    ``tool_result`` data), and those it holds only as sent (their ``tool_call`` data)."""
+
+    results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sent: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+def tool_journal(db: sqlite3.Connection, run_id: str) -> ToolJournal:
+    """What a resume needs of the run's tool calls: answered ones are answered again, a write sent
+    without a result is in doubt. A failed call (the server could not answer) is not kept."""
+    sent: dict[str, Mapping[str, Any]] = {}
+    results: dict[str, Mapping[str, Any]] = {}
+    for kind, data in db.execute(
+        "SELECT kind, data FROM events WHERE run_id = ? AND kind IN ('tool_call', 'tool_result') ORDER BY segment, seq",
+        (run_id,),
+    ):
+        fields = json.loads(data) if data else {}
+        digest = fields.get("digest")
+        if not isinstance(digest, str):
+            continue
+        if kind == "tool_call":
+            sent[digest] = fields
+        elif fields.get("ok", True) or fields.get("text"):
+            results[digest] = fields
+    return ToolJournal(results, {digest: call for digest, call in sent.items() if digest not in results})
 
 
 _RUN_COLUMNS = (
@@ -267,6 +298,8 @@ def recall(db: sqlite3.Connection, run_id: str) -> dict[tuple[str, int, str], Re
             continue
         purpose = data.get("purpose", "call")
         request = issued.get((segment, station, version), {}) if purpose == "call" else data
+        if purpose == "round":  # a tool loop's round: one per step
+            purpose = f"round:{data.get('step', 0)}"
         message = Broadcast.from_data(station, version, data)
         found.pop((station, version, purpose), None)
         base, offset = clock.get(segment, (at, 0.0))
