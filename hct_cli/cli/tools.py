@@ -45,7 +45,7 @@ def tools(
     if not score.tools:
         raise UsageError(
             f"{path} declares no tool servers",
-            hint="Declare MCP servers under tools: (see docs/score-language.md, Tools), then name them in an agent's tools:.",
+            hint="Declare MCP servers under tools: (see docs/tools.md), then name them in an agent's tools:.",
         )
     values = resolve_inputs(score, parse_input_args(inputs), allow_path=allow_path)
     allow = allow_list_path()
