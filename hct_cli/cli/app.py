@@ -68,6 +68,31 @@ def lint(
 
 
 @app.command()
+def tools(
+    score: Annotated[Path, path_argument("The score whose tool servers to list.")],
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="NAME=VALUE or NAME=@file; repeatable.")
+    ] = None,
+    trust: Annotated[
+        bool, typer.Option("--trust", help="Add the score's stdio servers to the allow list, then list.")
+    ] = False,
+    allow_exec: Annotated[
+        bool, typer.Option("--allow-exec", help="Allow stdio servers that are not in the allow list to start.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start each tool server of a score, list its tools (input schema, effects), stop it.
+
+    The lists are saved so `hct lint` checks the tool names agents use. Exit 1 when a server fails.
+    """
+    from hct_cli.cli.tools import tools as run
+
+    run_command(
+        lambda: run(score, as_json=as_json, inputs=inputs or [], trust=trust, allow_exec=allow_exec), as_json=as_json
+    )
+
+
+@app.command()
 def perform(
     score: Annotated[Path | None, path_argument("The score to run.")] = None,
     simulate: Annotated[

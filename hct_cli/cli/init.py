@@ -33,6 +33,15 @@ state:
   notes: {{initial: []}}
   answer: {{initial: ""}}
 
+# Tools: MCP servers agents may call (uncomment this and the historian's tools: to try it).
+# `hct tools {file}` starts them and lists what they offer; a server hct starts (command:)
+# runs only with --allow-exec, or once trusted with `hct tools --trust {file}`.
+# tools:
+#   git:
+#     command: [python, -m, mcp_server_git, --repository, "."]
+#     effects: read     # read | write; unsaid, a tool counts as write (never run speculatively)
+#     concurrency: 2    # calls in flight to this server at once
+
 agents:
   historian:
     prompt: "Give the historical view on: {{{{ inputs.question }}}}"
@@ -40,6 +49,8 @@ agents:
     dynamics: p         # pp, p, mf, f, ff: with tempo, picks the model tier
     appends: [notes]    # appends never conflict with each other
     simulate: {{latency_ms: [300, 600], output_tokens: 150}}
+    # tools: [git.git_log, git.git_show]   # only these tools are reachable
+    # max_steps: 4                          # model-tool rounds (required with a write tool)
   engineer:
     prompt: "Give the engineering view on: {{{{ inputs.question }}}}"
     tempo: allegro

@@ -64,6 +64,15 @@ CODES: dict[str, str] = {
     "HCT281": "regex does not compile",
     "HCT282": "JSON Schema not valid against its metaschema",
     "HCT283": "JSON Schema $ref refused or unresolvable",
+    "HCT291": "tool reference to an unknown server",
+    "HCT292": "tool the server does not list",
+    "HCT293": "bare tool name offered by several servers",
+    "HCT294": "agent with write tools without max_steps",
+    "HCT295": "write tool on an agent that may speculate",
+    "HCT296": "tools or max_steps on an agent that is not llm",
+    "HCT297": "scripted tool call outside the agent's tools",
+    "HCT298": "tool server command refers to something other than a declared input",
+    "HCT299": "tool server setting its transport ignores",
 }
 
 
