@@ -14,6 +14,15 @@ price. Any other call writes it, at the cache-write price where the provider cha
 (Anthropic) and at the plain price where caching is automatic (OpenAI). Whether a call hits
 depends on when it starts, as with a real provider; the listening policy is what makes that
 ordered. A request with ``on_first_token`` has it called once the prompt is read.
+
+**The scripted model.** An agent's ``simulate.tool_calls`` is a script of tool rounds: while a
+request's ``step`` is below its length, the call answers that round's calls (``ToolCall`` ids
+``call_{step}_{i}``, the script's tool and arguments) with an empty output; at step N (a script of
+N rounds) it gives the final answer as any call does. The earlier rounds' messages (``turns``) are
+part of the rendered messages: they lengthen the prompt and enter the hash the draws are keyed
+on, so every round draws anew and deterministically. A tool round's completion tokens follow
+the size of its calls' JSON. Without a script no call asks for a tool and every draw is as it
+was before tools existed (the key gains the turns only when there are some).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from hct_cli.call_result import CallResult
+from hct_cli.call_result import CallResult, ToolCall
 from hct_cli.models import ModelInfo, model_info, prefill_of
 from hct_cli.program.compile import expected_latency_s
 from hct_cli.program.routing import Route
@@ -83,6 +92,11 @@ class _Figures(NamedTuple):
 @lru_cache(maxsize=4096)
 def _words(start: int, count: int) -> str:
     return " ".join(_WORDS[(start + 7 * i) % len(_WORDS)] for i in range(count))
+
+
+def _rendered(turns: tuple[Any, ...]) -> str:
+    """The earlier rounds' messages as the model reads them: canonical JSON, stable across runs."""
+    return json.dumps([dict(turn) for turn in turns], sort_keys=True, separators=(",", ":"), default=str)
 
 
 #: How often a simulated judge passes an agent that gives no ``simulate.pass_rate``.
@@ -148,6 +162,9 @@ class SimulatedProvider:
         # same value as draw(seed, agent, model, attempt, messages), spelled out for speed.
         user = request.user_text if request.shared else request.prompt
         key = f"{self.seed}\x1f{agent.name}\x1f{request.model}\x1f{request.attempt}\x1f{request.system}\x1e{user}"
+        turns = _rendered(request.turns) if request.turns else ""
+        if turns:
+            key = f"{key}\x1e{turns}"
         if retry:
             key = f"{key}\x1f{retry}"
         a, b, c, _ = _UNPACK(hashlib.blake2b(key.encode(), digest_size=32).digest())
@@ -155,7 +172,11 @@ class SimulatedProvider:
         latency = fixed.low + fixed.spread * u_latency
         prompt_tokens = figures.prompt_tokens
         if prompt_tokens is None:
-            prompt_tokens = max(1, (len(request.system) + len(user)) // 4)
+            prompt_tokens = max(1, (len(request.system) + len(user) + len(turns)) // 4)
+        elif turns:
+            prompt_tokens += len(turns) // 4  # the earlier rounds are read again
+        if request.step < len(figures.tool_calls):
+            return self._tool_round(request, fixed, prompt_tokens, fixed.low + fixed.spread * u_latency)
         output_tokens = figures.output_tokens
         if request.purpose == "judge":
             output_tokens = 30  # a score and one sentence
@@ -167,6 +188,20 @@ class SimulatedProvider:
         return CallResult(
             self._output(request, u_text, output_tokens), request.model, prompt_tokens, output_tokens, cost, latency
         )
+
+    @staticmethod
+    def _tool_round(request: CallRequest, fixed: _Figures, prompt_tokens: int, latency: float) -> CallResult:
+        """A scripted round: the calls of ``simulate.tool_calls[step]``, no text."""
+        step = request.step
+        calls = tuple(
+            ToolCall(id=f"call_{step}_{i}", name=scripted.tool, arguments=dict(scripted.args))
+            for i, scripted in enumerate(request.agent.simulate.tool_calls[step])
+        )
+        size = len(json.dumps([call.to_data() for call in calls], sort_keys=True, default=str))
+        output_tokens = min(max(1, size // 4), request.agent.max_tokens)
+        price = fixed.price
+        cost = price.cost(prompt_tokens, output_tokens) if price is not None else 0.0
+        return CallResult("", request.model, prompt_tokens, output_tokens, cost, latency, tool_calls=calls)
 
     @staticmethod
     def _output(request: CallRequest, u_text: float, output_tokens: int) -> Any:
