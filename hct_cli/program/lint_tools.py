@@ -105,10 +105,12 @@ class ToolRules(Rules):
             why = self._may_speculate(agent)
             if why is not None:
                 for i, ref in writes:
-                    yield self.error(
+                    yield self.at(
                         ("agents", agent.name, "tools", i),
+                        Severity.WARNING,
                         "HCT295",
-                        f"{ref!r} may write, and agent {agent.name!r} may run speculatively ({why})",
+                        f"{ref!r} may write, and agent {agent.name!r} may run speculatively ({why}): "
+                        "its writes will wait until the speculation is confirmed",
                         "Make the tool read (effects: read under its server), remove the speculation, "
                         "or move the write to an agent after the gate.",
                     )
@@ -137,10 +139,12 @@ class ToolRules(Rules):
                 for c, call in enumerate(round_):
                     if self._allowed(agent, call.tool):
                         continue
-                    yield self.error(
+                    yield self.at(
                         ("agents", agent.name, "simulate", "tool_calls", r, c, "tool"),
+                        Severity.WARNING,
                         "HCT297",
-                        f"agent {agent.name!r} scripts a call of {call.tool!r}, which is not in its tools",
+                        f"agent {agent.name!r} scripts a call of {call.tool!r}, which is not in its tools: "
+                        "it will be refused",
                         f"Add {call.tool} to the agent's tools:, or script one of "
                         f"{', '.join(agent.tools) or 'its tools (it has none)'}.",
                     )

@@ -63,7 +63,7 @@ def score_text(url: str, agents: dict[str, Any]) -> str:
 def perform(tmp_path: Path, url: str, agents: dict[str, Any], events: list[Event]) -> hct_cli.RunResult:
     path = tmp_path / "tooled.yaml"
     path.write_text(score_text(url, agents))
-    return hct_cli.perform(str(path), simulate=True, time_scale=0.01, observers=[events.append])
+    return hct_cli.perform(str(path), simulate=True, time_scale=0.01, observers=[events.append], cache=False)
 
 
 def test_an_agent_calls_tools_in_rounds_and_the_server_did_each_call_once(
@@ -215,7 +215,9 @@ def test_speculative_work_reads_but_its_write_waits_for_the_gate(
     async def cues() -> None:
         await eventually(lambda: len(gatechecks.pending()) == 1, "a's gate is held")
         await eventually(lambda: seen(events, "tool_hold", "b"), "b's write is held")
-        assert any(e.kind == "tool_result" and e.data["tool"] == "counter.echo" for e in events), "b read"
+        await eventually(
+            lambda: any(e.kind == "tool_result" and e.data["tool"] == "counter.echo" for e in events), "b read"
+        )
         assert counter_state(state)["appends"] == 0
         gatechecks.resolve(passes)
 

@@ -48,7 +48,9 @@ def test_each_rule_at_its_node_with_the_lists_known() -> None:
         assert finding.code in CODES
     severities = {(f.code, f.severity.value) for f in result.findings if f.code.startswith("HCT29")}
     assert ("HCT299", "warning") in severities
-    assert all(s == "error" for c, s in severities if c != "HCT299")
+    warnings = {"HCT295", "HCT297", "HCT299"}  # the run holds such a write, refuses such a call
+    assert {c for c, s in severities if s == "warning"} == warnings
+    assert all(s == "error" for c, s in severities if c not in warnings)
     hints = {f.code: f.hint for f in result.findings}
     assert "git.git_status or other.git_status" in hints["HCT293"]
     assert "git_log" in hints["HCT292"]  # the closest listed name
