@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -40,6 +41,7 @@ from hct_cli.models import ModelInfo, model_info, prefill_of
 from hct_cli.program.compile import expected_latency_s
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import BACKOFF_S, MAX_BACKOFF_S, RETRIES, CallRequest, ProviderError, timeout_for
+from hct_cli.score.template import check_template, compile_template, render_compiled
 
 __all__ = ["SimulatedProvider", "draw", "prefill_of"]
 
@@ -97,6 +99,22 @@ def _words(start: int, count: int) -> str:
 def _rendered(turns: tuple[Any, ...]) -> str:
     """The earlier rounds' messages as the model reads them: canonical JSON, stable across runs."""
     return json.dumps([dict(turn) for turn in turns], sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _scripted_arguments(args: Mapping[str, Any], request: CallRequest) -> dict[str, Any]:
+    """A scripted call's arguments, a text argument's templates (``{{ inputs.repo }}``) rendered
+    from the request's context as a prompt is: the script's own text, never a model's."""
+    rendered: dict[str, Any] = {}
+    for name, value in args.items():
+        if isinstance(value, str) and "{{" in value:
+            if check_template(value)[1]:
+                raise ProviderError(
+                    f"agent {request.agent.name!r} scripts an argument {name!r} that is not a valid template",
+                    hint="Use only {{ inputs.NAME }} and {{ cues.NAME }} in simulate.tool_calls.",
+                )
+            value = render_compiled(compile_template(value), request.context)
+        rendered[name] = value
+    return rendered
 
 
 #: How often a simulated judge passes an agent that gives no ``simulate.pass_rate``.
@@ -194,7 +212,7 @@ class SimulatedProvider:
         """A scripted round: the calls of ``simulate.tool_calls[step]``, no text."""
         step = request.step
         calls = tuple(
-            ToolCall(id=f"call_{step}_{i}", name=scripted.tool, arguments=dict(scripted.args))
+            ToolCall(id=f"call_{step}_{i}", name=scripted.tool, arguments=_scripted_arguments(scripted.args, request))
             for i, scripted in enumerate(request.agent.simulate.tool_calls[step])
         )
         size = len(json.dumps([call.to_data() for call in calls], sort_keys=True, default=str))
