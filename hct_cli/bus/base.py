@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hct_cli.call_result import CallResult
+from hct_cli.call_result import CallResult, ToolCall
 
 __all__ = ["Broadcast", "Bus", "Handler"]
 
@@ -57,6 +57,8 @@ class Broadcast:
             data["cache_write_tokens"] = result.cache_write_tokens
         if result.worker is not None:
             data["worker"] = result.worker
+        if result.tool_calls:  # only then: older journals and the wire's keys stay as they were
+            data["tool_calls"] = [call.to_data() for call in result.tool_calls]
         return data
 
     @classmethod
@@ -74,6 +76,7 @@ class Broadcast:
             data.get("worker"),
             int(data.get("cached_tokens", 0)),
             int(data.get("cache_write_tokens", 0)),
+            tuple(ToolCall.from_data(call) for call in data.get("tool_calls") or ()),
         )
         return cls(station, version, bool(data.get("ok", True)), result, data.get("error"))
 

@@ -1,7 +1,8 @@
 """The wire format of distributed mode: a work item (one model call).
 
 A work item carries everything a worker needs to make the call as the conductor would have:
-the rendered messages, the route and its fallbacks, the agent's figures that providers read
+the rendered messages (with the tools offered and the earlier rounds' turns of a tool-using
+agent, and the round's step), the route and its fallbacks, the agent's figures that providers read
 (``max_tokens``, ``tempo``, ``timeout_s``, ``simulate``), the tag version and attempt (so a
 redelivered call draws exactly what the first delivery would have) and the provider mode. A
 worker therefore needs no flag but the bus. Keys never travel: a worker calling real models
@@ -84,9 +85,22 @@ def _agent_data(agent: Agent) -> dict[str, Any]:
         "output": sim.output,
     }
     figures = {k: v for k, v in figures.items() if v is not None}
+    if sim.tool_calls:  # the scripted model's rounds: a worker's simulated model plays them too
+        figures["tool_calls"] = [
+            [{"tool": c.tool, "args": _plain(c.args)} for c in round_] for round_ in sim.tool_calls
+        ]
     if figures:
         data["simulate"] = figures
     return data
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping a dict and every tuple a list: JSON as the score wrote it."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _agent(data: Mapping[str, Any]) -> Agent:
@@ -113,6 +127,12 @@ def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
     if request.purpose != "call":  # a judge's call: how it is scored travels with it
         data["purpose"] = request.purpose
         data["context"] = {k: v for k, v in request.context.items() if k == "threshold"}
+    if request.tools:  # only then: a call without tools travels as it always did
+        data["tools"] = _plain(request.tools)
+    if request.step:
+        data["step"] = request.step
+    if request.turns:
+        data["turns"] = _plain(request.turns)
     return dumps(data, ensure_ascii=False, compact=True)
 
 
@@ -132,6 +152,9 @@ def decode_work(text: str) -> Work:
             fallbacks=tuple(Route(tier, model, reason) for tier, model, reason in data.get("fallbacks", ())),
             purpose=str(data.get("purpose", "call")),
             shared=str(data.get("shared", "")),
+            tools=tuple(dict(tool) for tool in data.get("tools") or ()),
+            step=int(data.get("step", 0)),
+            turns=tuple(dict(turn) for turn in data.get("turns") or ()),
         )
         return Work(str(data["run"]), request, Mode.from_data(data.get("mode", {})))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:

@@ -6,10 +6,18 @@ connections are retried with exponential backoff and full jitter (tenacity); whe
 failing, the call falls back to the next tier up, skipping tiers whose credentials are missing.
 Every retry, fallback and skipped fallback is reported to the engine, which makes it an event.
 Usage and cost come from litellm's own response.
+
+**Tool calling.** A request with ``tools`` offers them to the model (``tools=``, ``tool_choice``
+auto); the answer's ``tool_calls`` become :class:`~hct_cli.call_result.ToolCall` values with the
+model's own call ids, their arguments decoded from JSON (arguments that are not a JSON object
+keep their text as ``raw`` and decode to nothing, so the engine can tell the model). The turns of
+earlier rounds are sent as OpenAI messages: an assistant message with ``tool_calls`` and no
+content, then one ``tool`` message per call.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import urllib.error
@@ -21,7 +29,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from hct_cli.call_result import CallResult
+from hct_cli.call_result import CallResult, ToolCall
 from hct_cli.models import model_info
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import BACKOFF_S, MAX_BACKOFF_S, RETRIES, CallRequest, ProviderError, timeout_for
@@ -33,9 +41,12 @@ __all__ = [
     "cache_tokens",
     "credentials_problem",
     "load_litellm",
+    "message_tokens",
     "messages_for",
+    "openai_turn",
     "timeout_for",
     "token_counter",
+    "tool_calls_of",
 ]
 
 _OLLAMA_DEFAULT_BASE = "http://localhost:11434"
@@ -71,6 +82,14 @@ def token_counter(model: str) -> Callable[[str], int]:
         return int(litellm.token_counter(model=model, text=text))
 
     return count
+
+
+def message_tokens(model: str, request: CallRequest) -> int:
+    """The prompt tokens of ``request``'s messages, turns and tool definitions included, as litellm
+    counts them offline (its bundled tokenizers): what a tool round's prompt weighs."""
+    litellm = load_litellm()
+    tools = [dict(tool) for tool in request.tools] or None
+    return int(litellm.token_counter(model=model, messages=messages_for(request, model), tools=tools))
 
 
 def answers(url: str, timeout: float = 2.0) -> bool:
@@ -236,6 +255,9 @@ class LiteLLMProvider:
             "num_retries": 0,  # every attempt is ours, so each one surfaces as an event
             "max_retries": 0,
         }
+        if request.tools:
+            arguments["tools"] = [dict(tool) for tool in request.tools]
+            arguments["tool_choice"] = "auto"
         endpoint = self.endpoints.get(route.model)
         if endpoint is not None:
             arguments["api_base"] = endpoint.api_base
@@ -251,8 +273,9 @@ class LiteLLMProvider:
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         cached_tokens, cache_write_tokens = cache_tokens(usage)
+        message = response.choices[0].message
         return CallResult(
-            output=response.choices[0].message.content or "",
+            output=message.content or "",
             model=route.model,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
@@ -261,7 +284,38 @@ class LiteLLMProvider:
             tier=route.tier,
             cached_tokens=cached_tokens,
             cache_write_tokens=cache_write_tokens,
+            tool_calls=tool_calls_of(message),
         )
+
+
+def tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """The tool calls of a response's message (litellm's or OpenAI's shape, objects or dicts)."""
+    found = getattr(message, "tool_calls", None) if not isinstance(message, Mapping) else message.get("tool_calls")
+    calls: list[ToolCall] = []
+    for index, call in enumerate(found or ()):
+        function = _field(call, "function")
+        name = str(_field(function, "name") or "")
+        text = _field(function, "arguments")
+        call_id = str(_field(call, "id") or f"call_{index}")
+        if isinstance(text, Mapping):  # some providers hand over the object already decoded
+            calls.append(ToolCall(call_id, name, dict(text)))
+            continue
+        text = "" if text is None else str(text)
+        try:
+            decoded = json.loads(text) if text.strip() else {}
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, dict):
+            calls.append(ToolCall(call_id, name, decoded))
+        else:
+            calls.append(ToolCall(call_id, name, {}, raw=text))
+    return tuple(calls)
+
+
+def _field(value: Any, name: str) -> Any:
+    if value is None:
+        return None
+    return value.get(name) if isinstance(value, Mapping) else getattr(value, name, None)
 
 
 def messages_for(request: CallRequest, model: str) -> list[dict[str, Any]]:
@@ -270,12 +324,38 @@ def messages_for(request: CallRequest, model: str) -> list[dict[str, Any]]:
     frame and the shared material are cached; elsewhere caching is automatic on the same prefix."""
     info = model_info(model)
     if not request.shared or info is None or not info.explicit_cache:
-        return list(request.messages)
+        plain = request.messages
+        if request.turns:
+            cut = len(plain) - len(request.turns)
+            plain[cut:] = [openai_turn(turn) for turn in request.turns]
+        return plain
     messages: list[dict[str, Any]] = [{"role": "system", "content": request.system}] if request.system else []
     # The blank line is the one user_text puts between the two: the model reads the same text.
     shared = {"type": "text", "text": f"{request.shared}\n\n", "cache_control": {"type": "ephemeral"}}
     messages.append({"role": "user", "content": [shared, {"type": "text", "text": request.prompt}]})
+    messages.extend(openai_turn(turn) for turn in request.turns)
     return messages
+
+
+def openai_turn(turn: Mapping[str, Any]) -> dict[str, Any]:
+    """One message of an earlier round as OpenAI takes it: an assistant's tool calls with no
+    content and string arguments, typed ``function``; a tool's answer as text under its call id."""
+    message = dict(turn)
+    if message.get("role") == "assistant" and message.get("tool_calls"):
+        message.setdefault("content", None)
+        calls = []
+        for call in message["tool_calls"]:
+            call = dict(call)
+            function = dict(call.get("function") or {})
+            if not isinstance(function.get("arguments"), str):
+                function["arguments"] = json.dumps(dict(function.get("arguments") or {}), default=str)
+            call["function"] = function
+            call.setdefault("type", "function")
+            calls.append(call)
+        message["tool_calls"] = calls
+    elif message.get("role") == "tool" and not isinstance(message.get("content"), str):
+        message["content"] = json.dumps(message.get("content"), default=str)
+    return message
 
 
 def cache_tokens(usage: Any) -> tuple[int, int]:

@@ -22,10 +22,16 @@ __all__ = ["Predictors", "ResultCache", "cache_key"]
 
 
 def cache_key(namespace: str, request: CallRequest) -> str:
-    """The identity of a call: who answers it and exactly what it is asked."""
+    """The identity of a call: who answers it and exactly what it is asked (with the tools it is
+    offered and the earlier rounds' messages, when there are some: a round with tool results is
+    another call; without them the key is what it always was)."""
     text = "\x1f".join(
         (namespace, request.model, str(request.agent.max_tokens), request.purpose, request.system, request.user_text)
     )
+    if request.tools or request.turns:
+        tools = [dict(tool) for tool in request.tools]
+        turns = [dict(turn) for turn in request.turns]
+        text += "\x1e" + dumps({"tools": tools, "turns": turns}, compact=True, sort_keys=True)
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
 
 

@@ -14,6 +14,10 @@ class CachingProvider:
 
     ``namespace`` separates answers that differ for the same messages: each simulated seed,
     agent and attempt draws its own answer, while a real model at temperature 0 answers one.
+
+    A round that asked for tools is not cached: the cache keeps an answer's output and tokens,
+    not instructions, and a tool round is cheap beside the tools it sets off; its final answer,
+    keyed on the tools' results (the turns), is.
     """
 
     def __init__(self, inner: Provider, cache: ResultCache, *, simulated_seed: int | None = None) -> None:
@@ -51,5 +55,6 @@ class CachingProvider:
             hit.tier = request.tier
             return hit
         result = await self.inner.call(request)
-        self.cache.put(key, result)
+        if not result.tool_calls:
+            self.cache.put(key, result)
         return result

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from hct_cli.call_result import CallResult
+from hct_cli.call_result import CallResult, ToolCall
 from hct_cli.errors import HctError, UnknownProviderError
 from hct_cli.program.routing import DEFAULT_TIERS
 from hct_cli.providers.base import CallRequest, Provider, ProviderError
@@ -51,6 +51,21 @@ class Case:
     ok: Callable[[str], CallRequest]  # a request, by agent name (each concurrent call has its own)
     failing: CallRequest
     before: Callable[[CallRequest], None] = lambda request: None  # what must happen first (a decision)
+    # A request offering TOOLS that the provider answers with tool calls (a model that speaks
+    # tool calling); None: the provider ignores tools and answers ``ok`` with tools attached as ever.
+    tool_round: Callable[[str], CallRequest] | None = None
+
+
+TOOLS = ({"type": "function", "function": {"name": "git__git_log", "parameters": {"type": "object"}}},)
+TOOL_CALLER = "openai/tool-caller"  # the litellm case's mock answers it with a tool call
+
+
+def _scripted(name: str) -> CallRequest:
+    """A round of the scripted model: ``simulate.tool_calls`` asks for one tool at step 0."""
+    script = Simulate.from_data({"tool_calls": [[{"tool": "git__git_log", "args": {"max_count": 2}}]]})
+    request = _request(_llm(name, simulate=script))
+    request.tools = TOOLS
+    return request
 
 
 def _request(agent: Agent, model: str = MID, tier: str | None = "mid") -> CallRequest:
@@ -64,15 +79,28 @@ def _llm(name: str, **fields: Any) -> Agent:
 def _simulated(stack: ExitStack) -> Case:
     provider = make_provider("simulated", 7, time_scale=0.001, retries=0)
     slow = _llm("slow", timeout_s=0.5, simulate=Simulate(latency_ms=(5000.0, 5000.0)))
-    return Case(provider, lambda name: _request(_llm(name)), _request(slow))
+    return Case(provider, lambda name: _request(_llm(name)), _request(slow), tool_round=_scripted)
 
 
 def _litellm(stack: ExitStack) -> Case:
     def mock(model: str, attempt: int) -> dict[str, Any]:
+        if model == TOOL_CALLER:
+            call = {"id": "call_m1", "type": "function", "function": {"name": "git__git_log", "arguments": "{}"}}
+            return {"mock_response": "", "mock_tool_calls": [call]}
         return {"mock_response": "litellm.RateLimitError" if model == "openai/always-limited" else "LRU"}
 
+    def tool_round(name: str) -> CallRequest:
+        request = _request(_llm(name), TOOL_CALLER)
+        request.tools = TOOLS
+        return request
+
     provider = make_provider("litellm", retries=0, mock=mock)
-    return Case(provider, lambda name: _request(_llm(name)), _request(_llm("limited"), "openai/always-limited"))
+    return Case(
+        provider,
+        lambda name: _request(_llm(name)),
+        _request(_llm("limited"), "openai/always-limited"),
+        tool_round=tool_round,
+    )
 
 
 def _local(stack: ExitStack) -> Case:
@@ -99,7 +127,7 @@ def _cached(stack: ExitStack) -> Case:
     inner = make_provider("simulated", 7, time_scale=0.001, retries=0)
     provider = make_provider("cached", inner, ResultCache(db), simulated_seed=7)
     slow = _llm("slow", timeout_s=0.5, simulate=Simulate(latency_ms=(5000.0, 5000.0)))
-    return Case(provider, lambda name: _request(_llm(name)), _request(slow))
+    return Case(provider, lambda name: _request(_llm(name)), _request(slow), tool_round=_scripted)
 
 
 def _exec(stack: ExitStack) -> Case:
@@ -188,6 +216,27 @@ def test_a_call_that_cannot_be_made_fails_with_a_provider_error(case: Case) -> N
         asyncio.run(case.provider.call(case.failing))
     assert isinstance(caught.value, HctError)
     assert caught.value.message
+
+
+def test_a_request_with_tools_is_answered_with_tool_calls_or_as_ever(case: Case) -> None:
+    """Providers that speak tool calling answer a tool round with parsed calls; the others
+    (exec, human, and the local model here: its pass-through is tested with litellm) ignore
+    the tools and answer the call as they always do."""
+    if case.tool_round is not None:
+        request = case.tool_round("caller")
+        result = asyncio.run(case.provider.call(request))
+        assert isinstance(result, CallResult) and result.model
+        [call] = result.tool_calls
+        assert isinstance(call, ToolCall) and call.name == "git__git_log" and call.id and call.raw is None
+        assert result.output == ""
+        assert result.prompt_tokens > 0 and result.completion_tokens > 0
+        return
+    request = case.ok("ignores")
+    request.tools = TOOLS
+    case.before(request)
+    result = asyncio.run(case.provider.call(request))
+    _shaped(result)
+    assert result.tool_calls == ()
 
 
 def test_an_unknown_name_is_an_hct_error_with_a_hint() -> None:
