@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from hct_cli.events import Event
-from hct_cli.tui.ensemble import describe
+from hct_cli.tui.words import describe
 
 __all__ = ["PlainLog", "outputs_text", "summary_table"]
 

@@ -119,6 +119,7 @@ class Conductor(App[None]):
         self._cost: CostView | None = None
         self._roster_view: WorkersView | None = None
         self._status: Static | None = None
+        self._agent_lines = 0  # lines of the agents panel when it was last fitted
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -157,8 +158,10 @@ class Conductor(App[None]):
 
     def _fit_agents(self) -> None:
         """The agents panel takes what its rows need, up to half the screen."""
-        rows = len(self.ensemble.agents) + 3  # a header and two borders
-        self.query_one(AgentsView).styles.height = max(6, min(rows, (self.size.height - 2) // 2))
+        view = self.query_one(AgentsView)
+        self._agent_lines = view.count()
+        rows = self._agent_lines + 3  # a header and two borders; tool rows under their agents count too
+        view.styles.height = max(6, min(rows, (self.size.height - 2) // 2))
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -206,6 +209,8 @@ class Conductor(App[None]):
         self.frames += 1
         for panel in self._panels:
             panel.sync()
+        if ensemble.tool_calls and self.query_one(AgentsView).count() != self._agent_lines:
+            self._fit_agents()  # tool rows came or went
         self._cost.sync()
         self._status.update(self.status_line())
         self._status.set_class(ensemble.finished, "finished")
