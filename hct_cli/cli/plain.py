@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from hct_cli.events import Event
+from hct_cli.tui.tools import TOOL_KINDS
 from hct_cli.tui.words import describe
 
 __all__ = ["PlainLog", "outputs_text", "summary_table"]
@@ -44,7 +45,7 @@ _DESCRIBED = frozenset(
 )
 #: Seconds between two redraws of the live status line.
 _REDRAW_S = 0.04
-_SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp", "run_end"}) | _DECISIONS
+_SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp", "run_end"}) | _DECISIONS | TOOL_KINDS
 
 
 class PlainLog:
@@ -87,6 +88,12 @@ class PlainLog:
             passed = event.data.get("passed")
             verdict = "" if passed is None else "passed: " if passed else "failed: "
             detail = f"{verdict}{event.data.get('reason', '')}"
+            writes = event.data.get("writes") or [] if event.kind == "caesura" else []
+            if writes:  # what a rollback cannot undo, each named
+                named = ", ".join(f"{w.get('agent')}@{w.get('version')} {w.get('tool')}" for w in writes)
+                detail += f"; not undone, written after the checkpoint: {named}"
+        elif event.kind in TOOL_KINDS:
+            detail = describe(event)  # step, call, tool, effects, duration, size, error: never the answer
         elif event.kind == "squash":
             detail = f"fired on {event.data.get('on')}, which did not commit"
         elif event.kind == "downbeat":
@@ -108,7 +115,8 @@ class PlainLog:
         return f"{event.time_s:9.3f}s  {event.kind:<9} {where:<28} {detail}".rstrip()
 
     def _status(self, event: Event) -> None:
-        news = event.kind in ("fail", "skip") or event.kind in _DECISIONS
+        news = event.kind in ("fail", "skip", "tool_hold") or event.kind in _DECISIONS
+        news = news or (event.kind == "tool_result" and not event.data.get("ok", True))
         if news:
             self.stream.write("\r\x1b[K" + self._line(event) + "\n")
         now = time.monotonic()
