@@ -121,9 +121,11 @@ class AgentRow:
 
     def step_tools(self, limit: int) -> tuple[list[ToolRun], int]:
         """The calls of its latest step while it works (the latest ``limit``), and how many more."""
-        if not self.tools or self.state in _OVER or self.state == "waiting":
+        if not self.tools or self.state in _OVER or self.state in ("waiting", "ready"):
             return [], 0
         last = self.tools[-1]
+        if last.version != self.version:
+            return [], 0  # an earlier pass's calls: this one has made none yet
         step = [run for run in self.tools if run.version == last.version and run.step == last.step]
         return step[-limit:], max(0, len(step) - limit)
 
