@@ -18,6 +18,16 @@ Kinds, by what they tell:
 * the conductor's hands: ``pause``, ``resume`` (issuing stops and starts again);
 * routing: ``step_down``, ``boost``, ``budget_stop``, and a provider's ``retry``, ``fallback``,
   ``fallback_skipped``;
+* tools (an agent's rounds of model and tool calls): ``round`` (a model round that asked for tools:
+  ``step``, the round's tokens, cost and latency, its ``tool_calls``; the call's ``result`` has the
+  totals of every round), ``tool_call`` (journaled before the call is sent: ``step``, ``index``,
+  ``tool`` as ``server.tool``, ``effects``, redacted ``arguments``, ``digest``, ``speculative``),
+  ``tool_hold`` (a speculative agent's write waits until its speculation is confirmed),
+  ``tool_result`` (``ok``, ``duration_s``, ``size``, ``error``, the redacted ``text``, ``cached``
+  from the run's read cache, ``restored`` from the journal on a resume), ``refused`` with a
+  ``tool``, ``step`` and ``index`` (a tool outside the agent's list; without them, a refusal of
+  something else, with its ``reason``); a ``caesura``'s ``writes`` lists the write calls made after
+  its checkpoint, which the rollback cannot undo;
 * a resume: ``replay_order`` (the journaled results were all delivered in their first order,
   ``drained``, or the run went another way, ``diverged``; ``offset_s`` places the segment's clock
   on the run's timeline).

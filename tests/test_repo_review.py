@@ -54,7 +54,7 @@ def _review(tmp_path: Path, verb: str) -> tuple[dict[str, Any], Path]:
         assert not (repo / "REVIEW.md").exists(), "the fixer wrote before the person decided"
         decided = subprocess.run([*HCT, verb, run_id, "aggregate"], capture_output=True, text=True, timeout=60)
         assert decided.returncode == 0, decided.stderr
-        out, err = process.communicate(timeout=120)
+        out, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()

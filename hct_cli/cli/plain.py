@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from typing import IO, Any
 
 from hct_cli.events import Event
-from hct_cli.tui.ensemble import describe
+from hct_cli.tui.tools import TOOL_KINDS, size_text
+from hct_cli.tui.words import describe
 
-__all__ = ["PlainLog", "outputs_text", "summary_table"]
+__all__ = ["PlainLog", "outputs_text", "summary_table", "tool_table"]
 
 
 #: Decisions a person wants to see as they happen: retries, fallbacks, the governor's steps.
@@ -44,7 +45,7 @@ _DESCRIBED = frozenset(
 )
 #: Seconds between two redraws of the live status line.
 _REDRAW_S = 0.04
-_SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp", "run_end"}) | _DECISIONS
+_SHOWN = frozenset({"issue", "cue", "fail", "skip", "tacet", "downbeat", "vamp", "run_end"}) | _DECISIONS | TOOL_KINDS
 
 
 class PlainLog:
@@ -87,6 +88,12 @@ class PlainLog:
             passed = event.data.get("passed")
             verdict = "" if passed is None else "passed: " if passed else "failed: "
             detail = f"{verdict}{event.data.get('reason', '')}"
+            writes = event.data.get("writes") or [] if event.kind == "caesura" else []
+            if writes:  # what a rollback cannot undo, each named
+                named = ", ".join(f"{w.get('agent')}@{w.get('version')} {w.get('tool')}" for w in writes)
+                detail += f"; not undone, written after the checkpoint: {named}"
+        elif event.kind in TOOL_KINDS:
+            detail = describe(event)  # step, call, tool, effects, duration, size, error: never the answer
         elif event.kind == "squash":
             detail = f"fired on {event.data.get('on')}, which did not commit"
         elif event.kind == "downbeat":
@@ -108,7 +115,8 @@ class PlainLog:
         return f"{event.time_s:9.3f}s  {event.kind:<9} {where:<28} {detail}".rstrip()
 
     def _status(self, event: Event) -> None:
-        news = event.kind in ("fail", "skip") or event.kind in _DECISIONS
+        news = event.kind in ("fail", "skip", "tool_hold") or event.kind in _DECISIONS
+        news = news or (event.kind == "tool_result" and not event.data.get("ok", True))
         if news:
             self.stream.write("\r\x1b[K" + self._line(event) + "\n")
         now = time.monotonic()
@@ -179,6 +187,55 @@ def summary_table(data: Mapping[str, Any], limit: int | None = None) -> Any:
             f"caesura at {caesura['agent'] or 'the conductor'}: rolled back to checkpoint {caesura['checkpoint']}"
         )
     table.caption = caption + ("\n" + "  ".join(extras) if extras else "")
+    return table
+
+
+#: How ``hct show`` words a journaled tool call's end (``hct_cli.store.runs.tool_calls_of``'s states).
+_TOOL_STATES = {
+    "ok": "ok",
+    "error": "error",
+    "sent": "sent, no result journaled",
+    "held": "held, no result journaled",
+    "refused": "refused",
+}
+
+
+def tool_table(data: Mapping[str, Any]) -> Any:
+    """A rich table of a run's journaled tool calls, agent by agent (``hct show``'s
+    ``tool_calls``), and in its caption the writes a caesura could not undo."""
+    from rich.table import Table
+
+    table = Table(title="tool calls", title_justify="left")
+    for column in ("agent", "v", "step", "#", "tool", "effects", "result", "time", "size", "note"):
+        table.add_column(
+            column, justify="right" if column in ("v", "step", "#", "time", "size") else "left", overflow="fold"
+        )
+    for call in data.get("tool_calls") or []:  # agent by agent, each agent's in the order sent
+        duration, size = call.get("duration_s"), call.get("size")
+        notes = [note for note in ("speculative", "cached", "restored") if call.get(note)]
+        if call.get("error"):
+            notes.append(str(call["error"]))
+        if call.get("state") == "sent" and call.get("effects") == "write":
+            notes.append("in doubt: the write may have been made")
+        table.add_row(
+            str(call.get("agent")),
+            str(call.get("version", 0)),
+            str(call.get("step", "-")),
+            str(call.get("index", "-")),
+            str(call.get("tool") or "-"),
+            str(call.get("effects") or "-"),
+            _TOOL_STATES.get(str(call.get("state")), str(call.get("state"))),
+            "-" if duration is None else f"{float(duration):.3f}s",
+            "-" if size is None else size_text(int(size)),
+            "; ".join(notes),
+        )
+    writes = (data.get("caesura") or {}).get("writes") or []
+    if writes:
+        lines = [
+            f"{w.get('agent')}@{w.get('version')} {w.get('tool')} {json.dumps(w.get('arguments'), default=str)}"
+            for w in writes
+        ]
+        table.caption = "written after the caesura's checkpoint, not undone by the rollback:\n" + "\n".join(lines)
     return table
 
 

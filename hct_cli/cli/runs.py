@@ -42,7 +42,7 @@ def runs_command(*, as_json: bool, limit: int | None) -> int:
 def _show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     """The object ``hct show --json`` prints, the run's events, and its score's name."""
     from hct_cli.store.home import connect
-    from hct_cli.store.runs import call_counts, calls_of, events_of, find_run
+    from hct_cli.store.runs import caesura_writes, call_counts, calls_of, events_of, find_run, tool_calls_of
 
     db = connect()
     run = find_run(db, run_id)
@@ -57,7 +57,34 @@ def _show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     ]
     data.update(call_counts(db, run.run_id))
     data["segments"] = run.segments
+    # Tool calls as the journal holds them, every segment's: what a resume will not send again,
+    # and the calls in doubt (sent, no result journaled).
+    tools = tool_calls_of(events)
+    data["tool_calls"] = [{"agent": agent, **call} for agent, calls in tools.items() for call in calls]
+    if run.result is None:
+        for agent, calls in tools.items():
+            if agent in data["agents"]:
+                data["agents"][agent]["tool_calls"] = [{k: call[k] for k in _RECORD_KEYS} for call in calls]
+    caesura = data.get("caesura")
+    if isinstance(caesura, dict) and "writes" not in caesura:
+        data["caesura"] = {**caesura, "writes": caesura_writes(events) or []}
     return data, events, run.score
+
+
+#: A tool call's keys in an agent's record (``perform --json``'s ``agents.NAME.tool_calls``).
+_RECORD_KEYS = (
+    "step",
+    "index",
+    "tool",
+    "effects",
+    "ok",
+    "duration_s",
+    "size",
+    "error",
+    "cached",
+    "restored",
+    "refused",
+)
 
 
 def _from_events(run_id: str, status: str, events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -96,10 +123,13 @@ def show_command(run_id: str, *, as_json: bool, trace: Path | None, outputs: boo
         sys.stdout.write(dumps(Redactor.from_environ().data(data), indent=2) + "\n")
         return 0
     from hct_cli.cli.console import table_console
-    from hct_cli.cli.plain import outputs_text, summary_table
+    from hct_cli.cli.plain import outputs_text, summary_table, tool_table
 
     if outputs:
         sys.stdout.write(outputs_text(Redactor.from_environ().data(data)))
         return 0
-    table_console().print(summary_table(data))
+    console = table_console()
+    console.print(summary_table(data))
+    if data["tool_calls"] or (data.get("caesura") or {}).get("writes"):
+        console.print(tool_table(Redactor.from_environ().data(data)))
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "RecalledCall",
     "RunRow",
     "ToolJournal",
+    "caesura_writes",
     "call_counts",
     "calls_of",
     "events_of",
@@ -31,6 +32,7 @@ __all__ = [
     "recall",
     "spend",
     "squashed_versions",
+    "tool_calls_of",
     "tool_journal",
 ]
 
@@ -325,3 +327,96 @@ def _timeline(db: sqlite3.Connection, run_id: str) -> dict[int, tuple[float, flo
         if segment in clock and isinstance(offset, int | float):
             clock[segment] = (clock[segment][0], float(offset))
     return clock
+
+
+def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per agent, its tool calls as the journal holds them (``events_of``'s rows), in the order
+    sent: each ``tool_call`` with its ``tool_result`` (same segment, agent, version, step and
+    call; or, for a result a later segment journaled, the same digest), holds and refusals.
+
+    ``state`` says how each ended: ``ok``, ``error``, ``refused``, ``held`` (a speculative write
+    that waited, no result journaled) or ``sent``: sent and no result journaled, the call in doubt
+    after a crash (a write of it may or may not have happened)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    open_calls: dict[tuple[int, str, int, Any, Any], dict[str, Any]] = {}
+    by_digest: dict[tuple[str, Any], dict[str, Any]] = {}  # calls without a result, by digest
+    for event in events:
+        kind, station, data = event["kind"], event["station"], event["data"] or {}
+        if station is None or kind not in ("tool_call", "tool_hold", "tool_result", "refused"):
+            continue
+        if kind == "refused" and "tool" not in data:
+            continue  # a provider's refusal, not a tool's
+        version = int(event["version"] or 0)
+        key = (int(event["segment"]), str(station), version, data.get("step"), data.get("index"))
+        if kind in ("tool_call", "refused"):
+            entry = {
+                "version": version,
+                "segment": int(event["segment"]),
+                "step": data.get("step"),
+                "index": data.get("index"),
+                "tool": data.get("tool"),
+                "effects": data.get("effects"),
+                "digest": data.get("digest"),
+                "arguments": data.get("arguments"),
+                "speculative": bool(data.get("speculative", False)),
+                "state": "refused" if kind == "refused" else "sent",
+                "ok": False if kind == "refused" else None,
+                "duration_s": None,
+                "size": None,
+                "error": data.get("reason") if kind == "refused" else None,
+                "cached": False,
+                "restored": False,
+                "held": False,
+                "refused": kind == "refused",
+            }
+            found.setdefault(str(station), []).append(entry)
+            if kind == "tool_call":
+                open_calls[key] = entry
+                by_digest[(str(station), data.get("digest"))] = entry
+            continue
+        sent = open_calls.get(key) or by_digest.get((str(station), data.get("digest")))
+        if kind == "tool_hold":
+            if sent is not None:
+                sent["held"] = True
+                sent["state"] = "held" if sent["state"] == "sent" else sent["state"]
+            continue
+        if sent is not None:
+            entry = sent
+        else:  # an answer whose call was not journaled: all we know is the answer
+            entry = {
+                "version": version,
+                "segment": int(event["segment"]),
+                "step": data.get("step"),
+                "index": data.get("index"),
+                "tool": data.get("tool"),
+                "effects": data.get("effects"),
+                "digest": data.get("digest"),
+                "arguments": None,
+                "speculative": False,
+                "held": False,
+                "refused": False,
+            }
+            found.setdefault(str(station), []).append(entry)
+        open_calls.pop(key, None)
+        by_digest.pop((str(station), data.get("digest")), None)
+        ok = bool(data.get("ok", True))
+        entry.update(
+            state="ok" if ok else "error",
+            ok=ok,
+            duration_s=data.get("duration_s"),
+            size=data.get("size"),
+            error=data.get("error"),
+            cached=bool(data.get("cached", False)),
+            restored=bool(data.get("restored", False)),
+        )
+    return found
+
+
+def caesura_writes(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]] | None:
+    """The write calls made after the checkpoint that the run's last caesura rolled back to (a
+    rollback cannot undo them); None when no caesura was journaled."""
+    writes: list[dict[str, Any]] | None = None
+    for event in events:
+        if event["kind"] == "caesura":
+            writes = list((event["data"] or {}).get("writes") or [])
+    return writes

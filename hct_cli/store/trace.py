@@ -14,6 +14,13 @@ numbered by first appearance.
 - An ``issue`` with ``restored: true`` made no real call (the result came from an earlier segment's journal):
   it is an instant (cat ``"restored"``); its result, if one is journaled, is neither drawn again nor added to
   the cost, since that money was spent, and counted, in the earlier segment.
+- A tool call is a complete event ``"tool {server.tool}"`` (cat ``"tool"``) from its ``tool_call`` to its
+  ``tool_result``, args ``effects``, ``size``, ``ok``, ``error``, ``cached``, ``restored`` (and ``step``,
+  ``index``, ``digest``, ``parent``: the agent's call ``"{station}@{version}"``); never the arguments or the
+  answer. It nests in its agent's call on the agent's lane; calls of one step that ran in parallel overlap, and
+  a viewer nests only what does not, so the others go to the agent's own tool lanes (``"{station} tools 1"``,
+  ...). A call with no result journaled in its segment ends at the segment's last event, args
+  ``{"no_result": true}``: in doubt, if it was a write.
 - A ``cost_usd`` counter gives the running total after each result.
 - The kinds in ``_INSTANTS`` (gates, fails, skips, checkpoints, ...) are instants; the rest (``ready``,
   ``cue``, ``mesi``, kinds added later) are left out.
@@ -22,7 +29,7 @@ numbered by first appearance.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from itertools import groupby
 from typing import Any
 
@@ -35,6 +42,8 @@ _INSTANTS = frozenset(
     {"run_start", "run_end", "gate", "fail", "skip", "caesura", "downbeat", "squash", "vamp", "tacet"}
     | {"replay", "retry", "fallback", "step_down", "boost", "budget_stop"}
 )
+# Args of a tool call's span, from its result.
+_TOOL_ARGS = ("effects", "size", "ok", "error", "cached", "restored", "duration_s")
 # Args of a call event, copied from its result when present.
 _CALL_ARGS = ("model", "tier", "cost_usd", "prompt_tokens", "completion_tokens", "cached", "ok", "error")
 
@@ -81,8 +90,11 @@ def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score
     def span(name: str, cat: str, tid: int, start: float, end: float, args: Mapping[str, Any]) -> None:
         out.append(_event("X", name, tid, args, cat=cat, ts=us(start), dur=max(0, us(end) - us(start))))
 
+    # Tool calls, placed once every call's span is known: (station, start, end, name, args).
+    tools: list[tuple[str, float, float, str, dict[str, Any]]] = []
     for segment, group in groupby(rows, key=lambda e: int(e["segment"])):
         seg = list(group)
+        sent: dict[tuple[str, int, Any, Any], Mapping[str, Any]] = {}  # tool calls without a result yet
         # Issues are paired with results within a segment: a resume never answers an earlier segment's call.
         pending: dict[tuple[str, int], Mapping[str, Any]] = {}
         restored: set[tuple[str, int]] = set()
@@ -94,7 +106,20 @@ def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score
             call = data.get("purpose", "call") == "call"
             if not run_id and kind == "run_start":
                 run_id = str(data.get("run_id", ""))
-            if kind == "issue" and data.get("restored"):
+            if kind == "tool_call":
+                sent[(*key, data.get("step"), data.get("index"))] = e
+            elif kind == "tool_result":
+                call_event = sent.pop((*key, data.get("step"), data.get("index")), None)
+                start = float(call_event["at"]) if call_event is not None else at - float(data.get("duration_s") or 0.0)
+                args = {k: data[k] for k in _TOOL_ARGS if k in data}
+                where = {
+                    "step": data.get("step"),
+                    "index": data.get("index"),
+                    "digest": data.get("digest"),
+                    "parent": name,
+                }
+                tools.append((str(station), start, at, f"tool {data.get('tool')}", {**where, **args}))
+            elif kind == "issue" and data.get("restored"):
                 restored.add(key)
                 out.append(_event("i", name, tid, _args(data), cat="restored", s="t", ts=us(at)))
             elif kind == "issue":
@@ -120,13 +145,47 @@ def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score
                 label = kind if station is None else f"{kind} {name}"
                 out.append(_event("i", label, tid, _args(data), cat=kind, s="t", ts=us(at)))
         first, last = float(seg[0]["at"]), float(seg[-1]["at"])
+        for (station, version, step, index), e in sent.items():  # sent, and no result journaled
+            data = e.get("data") or {}
+            where = {"step": step, "index": index, "digest": data.get("digest"), "parent": f"{station}@{version}"}
+            args = {**where, "effects": data.get("effects"), "no_result": True}
+            tools.append((station, float(e["at"]), last, f"tool {data.get('tool')}", args))
         for (station, version), issue in pending.items():  # still out when the segment ended: the process died
             span(f"{station}@{version}", "call", lanes.get(station, 0), float(issue["at"]), last, {"lost": True})
         span(f"segment {segment}", "segment", 0, first, last, {"segment": segment})
 
+    out.extend(_tool_spans(tools, out, lanes, us))
     meta = [_event("M", "process_name", 0, {"name": score or "hct"})]
     for station, tid in [("conductor", 0), *lanes.items()]:
         meta.append(_event("M", "thread_name", tid, {"name": station}))
         # Viewers sort lanes by name unless told otherwise; first appearance reads like the score.
         meta.append(_event("M", "thread_sort_index", tid, {"sort_index": tid}))
     return {"traceEvents": meta + out, "displayTimeUnit": "ms", "otherData": {"run_id": run_id, "score": score}}
+
+
+def _tool_spans(
+    tools: list[tuple[str, float, float, str, dict[str, Any]]],
+    drawn: list[dict[str, Any]],
+    lanes: dict[str, int],
+    us: Callable[[float], int],
+) -> list[dict[str, Any]]:
+    """Tool calls as spans: on the agent's lane, nested in its call, when they fit there (inside a
+    call, after the previous tool call there); else on the first of the agent's tool lanes free
+    at their start (``lanes`` gains them)."""
+    calls: dict[int, list[tuple[int, int]]] = {}
+    for e in drawn:
+        if e["ph"] == "X" and e.get("cat") == "call":
+            calls.setdefault(int(e["tid"]), []).append((int(e["ts"]), int(e["ts"]) + int(e["dur"])))
+    free: dict[int, int] = {}  # lane -> when its last tool span ends
+    spans: list[dict[str, Any]] = []
+    for station, start, end, name, args in sorted(tools, key=lambda t: (t[1], t[2])):
+        begin, finish = us(start), max(us(start), us(end))
+        own = lanes.setdefault(station, len(lanes) + 1)
+        inside = any(a <= begin and finish <= b for a, b in calls.get(own, ()))
+        tid, extra = own, 0
+        while (tid == own and not inside) or free.get(tid, -1) > begin:
+            extra += 1
+            tid = lanes.setdefault(f"{station} tools {extra}", len(lanes) + 1)
+        free[tid] = finish
+        spans.append(_event("X", name, tid, args, cat="tool", ts=begin, dur=finish - begin))
+    return spans

@@ -119,6 +119,8 @@ class Conductor(App[None]):
         self._cost: CostView | None = None
         self._roster_view: WorkersView | None = None
         self._status: Static | None = None
+        self._agent_lines = 0  # lines of the agents panel when it was last fitted
+        self._agents: AgentsView | None = None
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -143,6 +145,7 @@ class Conductor(App[None]):
         # Found once: a frame draws them without querying the DOM.
         self._panels = list(self.query(Panel))
         self._cost = self.query_one(CostView)
+        self._agents = self.query_one(AgentsView)
         self._roster_view = next(iter(self.query(WorkersView)), None)
         self._status = self.query_one("#status", Static)
         self._fit_agents()
@@ -155,10 +158,12 @@ class Conductor(App[None]):
     def on_resize(self) -> None:
         self._fit_agents()
 
-    def _fit_agents(self) -> None:
+    def _fit_agents(self, view: AgentsView | None = None) -> None:
         """The agents panel takes what its rows need, up to half the screen."""
-        rows = len(self.ensemble.agents) + 3  # a header and two borders
-        self.query_one(AgentsView).styles.height = max(6, min(rows, (self.size.height - 2) // 2))
+        view = view or self.query_one(AgentsView)
+        self._agent_lines = view.count()
+        rows = self._agent_lines + 3  # a header and two borders; tool rows under their agents count too
+        view.styles.height = max(6, min(rows, (self.size.height - 2) // 2))
 
     async def on_unmount(self) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
@@ -206,6 +211,9 @@ class Conductor(App[None]):
         self.frames += 1
         for panel in self._panels:
             panel.sync()
+        agents = self._agents
+        if ensemble.tool_calls and agents is not None and agents.count() != self._agent_lines:
+            self._fit_agents(agents)  # tool rows came or went
         self._cost.sync()
         self._status.update(self.status_line())
         self._status.set_class(ensemble.finished, "finished")

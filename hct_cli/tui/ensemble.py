@@ -12,13 +12,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from hct_cli.engine.accounting import frontier_price
 from hct_cli.events import Event
 from hct_cli.program.compile import Program
+from hct_cli.tui.tools import ToolRun
+from hct_cli.tui.words import describe
 
-__all__ = ["AgentRow", "Ensemble", "Signal", "Span"]
+__all__ = ["AgentRow", "Ensemble", "Signal", "Span", "describe"]
 
 _OVER = frozenset({"done", "failed", "skipped", "squashed", "tacet"})
 
@@ -51,6 +52,8 @@ _LOGGED = frozenset(
         "hand_back",
         "interrupt",
         "run_end",
+        "tool_hold",
+        "refused",
     }
 )
 
@@ -88,6 +91,10 @@ class AgentRow:
     hold: str = ""  # what a held agent waits for: a gate's check, a person, a lock
     restored: bool = False  # its call is answered from the journal (a resume): no result event comes
     spans: list[Span] = field(default_factory=list)
+    tools: list[ToolRun] = field(default_factory=list)  # every tool call, in the order sent (the timeline's lane)
+    # Tokens and cost of its model rounds so far; the call's result counts them all again.
+    round_tokens: int = 0
+    round_cost_usd: float = 0.0
 
     def end_span(self, at: float, state: str) -> None:
         """End the open bar, if any; a call's bar takes ``state``, a wait at a gate stays one."""
@@ -111,6 +118,16 @@ class AgentRow:
         if self.state in ("held", "parked"):
             return self.hold
         return ""
+
+    def step_tools(self, limit: int) -> tuple[list[ToolRun], int]:
+        """The calls of its latest step while it works (the latest ``limit``), and how many more."""
+        if not self.tools or self.state in _OVER or self.state in ("waiting", "ready"):
+            return [], 0
+        last = self.tools[-1]
+        if last.version != self.version:
+            return [], 0  # an earlier pass's calls: this one has made none yet
+        step = [run for run in self.tools if run.version == last.version and run.step == last.step]
+        return step[-limit:], max(0, len(step) - limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +184,7 @@ class Ensemble:
         self.done = 0
         self.revision = 0  # bumped by every event: the screen redraws when it moved
         self.faults = 0  # events the view could not take (a bug; the run goes on)
+        self.tool_calls = 0  # tool calls sent (and refused) so far: the agents panel's rows follow it
         self._segments = 0
         self.end_time: float | None = None
         self.last_time = 0.0
@@ -195,6 +213,11 @@ class Ensemble:
             "vamp": self._again_later,
             "replay": self._again_later,
             "resume": self._pause,
+            "round": self._round,
+            "tool_call": self._tool_call,
+            "tool_hold": self._tool_hold,
+            "tool_result": self._tool_result,
+            "refused": self._refused,
         }
 
     # -- the clock ------------------------------------------------------------------------
@@ -222,6 +245,8 @@ class Ensemble:
                 handler(event)
             if event.kind in _LOGGED and not (event.kind == "fermata" and "key" in event.data):
                 self._log(event)
+            elif event.kind == "tool_result" and not event.data.get("ok", True):
+                self._log(event, "tool_error")  # a tool's error is news; its success is on the agent's row
         except Exception as exc:  # a fault in the view must never end the run it shows
             self.faults += 1
             if self.faults == 1:
@@ -249,6 +274,7 @@ class Ensemble:
             row.state = "waiting" if row.cues else "ready"
             row.missing = dict.fromkeys(row.cues)
             row.tokens, row.cost_usd, row.hold, row.restored = 0, 0.0, "", False
+            row.round_tokens, row.round_cost_usd = 0, 0.0
             row.started = row.finished = None
 
     def _run_end(self, event: Event) -> None:
@@ -289,6 +315,12 @@ class Ensemble:
         self.spend_usd += cost
         if row is None:
             return
+        if data.get("purpose", "call") == "call" and (row.round_tokens or row.round_cost_usd):
+            # The result's figures are the totals of every round: the rounds' own leave the count.
+            row.tokens -= row.round_tokens
+            row.cost_usd -= row.round_cost_usd
+            self.spend_usd -= row.round_cost_usd
+            row.round_tokens, row.round_cost_usd = 0, 0.0
         row.tokens += prompt + completion
         row.cost_usd += cost
         # Judges too, cache hits not: the run's own figure prices every call of an LLM agent it paid for.
@@ -436,11 +468,80 @@ class Ensemble:
     def _pause(self, event: Event) -> None:
         self.paused = event.kind == "pause"
 
+    # -- tool calls -----------------------------------------------------------------------
+
+    def _round(self, event: Event) -> None:
+        """A model round that asked for tools: its tokens and cost count at once (provisionally)."""
+        row = self._row(event)
+        data = event.data
+        if row is None:
+            return
+        tokens = int(data.get("prompt_tokens") or 0) + int(data.get("completion_tokens") or 0)
+        cost = float(data.get("cost_usd") or 0.0)
+        row.tokens += tokens
+        row.cost_usd += cost
+        row.round_tokens += tokens
+        row.round_cost_usd += cost
+        self.spend_usd += cost
+        if data.get("model"):
+            row.model = str(data["model"])
+        row.tier = data.get("tier") or row.tier
+
+    def _tool(self, row: AgentRow, event: Event) -> ToolRun | None:
+        """The agent's call this event speaks of (the latest with its step and index)."""
+        step, index = event.data.get("step"), event.data.get("index")
+        for run in reversed(row.tools):
+            if run.version == event.version and run.step == step and run.index == index:
+                return run
+        return None
+
+    def _tool_call(self, event: Event) -> None:
+        row = self._row(event)
+        if row is None:
+            return
+        data = event.data
+        step, index = int(data.get("step") or 0), int(data.get("index") or 0)
+        row.tools.append(
+            ToolRun(event.version, step, index, str(data.get("tool", "?")), str(data.get("effects", "")), event.time_s)
+        )
+        self.tool_calls += 1
+
+    def _tool_hold(self, event: Event) -> None:
+        row = self._row(event)
+        run = self._tool(row, event) if row is not None else None
+        if run is not None:
+            run.state = "held"
+
+    def _tool_result(self, event: Event) -> None:
+        row = self._row(event)
+        run = self._tool(row, event) if row is not None else None
+        if run is None:
+            return
+        data = event.data
+        run.end = event.time_s
+        run.state = "done" if data.get("ok", True) else "error"
+        run.size = int(data.get("size") or 0)
+        run.error = str(data.get("error") or "")
+        run.cached, run.restored = bool(data.get("cached")), bool(data.get("restored"))
+        if data.get("duration_s") is not None and not run.restored:
+            run.start = min(run.start, event.time_s - float(data["duration_s"]))
+
+    def _refused(self, event: Event) -> None:
+        row = self._row(event)
+        data = event.data
+        if row is None or "tool" not in data:
+            return  # a refusal of something else (a provider's): the signals log has it
+        step, index = int(data.get("step") or 0), int(data.get("index") or 0)
+        run = ToolRun(event.version, step, index, str(data["tool"]), "", event.time_s, event.time_s, "refused")
+        run.error = str(data.get("reason") or "not in its tools list")
+        row.tools.append(run)
+        self.tool_calls += 1
+
     # -- the signals log ------------------------------------------------------------------
 
-    def _log(self, event: Event) -> None:
+    def _log(self, event: Event, kind: str = "") -> None:
         where = f"{event.station}@{event.version}" if event.station else ""
-        self.log.append(Signal(event.time_s, event.kind, where, describe(event)))
+        self.log.append(Signal(event.time_s, kind or event.kind, where, describe(event)))
         self.logged += 1
 
     def signals(self, needle: str = "") -> Iterable[Signal]:
@@ -461,75 +562,3 @@ class Ensemble:
     @property
     def saving_usd(self) -> float:
         return self.frontier_usd - self.spend_usd
-
-
-def describe(event: Event) -> str:
-    """A signal in a few words, as the log shows it."""
-    data: dict[str, Any] = dict(event.data)
-    kind = event.kind
-    if kind == "cue":
-        keys = data.get("keys") or {}
-        shared = f" → {', '.join(keys)}" if keys else ""
-        return f"${float(data.get('cost_usd') or 0.0):.4f}{shared}"
-    if kind == "fermata":
-        hold = data.get("hold")
-        return "waits for a person (a approves, r rejects)" if hold == "approval" else f"held for its {hold} gate"
-    if kind in ("gate", "tacet", "vamp", "caesura"):
-        passed = data.get("passed")
-        verdict = "" if passed is None else "passed: " if passed else "failed: "
-        extra = f" (back to checkpoint {data.get('checkpoint')})" if kind == "caesura" else ""
-        return f"{verdict}{data.get('reason', '')}{extra}".strip()
-    if kind == "squash":
-        return (
-            f"fired on {data.get('on')}, which did not commit (${float(data.get('cost_usd') or 0.0):.4f} thrown away)"
-        )
-    if kind == "speculate":
-        return f"fires on {data.get('on')} before it commits"
-    if kind == "downbeat":
-        return f"checkpoint {data.get('checkpoint')}"
-    if kind in ("fail", "skip"):
-        return str(data.get("error") or data.get("reason") or "")
-    if kind in ("step_down", "boost", "fallback"):
-        return f"→ {data.get('tier')} {data.get('model')}: {data.get('reason', '')}"
-    if kind in ("retry", "fallback_skipped"):
-        return ", ".join(f"{k}={v}" for k, v in data.items())
-    if kind in ("stale_read", "replay"):
-        keys = ", ".join(data.get("keys") or [])
-        if kind == "stale_read":
-            return f"read {keys}, which changed while it ran; committed anyway (coherence: off)"
-        turns = "; replays did not converge, it takes turns from now on" if data.get("hold") else ""
-        return (
-            f"read {keys}, which changed while it ran: runs again on fresh values (replay {data.get('replay')}){turns}"
-        )
-    if kind == "hold":
-        keys = ", ".join(data.get("keys") or [])
-        return f"{keys} behind {data['behind']}" if data.get("behind") else keys
-    if kind == "run_end":
-        return f"{data.get('status')} · ${float(data.get('cost_usd') or 0.0):.4f}"
-    if kind in ("pause", "resume"):
-        return "issuing paused" if kind == "pause" else "issuing again"
-    if kind == "reclaim":
-        return f"{data.get('by')} took it over from silent worker {data.get('from')}"
-    if kind == "hand_back":
-        return f"{data.get('by')} stopped and handed it back"
-    if kind == "interrupt":
-        return str(data.get("reason", ""))
-    if kind == "warm_up_failed":
-        return f"the warm-up call failed ({data.get('reason')}); the calls go without a warm cache"
-    if kind == "listen":
-        tokens = int(data.get("prefix_tokens") or 0)
-        wait = data.get("wait")
-        if wait == "never":
-            return f"presto: goes without waiting for {data.get('leader')}'s cache of {tokens:,} tokens"
-        bound = " (for a bounded time)" if wait == "bounded" else ""
-        return (
-            f"waits{bound} for {data.get('leader')} to cache the {tokens:,}-token prefix "
-            f"(saves ~${float(data.get('expected_saving_usd') or 0.0):.4f})"
-        )
-    if kind == "page":
-        cuts = data.get("cuts") or []
-        what = ", ".join(f"{c.get('ref')} {int(c.get('tokens') or 0):,}/{int(c.get('of') or 0):,}" for c in cuts)
-        return f"paged out to fit {data.get('model')}: {what} tokens"
-    if kind == "refused":
-        return str(data.get("reason", ""))
-    return ", ".join(f"{k}={v}" for k, v in data.items())

@@ -15,7 +15,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from hct_cli.tui.ensemble import Ensemble, Signal
+from hct_cli.tui.ensemble import AgentRow, Ensemble, Signal
+from hct_cli.tui.tools import ToolRun, size_text
 
 if TYPE_CHECKING:
     from hct_cli.distributed.roster import WorkerStatus
@@ -62,7 +63,21 @@ _SIGNAL_STYLES: dict[str, Style] = {
     "fallback": Style(color="cyan"),
     "stale_read": Style(color="magenta"),
     "downbeat": Style(bold=True),
+    "tool_hold": STATE_STYLES["held"],
+    "tool_error": STATE_STYLES["failed"],
+    "refused": STATE_STYLES["failed"],
 }
+#: A tool call's state, on its row under the agent and on the agent's tool lane.
+TOOL_STYLES: dict[str, Style] = {
+    "running": STATE_STYLES["running"],
+    "held": STATE_STYLES["held"],
+    "done": Style(color="cyan"),
+    "error": STATE_STYLES["failed"],
+    "refused": Style(color="red", reverse=True),
+}
+_TOOL_GLYPHS = {"running": "▪", "held": "░", "done": "▪", "error": "▪", "refused": "✕"}
+#: Tool rows under an agent: the calls of its latest step, this many at most (the latest).
+TOOL_ROWS = 4
 _CELL_STYLES: dict[str, Style] = {
     "M": Style(color="red", bold=True),
     "E": Style(color="yellow"),
@@ -142,9 +157,24 @@ class AgentsView(Panel):
         self.name_w = max([5, *(len(row.name) for row in self.rows)])
         self.name_w = min(self.name_w, 24)
         self.model_w = min(24, max([5, *(len(row.model) for row in self.rows)]))
+        # Once an agent calls tools, a line per agent, each followed by its tool rows: an agent
+        # row, a tool call, or a count of the step's earlier calls not shown.
+        self.entries: list[tuple[AgentRow, ToolRun | int | None]] | None = None
 
     def count(self) -> int:
-        return len(self.rows)
+        return len(self.rows) if self.entries is None else len(self.entries)
+
+    def sync(self) -> None:
+        if self.ensemble.tool_calls:  # only a run whose agents call tools pays for the rows
+            layout: list[tuple[AgentRow, ToolRun | int | None]] = []
+            for row in self.rows:
+                layout.append((row, None))
+                runs, more = row.step_tools(TOOL_ROWS)
+                if more:
+                    layout.append((row, more))
+                layout.extend((row, run) for run in runs)
+            self.entries = layout
+        super().sync()
 
     def _columns(self) -> list[tuple[str, int]]:
         return [
@@ -171,7 +201,29 @@ class AgentsView(Panel):
         return [Segment(text + " waits for", _HEAD)]
 
     def line(self, index: int) -> list[Segment]:
-        row = self.rows[index]
+        if self.entries is None:
+            return self._agent(self.rows[index])
+        row, tool = self.entries[index]
+        if tool is None:
+            return self._agent(row)
+        if isinstance(tool, int):
+            return [Segment(fit(f"  ⋯ {tool} earlier call(s) of this step", self.name_w + 40), _DIM)]
+        return self._tool(tool)
+
+    def _tool(self, run: ToolRun) -> list[Segment]:
+        """A tool call under its agent: tool, state, effects, step and call, duration, size, error."""
+        figures = f"{run.effects or '-':<5} step {run.step} #{run.index} {run.duration(self.ensemble.now()):6.2f}s"
+        if run.state in ("done", "error"):
+            figures += f" {size_text(run.size):>8}"
+        notes = " ".join(note for note in (run.flags(), run.error) if note)
+        return [
+            Segment(fit(f"  └ {run.tool}", max(self.name_w, 24)) + " "),  # a tool's name is server.tool
+            Segment(fit(run.state, 11) + " ", TOOL_STYLES.get(run.state, _PLAIN)),
+            Segment(figures + " "),
+            Segment(notes, STATE_STYLES["failed"] if run.error else _DIM),
+        ]
+
+    def _agent(self, row: AgentRow) -> list[Segment]:
         elapsed = row.elapsed(self.ensemble.now())
         before = f"{fit(row.name, self.name_w)} "
         state = f"{fit(row.state, 11)} "
@@ -202,9 +254,24 @@ class TimelineView(Panel):
         super().__init__(ensemble, title="timeline", id=id)
         self.rows = list(ensemble.agents.values())
         self.name_w = min(16, max([5, *(len(row.name) for row in self.rows)]))
+        # Once tools are called: a lane per agent, and under each agent that called tools a lane
+        # of its calls (True).
+        self.entries: list[tuple[AgentRow, bool]] | None = None
+        self._laid = 0  # the ensemble's tool call count the layout was made at
 
     def count(self) -> int:
-        return len(self.rows)
+        return len(self.rows) if self.entries is None else len(self.entries)
+
+    def sync(self) -> None:
+        if self.ensemble.tool_calls != self._laid:
+            self._laid = self.ensemble.tool_calls
+            layout: list[tuple[AgentRow, bool]] = []
+            for row in self.rows:
+                layout.append((row, False))
+                if row.tools:
+                    layout.append((row, True))
+            self.entries = layout
+        super().sync()
 
     def _bar_width(self) -> int:
         return max(8, self.scrollable_content_region.width - self.name_w - 1)
@@ -215,11 +282,21 @@ class TimelineView(Panel):
         return [Segment(" " * (self.name_w + 1) + "0s".ljust(width - len(end)) + end, _DIM)]
 
     def line(self, index: int) -> list[Segment]:
-        row = self.rows[index]
+        row, tools = (self.rows[index], False) if self.entries is None else self.entries[index]
         width = self._bar_width()
         now = self.ensemble.now()
         scale = width / now if now > 0 else 0.0
         cells: list[tuple[str, Style]] = [(" ", _PLAIN)] * width
+        if tools:  # its tool calls, each from its send to its answer; parallel calls overlap
+            for run in row.tools:
+                end = run.end if run.end is not None else now
+                first = min(width - 1, int(run.start * scale))
+                last = max(first + 1, min(width, int(end * scale)))
+                glyph = (_TOOL_GLYPHS.get(run.state, "▪"), TOOL_STYLES.get(run.state, _PLAIN))
+                for column in range(first, last):
+                    if cells[column][0] != "✕":  # a refusal stays visible under a call beside it
+                        cells[column] = glyph
+            return self._segments("└ tools", cells)
         for span in row.spans:
             end = span.end if span.end is not None else now
             first = min(width - 1, int(span.start * scale))
@@ -227,7 +304,10 @@ class TimelineView(Panel):
             glyph = _BARS.get(span.state, _BARS["running"])
             for column in range(first, last):
                 cells[column] = glyph
-        segments = [Segment(fit(row.name, self.name_w) + " ")]
+        return self._segments(row.name, cells)
+
+    def _segments(self, name: str, cells: list[tuple[str, Style]]) -> list[Segment]:
+        segments = [Segment(fit(name, self.name_w) + " ")]
         for style, run in groupby(cells, key=lambda cell: cell[1]):
             segments.append(Segment("".join(char for char, _ in run), style))
         return segments

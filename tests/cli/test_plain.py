@@ -98,3 +98,74 @@ def test_show_outputs_prints_every_output_and_the_final_state(resources: Path) -
     for item in data["state"]["findings"]:
         assert str(item) in text
     assert text.index(FIRST) < text.index(SECOND) < text.index("== state")
+
+
+# -- tool calls -----------------------------------------------------------------------------------
+
+
+def _tool(kind: str, **data: object) -> Event:
+    return Event(kind, 1.25, "reviewer", 2, {"step": 3, "index": 1, "tool": "git.git_diff", "digest": "abc", **data})
+
+
+def test_tool_calls_are_logged_one_compact_line_each() -> None:
+    sent, held, ok, failed, refused = _lines(
+        _tool("tool_call", effects="read", arguments={"target": "HEAD"}, speculative=True, id="c1"),
+        _tool("tool_hold", tool="fs.write_file"),
+        _tool(
+            "tool_result",
+            effects="read",
+            ok=True,
+            duration_s=0.125,
+            size=2500,
+            error=None,
+            text="diff --git a b\n" * 500,
+        ),
+        _tool(
+            "tool_result", effects="read", ok=False, duration_s=0.5, size=0, error="timed out", text="", cached=False
+        ),
+        Event(
+            "refused",
+            1.5,
+            "reviewer",
+            2,
+            {"reason": "not in its tools list", "tool": "shell.exec", "step": 3, "index": 2},
+        ),
+    )
+    assert sent.split()[1:3] == ["tool_call", "reviewer@2"]
+    assert sent.endswith("step 3 #1 git.git_diff read (speculative)") and "HEAD" not in sent
+    assert (
+        held.split()[1] == "tool_hold"
+        and "step 3 #1 fs.write_file write held until the speculation is confirmed" in held
+    )
+    assert ok.split()[1] == "tool_result" and ok.endswith("step 3 #1 git.git_diff read 0.125s 2.5 kB ok")
+    assert "diff --git" not in ok, "the answer's text is never logged"
+    assert failed.endswith("read 0.500s 0 B error: timed out")
+    assert refused.split()[1] == "refused" and refused.endswith("step 3 #2 shell.exec refused: not in its tools list")
+    [cached] = _lines(_tool("tool_result", effects="read", ok=True, duration_s=0.0, size=12, cached=True))
+    assert cached.endswith("0.000s 12 B cached ok")
+
+
+def test_an_old_style_refusal_keeps_its_reason() -> None:
+    [line] = _lines(Event("refused", 0.5, "a", 1, {"reason": "exec is not allowed: pass --allow-exec"}))
+    assert line.endswith("exec is not allowed: pass --allow-exec")
+
+
+def test_a_caesura_names_the_writes_it_could_not_undo() -> None:
+    writes = [{"agent": "fixer", "version": 1, "tool": "fs.write_file", "digest": "d", "arguments": {"path": "x"}}]
+    [line] = _lines(
+        Event("caesura", 2.0, None, 0, {"reason": "called by the conductor", "checkpoint": 1, "writes": writes})
+    )
+    assert line.endswith("called by the conductor; not undone, written after the checkpoint: fixer@1 fs.write_file")
+
+
+def test_on_a_terminal_only_tool_news_interrupts_the_status_line() -> None:
+    stream = io.StringIO()
+    log = PlainLog(3, stream, live=True)
+    log(_tool("tool_call", effects="read", speculative=False))
+    log(_tool("tool_result", effects="read", ok=True, duration_s=0.1, size=1))
+    quiet = stream.getvalue()
+    log(_tool("tool_result", effects="read", ok=False, duration_s=0.1, size=0, error="boom"))
+    log(_tool("tool_hold", tool="fs.write_file"))
+    news = stream.getvalue()[len(quiet) :]
+    assert "tool_call" not in quiet and "tool_result" not in quiet
+    assert "error: boom" in news and "tool_hold" in news
