@@ -42,6 +42,13 @@ class ToolRules(Rules):
     def _reference_problem(self, agent: Agent, i: int, ref: str, reason: str) -> Finding:
         path = ("agents", agent.name, "tools", i)
         server, tool = split_ref(ref)
+        if not self.servers:
+            return self.error(
+                path,
+                "HCT291",
+                f"agent {agent.name!r} names {ref!r}, but the score declares no tool servers",
+                "Declare the MCP server that offers it under tools: (see docs/tools.md).",
+            )
         if server is not None and server not in self.servers:
             declared = ", ".join(self.servers) or "none"
             hint = self._did_you_mean(server, self.servers) or f"Declare it under tools: (declared: {declared})."

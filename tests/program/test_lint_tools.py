@@ -105,3 +105,9 @@ agents:
 def test_lists_of_other_servers_are_ignored() -> None:
     result = _lint("lint-clean.yaml", {"elsewhere": ["git_diff"]})
     assert result.findings == ()
+
+
+def test_a_tool_without_any_server_declared() -> None:
+    result = lint_text("hct: 1\nname: t\nagents:\n  a:\n    prompt: Hi.\n    tools: [git_log]\n", "t.yaml")
+    assert [(f.code, f.line, f.col) for f in result.findings] == [("HCT291", 6, 13)]
+    assert "declares no tool servers" in result.findings[0].message
