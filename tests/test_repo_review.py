@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from hct_cli.store.home import DB_NAME
 from tests.conftest import SCORES
 from tests.tools.servers import filesystem_server_argv, git, git_repo
 
@@ -77,15 +79,18 @@ def test_the_team_reviews_a_real_repository_and_writes_once_approved(tmp_path: P
         ("fs.write_file", "write", True)
     ]
     assert (repo / "REVIEW.md").read_text(encoding="utf-8") == "Reviewed by hct."
-    # What the tools answered is what git and the files say.
-    shown = subprocess.run(
-        [*HCT, "show", document["run_id"], "--json"], capture_output=True, text=True, check=True, env=os.environ
-    )
-    calls = json.loads(shown.stdout)
-    text = json.dumps(calls)
+    # What the tools answered (as the journal keeps it) is what git and the files say.
+    with sqlite3.connect(Path(os.environ["HCT_HOME"]) / DB_NAME) as db:
+        answers = {
+            (station, json.loads(data)["tool"]): json.loads(data)["text"]
+            for station, data in db.execute(
+                "SELECT station, data FROM events WHERE run_id = ? AND kind = 'tool_result'", (document["run_id"],)
+            )
+        }
     head = git(repo, "rev-parse", "HEAD").strip()
-    assert head in text  # git_log and git_show name the latest commit
-    assert "def sub(a, b)" in text  # correctness read app.py as it is on disk
+    assert head in answers[("reader", "git.git_log")]
+    assert git(repo, "show", "HEAD", "--format=%s", "--no-patch").strip() in answers[("reader", "git.git_show")]
+    assert answers[("correctness", "fs.read_text_file")] == (repo / "app.py").read_text(encoding="utf-8")
 
 
 def test_a_rejected_review_writes_nothing(tmp_path: Path) -> None:
