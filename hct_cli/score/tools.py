@@ -59,7 +59,6 @@ class ToolServer:
     effects: Effects = "write"
     concurrency: int = DEFAULT_CONCURRENCY
     timeout_s: float | None = None
-    on: Literal["conductor", "worker"] = "conductor"
     tools: Mapping[str, ToolRule] = field(default_factory=lambda: MappingProxyType({}))
     description: str = ""
 
@@ -157,7 +156,6 @@ def tool_servers_from_data(data: Mapping[str, Any]) -> Mapping[str, ToolServer]:
             effects=spec.get("effects", "write"),
             concurrency=spec.get("concurrency", DEFAULT_CONCURRENCY),
             timeout_s=spec.get("timeout_s"),
-            on=spec.get("on", "conductor"),
             tools=MappingProxyType(rules),
             description=spec.get("description", ""),
         )
