@@ -154,7 +154,11 @@ class ToolLoop:
         if result.tool_calls:  # a round of its own; the final answer lands as the call's result
             message = broadcast_of(station.name, request, result)
             station.record.rounds.append(message)
-            state.governor.settle(0.0, result.cost_usd)
+            # What the round cost leaves its reservation for spend: spent + reserved stays what it
+            # was (within the cap) while its tools run, and the rest still holds the loop's place.
+            held = min(station.reserved, result.cost_usd)
+            state.governor.settle(held, result.cost_usd)
+            station.reserved -= held
             state.spent_usd += result.cost_usd
             if state.observers:
                 data = message.to_data()
