@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from hct_cli.engine.result import RunResult
 from hct_cli.errors import BenchError
 from hct_cli.program.compile import Program
-from hct_cli.run.assemble import prepare
+from hct_cli.run.assemble import Run, prepare
 from hct_cli.run.config import Tuning
 from hct_cli.store.journal import RunConfig
 
@@ -242,6 +242,22 @@ def _scratch_home(stack: ExitStack) -> Path:
     return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hct-bench-")))
 
 
+async def _played(run: Run) -> RunResult:
+    """Play ``run`` once its tool servers are up and listed: starting a server (and, the first
+    time, loading the MCP SDK) is neither a model's latency nor a tool's, nor the engine's
+    scheduling, so it stays off the clock, as the price map and the templates do."""
+    box = run.calls.tools
+    if box is not None:
+        try:
+            for spec in run.program.stations.values():
+                if spec.agent.tools:
+                    await box.tools_for(spec.agent)
+        except BaseException:
+            await box.aclose()  # play() would have stopped them: no server outlives the trial
+            raise
+    return await run.play()
+
+
 def run_bench(
     program: Program,
     *,
@@ -289,7 +305,7 @@ def run_bench(
                 run = stack.enter_context(prepare(program, config, journal=journal, home=home, tuning=tuning))
                 run.cast()
                 gc.collect()  # start every trial from the same heap; collections during the run count
-                result = run.finish(asyncio.run(run.play()))
+                result = run.finish(asyncio.run(_played(run)))
             if result.status != "completed":
                 raise BenchError(
                     f"{variant.name} run ended {result.status}",
