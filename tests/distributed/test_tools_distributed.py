@@ -43,7 +43,11 @@ OPTIONS = ("--simulate", "--seed", SEED, "--no-cache", "--json", "--no-tui", "--
 
 def _score(path: Path, state: Path) -> Path:
     """Two tool-using agents side by side (reads, a write each, the server's environment) and
-    a third that quotes both, so a wrong tool answer or output upstream shows downstream."""
+    a third that quotes both, so a wrong tool answer or output upstream shows downstream.
+
+    Each agent writes to a server of its own (``counter`` keeps its state in ``state``,
+    ``ledger`` beside it): an ``append`` answers its count, which on a shared server would
+    depend on which write came first."""
 
     def calls(*pairs: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
         return [{"tool": tool, "args": args} for tool, args in pairs]
@@ -58,7 +62,12 @@ def _score(path: Path, state: Path) -> Path:
                 "effects": "read",
                 "concurrency": 2,
                 "tools": {"append": {"effects": "write"}},
-            }
+            },
+            "ledger": {
+                "command": counter_stdio_argv(_ledger(state)),
+                "effects": "read",
+                "tools": {"append": {"effects": "write"}},
+            },
         },
         "agents": {
             "scout": {
@@ -75,13 +84,13 @@ def _score(path: Path, state: Path) -> Path:
             },
             "timer": {
                 "prompt": "Wait, note it, then answer.",
-                "tools": ["counter.slow", "counter.append"],
+                "tools": ["counter.slow", "ledger.append"],
                 "max_steps": 3,
                 "simulate": {
                     "latency_ms": [100, 300],
                     "tool_calls": [
                         calls(("counter.slow", {"ms": 60, "text": "a"}), ("counter.slow", {"ms": 80, "text": "b"})),
-                        calls(("counter.append", {"text": "timer was here"})),
+                        calls(("ledger.append", {"text": "timer was here"})),
                     ],
                 },
             },
@@ -94,6 +103,10 @@ def _score(path: Path, state: Path) -> Path:
     }
     path.write_text(json.dumps(score))
     return path
+
+
+def _ledger(state: Path) -> Path:
+    return state.with_name("ledger-" + state.name)
 
 
 def _tool_answers(home: Path, run: str) -> list[tuple[str, int, str, str, str]]:
@@ -138,7 +151,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any],
     doc = _document(proc.stdout, proc.stderr, proc.returncode)
     assert doc["status"] == "completed"
     assert all(agent["worker"] is None for agent in doc["agents"].values())
-    assert counter_state(state)["appends"] == 2
+    assert counter_state(state)["appends"] == counter_state(_ledger(state))["appends"] == 1
     return doc, _tool_answers(home, doc["run_id"])
 
 
@@ -194,9 +207,8 @@ def test_a_tool_using_score_runs_its_rounds_on_workers_and_its_tools_at_the_cond
     assert answers == expected_answers
     (role,) = [text for agent, _step, tool, _d, text in answers if tool == "counter.env"]
     assert role == "conductor"
-    seen = counter_state(state)
-    assert seen["appends"] == 2
-    assert sorted(seen["log"]) == ["scout was here", "timer was here"]
+    assert (counter_state(state)["appends"], counter_state(state)["log"]) == (1, ["scout was here"])
+    assert (counter_state(_ledger(state))["appends"], counter_state(_ledger(state))["log"]) == (1, ["timer was here"])
     sent = _journal("SELECT COUNT(*) FROM events WHERE run_id = ? AND kind = 'tool_call'", run)
     assert sent == [(len(answers),)] and len(answers) == 6
     assert all(not report.get("failed") for report in reports)
