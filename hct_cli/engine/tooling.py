@@ -87,7 +87,7 @@ def _assistant_turn(result: CallResult) -> dict[str, Any]:
 class ToolLoop:
     """Runs the model-tool rounds of the calls of one run."""
 
-    __slots__ = ("_journal", "_reads", "_specs", "box", "recall", "state")
+    __slots__ = ("_journal", "_reads", "_specs", "_starting", "box", "recall", "state")
 
     def __init__(
         self,
@@ -101,6 +101,7 @@ class ToolLoop:
         self.recall = recall
         self._journal = journal
         self._specs: dict[str, tuple[ToolSpec, ...]] = {}
+        self._starting: dict[str, asyncio.Task[tuple[ToolSpec, ...]]] = {}  # prefetch, by agent
         self._reads: dict[str, str] = {}  # a read call's key -> the text it answered (this run)
 
     async def run(self, station: Station, request: CallRequest, first: Call) -> CallResult:
@@ -182,6 +183,29 @@ class ToolLoop:
 
     # -- tool calls --------------------------------------------------------------------------
 
+    def prefetch(self) -> None:
+        """Start every server a tool-using agent reaches, in the background, as the run starts.
+
+        A server's start (a process, a handshake, its tool list) is neither a model's latency nor
+        a tool's: left to the first call, it would sit on the critical path. Started with the
+        run, it overlaps the calls that come before the first tool call; a failure to start is
+        the failure of the agent that uses it, when it does (never of the run)."""
+        box = self.box
+        if box is None:
+            return
+        if any(station.agent.tools for station in self.state.stations.values()):
+            box.load()  # before the run's clock starts: an import mid-run would stall every call
+        for name, station in self.state.stations.items():
+            if station.agent.tools and station.agent.kind == "llm":
+                task = self.state.loop.create_task(box.tools_for(station.agent))
+                task.add_done_callback(_retrieved)
+                self._starting[name] = task
+
+    def settle(self) -> None:
+        """The run is over: a start still going is of no use to anyone."""
+        for task in self._starting.values():
+            task.cancel()
+
     async def _tools_for(self, station: Station) -> tuple[ToolSpec, ...]:
         name = station.name
         specs = self._specs.get(name)
@@ -191,7 +215,9 @@ class ToolLoop:
                     f"agent {name!r} declares tools but this run has no tool servers",
                     hint="Declare the servers in the score's tools: section.",
                 )
-            specs = self._specs[name] = await self.box.tools_for(station.agent)
+            starting = self._starting.pop(name, None)
+            specs = await starting if starting is not None else await self.box.tools_for(station.agent)
+            self._specs[name] = specs
         return specs
 
     async def _issue(
@@ -397,6 +423,12 @@ def _bare(name: str, named: Mapping[str, ToolSpec]) -> ToolSpec | None:
     """A tool the model named without its server (a scripted call, say), when only one server offers it."""
     found = {spec.qualified: spec for spec in named.values() if spec.name == name}
     return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A prefetch's outcome is its agent's to see; retrieved here so an unused one is never logged."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _confirmed(station: Station) -> None:
