@@ -307,8 +307,8 @@ class ToolLoop:
                 raise InDoubtWriteError(
                     f"write call {tool}({shown}) of agent {name!r} was sent before the run stopped, "
                     "but its result never reached the journal: it may have happened",
-                    hint=f"Check what {tool} did; if sending it twice is safe, declare the tool idempotent: true "
-                    "in the score's tools: section, then resume again.",
+                    hint=f"Check whether {tool} did it. If it did not, resume with `hct perform --resume RUN "
+                    "--resend-writes`; a tool that is safe to send twice can say idempotent: true in the score.",
                 )
         key = f"{tool}\x1f{json.dumps(arguments, sort_keys=True, default=str)}"
         if spec.effects == "read":
