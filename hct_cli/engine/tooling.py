@@ -43,6 +43,7 @@ from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.run_state import RunState
 from hct_cli.engine.station import Station
 from hct_cli.errors import AgentError, InDoubtWriteError, ToolError
+from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, broadcast_of, timeout_for
 from hct_cli.score.tools import DEFAULT_MAX_STEPS
 from hct_cli.tools.base import ToolBox, ToolSpec
@@ -136,6 +137,8 @@ class ToolLoop:
             )
             step += 1
             call = station.provider.call
+            request.step = step
+            request.turns = tuple(turns)
             self._reserve_next(station, request)
 
     # -- model rounds ------------------------------------------------------------------------
@@ -170,6 +173,15 @@ class ToolLoop:
         """Hold the next round's worst case (its prompt has grown by the tools' answers)."""
         state = self.state
         tokens = (len(request.system) + len(request.user_text) + len(json.dumps(request.turns, default=str))) // 4
+        info = model_info(request.model)
+        window = info.max_input_tokens if info is not None else None
+        if window and tokens > window:
+            raise AgentError(
+                f"agent {station.name!r}: the tools' answers grew its prompt to about {tokens:,} tokens, "
+                f"over {request.model}'s window of {window:,}",
+                hint="Ask the tools for less (a head, a range, a filter), or route the agent to a model "
+                "with a larger window.",
+            )
         worst = worst_case_usd(request.model, tokens, station.agent.max_tokens)
         governor = state.governor
         budget = governor.budget_usd
