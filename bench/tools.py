@@ -85,15 +85,13 @@ def bench_reviewers(url: str, workdir: Path, trials: int) -> dict[str, Any]:
 
 async def bare_calls(url: str, calls: int) -> list[float]:
     """Per-call latency of ``echo`` through the bare mcp client, one call at a time."""
-    from mcp import ClientSession
-    from mcp.client.streamable_http import streamablehttp_client
+    from mcp import Client
 
     times: list[float] = []
-    async with streamablehttp_client(url) as (read, write, _), ClientSession(read, write) as session:
-        await session.initialize()
+    async with Client(url, mode="legacy", cache=None) as client:  # the SDK's own client, as a user would write it
         for i in range(calls):
             started = time.perf_counter()
-            await session.call_tool("echo", {"text": f"x{i}"})
+            await client.call_tool("echo", {"text": f"x{i}"})
             times.append(time.perf_counter() - started)
     return times
 

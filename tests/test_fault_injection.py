@@ -179,8 +179,13 @@ def scored(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     return _reference(case, tmp_path_factory)
 
 
+#: Example scores that wait for a person and act on a repository the test makes: their kills
+#: between a tool call and its journaled result are tests/test_tool_faults.py's.
+PERSON_GATED = frozenset({EXAMPLES / "repo-review.yaml"})
+
+
 def test_every_example_score_is_killed_and_resumed() -> None:
-    assert {case.score for case in CASES} >= set(EXAMPLES.glob("*.yaml"))
+    assert {case.score for case in CASES} >= set(EXAMPLES.glob("*.yaml")) - PERSON_GATED
 
 
 def test_reference_run_exercises_the_score(reference: Reference) -> None:

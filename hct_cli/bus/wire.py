@@ -28,10 +28,13 @@ class Result:
     message: Broadcast | None = None  # for a result
     notes: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # a provider's retries, fallbacks
     data: dict[str, Any] = field(default_factory=dict)  # for a notice
+    step: int = 0  # the tool loop's round the result answers (0: the first, or a call without tools)
 
 
-def encode_result(message: Broadcast, notes: list[tuple[str, dict[str, Any]]] | None = None) -> str:
+def encode_result(message: Broadcast, notes: list[tuple[str, dict[str, Any]]] | None = None, step: int = 0) -> str:
     data: dict[str, Any] = {"kind": "result", "station": message.station, "version": message.version}
+    if step:  # a later round of a tool loop: its tag alone is the same as the first round's
+        data["step"] = step
     data["result"] = message.to_data()
     if notes:
         data["notes"] = [[kind, note] for kind, note in notes]
@@ -51,6 +54,6 @@ def decode_result(text: str) -> Result:
             return Result(str(data.get("kind")), station, version, data=dict(data.get("data") or {}))
         message = Broadcast.from_data(station, version, data["result"])
         notes = [(str(kind), dict(note)) for kind, note in data.get("notes", ())]
-        return Result("result", station, version, message, notes)
+        return Result("result", station, version, message, notes, step=int(data.get("step", 0)))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ValueError(f"not a result: {type(exc).__name__}: {exc}") from exc

@@ -131,6 +131,14 @@ def perform(
         ),
     ] = None,
     resume_latest: Annotated[bool, typer.Option("--resume-latest", hidden=True)] = False,
+    resend_writes: Annotated[
+        bool,
+        typer.Option(
+            "--resend-writes",
+            help="With --resume: send again the write tool calls in doubt (sent, their result never "
+            "journaled), once you have checked they did not happen.",
+        ),
+    ] = False,
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Call every model even when an identical call was answered before.")
     ] = False,
@@ -185,6 +193,7 @@ def perform(
             time_scale=time_scale,
             resume=resume,
             resume_latest=resume_latest,
+            resend_writes=resend_writes,
             cache=not no_cache,
             durable=durable,
             tui=not no_tui,

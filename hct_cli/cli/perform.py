@@ -53,6 +53,7 @@ def perform_command(
     time_scale: float = 1.0,
     resume: str | None = None,
     resume_latest: bool = False,
+    resend_writes: bool = False,
     cache: bool = True,
     durable: str | None = None,
     tui: bool = True,
@@ -68,6 +69,11 @@ def perform_command(
         from hct_cli.distributed.session import check_bus_url
 
         check_bus_url(bus)
+    if resend_writes and resume is None and not resume_latest:
+        raise UsageError(
+            "--resend-writes is for a resumed run's writes in doubt",
+            hint="Run `hct perform --resume RUN --resend-writes`.",
+        )
     if resume is not None or resume_latest:
         if path is not None:
             raise UsageError(
@@ -78,7 +84,8 @@ def perform_command(
             raise UsageError("--resume was given twice", hint="Give it once: `hct perform --resume RUN`, or alone.")
         given = parse_input_args(inputs)
         trust = Trust(allow_exec=allow_exec, allow_path=allow_path)
-        return _perform(None, RunConfig(), Resume(resume, given, bus, durable), as_json=as_json, trust=trust, view=view)
+        again = Resume(resume, given, bus, durable, resend_writes=resend_writes)
+        return _perform(None, RunConfig(), again, as_json=as_json, trust=trust, view=view)
     if path is None:
         raise UsageError("perform needs a score", hint="Run `hct perform SCORE --simulate`, or --resume RUN.")
     if dispatch not in POLICIES:

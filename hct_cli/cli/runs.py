@@ -60,14 +60,17 @@ def _show_data(run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
     # Tool calls as the journal holds them, every segment's: what a resume will not send again,
     # and the calls in doubt (sent, no result journaled).
     tools = tool_calls_of(events)
-    data["tool_calls"] = [{"agent": agent, **call} for agent, calls in tools.items() for call in calls]
+    if tools:  # left out when there are none, as perform --json leaves it out
+        data["tool_calls"] = [{"agent": agent, **call} for agent, calls in tools.items() for call in calls]
     if run.result is None:
         for agent, calls in tools.items():
             if agent in data["agents"]:
                 data["agents"][agent]["tool_calls"] = [{k: call[k] for k in _RECORD_KEYS} for call in calls]
     caesura = data.get("caesura")
     if isinstance(caesura, dict) and "writes" not in caesura:
-        data["caesura"] = {**caesura, "writes": caesura_writes(events) or []}
+        writes = caesura_writes(events)
+        if writes:  # left out when there are none, as perform --json leaves them out
+            data["caesura"] = {**caesura, "writes": writes}
     return data, events, run.score
 
 
@@ -130,6 +133,6 @@ def show_command(run_id: str, *, as_json: bool, trace: Path | None, outputs: boo
         return 0
     console = table_console()
     console.print(summary_table(data))
-    if data["tool_calls"] or (data.get("caesura") or {}).get("writes"):
+    if data.get("tool_calls") or (data.get("caesura") or {}).get("writes"):
         console.print(tool_table(Redactor.from_environ().data(data)))
     return 0

@@ -148,12 +148,12 @@ class RedisWorkQueue:
         return Delivery(run, stream, entry, fields.get("w", ""), source)
 
     def finish(
-        self, delivery: Delivery, message: Broadcast, notes: list[tuple[str, dict[str, Any]]]
+        self, delivery: Delivery, message: Broadcast, notes: list[tuple[str, dict[str, Any]]], step: int = 0
     ) -> Awaitable[None]:
         """Put the result on the run's CDB stream, then acknowledge the item (in that order: a
         worker that dies between the two leaves a duplicate, which the conductor ignores, never a
         loss)."""
-        text = encode_result(message, notes)
+        text = encode_result(message, notes, step)
         cdb = run_key(delivery.run, "cdb")
 
         def ops(pipe: Any) -> None:

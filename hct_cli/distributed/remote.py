@@ -53,7 +53,7 @@ class RemoteProvider:
     def __init__(self, mode: Mode, bus: Issuer | None = None) -> None:
         self.mode = mode
         self.bus: Issuer | None = None
-        self._waiting: dict[tuple[str, int], tuple[asyncio.Future[Result], CallRequest]] = {}
+        self._waiting: dict[tuple[str, int, int], tuple[asyncio.Future[Result], CallRequest]] = {}
         self._lost: BusError | None = None
         self.duplicates = 0  # results heard for no call in flight: redelivered, or of a squashed call
         if bus is not None:
@@ -70,7 +70,7 @@ class RemoteProvider:
             raise self._lost
         if self.bus is None:
             raise BusError("the distributed bus is not open", hint="Open it before the run (Session.play).")
-        key = (request.agent.name, request.version)
+        key = (request.agent.name, request.version, request.step)
         answer: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._waiting[key] = (answer, request)
         try:
@@ -88,11 +88,14 @@ class RemoteProvider:
         return message.result  # the worker's answer, as its provider gave it
 
     def _heard(self, result: Result) -> None:
-        waiting = self._waiting.get((result.station, result.version))
-        if result.message is None:  # a notice about a call in flight
+        if result.message is None:  # a notice about a call in flight: of whichever round is out
+            tag = (result.station, result.version)
+            waiting = next((w for (s, v, _), w in self._waiting.items() if (s, v) == tag), None)
             if waiting is not None:
                 waiting[1].note(result.kind, **result.data)
             return
+        # A tool loop's rounds share a tag: a late duplicate of round k must not answer round k + 1.
+        waiting = self._waiting.get((result.station, result.version, result.step))
         if waiting is None or waiting[0].done():
             self.duplicates += 1
             return

@@ -214,7 +214,7 @@ class Worker:
         self._finishing.add(delivery.entry)
         # Shielded: a drain that runs out of time must not cut a result off between its XADD
         # and its XACK (and hand back a call whose result is already on the bus).
-        await asyncio.shield(self.queue.finish(delivery, message, notes))
+        await asyncio.shield(self.queue.finish(delivery, message, notes, work.request.step))
 
     async def _call(self, work: Work) -> Broadcast:
         request = work.request

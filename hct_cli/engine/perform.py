@@ -247,6 +247,7 @@ class Performer:
         # Everything built so far (program, stations, records) lives for the whole run: move it
         # out of the collector's reach so full collections stay proportional to the garbage.
         gc.freeze()
+        self._calls.tools.prefetch()  # start the servers agents will call while the first calls run
         try:
             # Even with free units, issue order matters: the event loop runs one task at a time,
             # so the station with the longest remaining path goes first (list scheduling).
@@ -269,6 +270,7 @@ class Performer:
                 for task in (station.task, station.gate_task):
                     if task is not None and not task.done():
                         task.cancel()
+            self._calls.tools.settle()
             gc.unfreeze()
             if state.timer is not None:
                 state.timer.cancel()

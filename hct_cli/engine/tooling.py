@@ -43,6 +43,7 @@ from hct_cli.engine.governor import worst_case_usd
 from hct_cli.engine.run_state import RunState
 from hct_cli.engine.station import Station
 from hct_cli.errors import AgentError, InDoubtWriteError, ToolError
+from hct_cli.models import model_info
 from hct_cli.providers.base import CallRequest, broadcast_of, timeout_for
 from hct_cli.score.tools import DEFAULT_MAX_STEPS
 from hct_cli.tools.base import ToolBox, ToolSpec
@@ -87,7 +88,7 @@ def _assistant_turn(result: CallResult) -> dict[str, Any]:
 class ToolLoop:
     """Runs the model-tool rounds of the calls of one run."""
 
-    __slots__ = ("_journal", "_reads", "_specs", "box", "recall", "state")
+    __slots__ = ("_journal", "_reads", "_specs", "_starting", "box", "recall", "state")
 
     def __init__(
         self,
@@ -101,6 +102,7 @@ class ToolLoop:
         self.recall = recall
         self._journal = journal
         self._specs: dict[str, tuple[ToolSpec, ...]] = {}
+        self._starting: dict[str, asyncio.Task[tuple[ToolSpec, ...]]] = {}  # prefetch, by agent
         self._reads: dict[str, str] = {}  # a read call's key -> the text it answered (this run)
 
     async def run(self, station: Station, request: CallRequest, first: Call) -> CallResult:
@@ -135,6 +137,8 @@ class ToolLoop:
             )
             step += 1
             call = station.provider.call
+            request.step = step
+            request.turns = tuple(turns)
             self._reserve_next(station, request)
 
     # -- model rounds ------------------------------------------------------------------------
@@ -169,6 +173,15 @@ class ToolLoop:
         """Hold the next round's worst case (its prompt has grown by the tools' answers)."""
         state = self.state
         tokens = (len(request.system) + len(request.user_text) + len(json.dumps(request.turns, default=str))) // 4
+        info = model_info(request.model)
+        window = info.max_input_tokens if info is not None else None
+        if window and tokens > window:
+            raise AgentError(
+                f"agent {station.name!r}: the tools' answers grew its prompt to about {tokens:,} tokens, "
+                f"over {request.model}'s window of {window:,}",
+                hint="Ask the tools for less (a head, a range, a filter), or route the agent to a model "
+                "with a larger window.",
+            )
         worst = worst_case_usd(request.model, tokens, station.agent.max_tokens)
         governor = state.governor
         budget = governor.budget_usd
@@ -182,6 +195,29 @@ class ToolLoop:
 
     # -- tool calls --------------------------------------------------------------------------
 
+    def prefetch(self) -> None:
+        """Start every server a tool-using agent reaches, in the background, as the run starts.
+
+        A server's start (a process, a handshake, its tool list) is neither a model's latency nor
+        a tool's: left to the first call, it would sit on the critical path. Started with the
+        run, it overlaps the calls that come before the first tool call; a failure to start is
+        the failure of the agent that uses it, when it does (never of the run)."""
+        box = self.box
+        if box is None:
+            return
+        if any(station.agent.tools for station in self.state.stations.values()):
+            box.load()  # before the run's clock starts: an import mid-run would stall every call
+        for name, station in self.state.stations.items():
+            if station.agent.tools and station.agent.kind == "llm":
+                task = self.state.loop.create_task(box.tools_for(station.agent))
+                task.add_done_callback(_retrieved)
+                self._starting[name] = task
+
+    def settle(self) -> None:
+        """The run is over: a start still going is of no use to anyone."""
+        for task in self._starting.values():
+            task.cancel()
+
     async def _tools_for(self, station: Station) -> tuple[ToolSpec, ...]:
         name = station.name
         specs = self._specs.get(name)
@@ -191,7 +227,9 @@ class ToolLoop:
                     f"agent {name!r} declares tools but this run has no tool servers",
                     hint="Declare the servers in the score's tools: section.",
                 )
-            specs = self._specs[name] = await self.box.tools_for(station.agent)
+            starting = self._starting.pop(name, None)
+            specs = await starting if starting is not None else await self.box.tools_for(station.agent)
+            self._specs[name] = specs
         return specs
 
     async def _issue(
@@ -281,8 +319,8 @@ class ToolLoop:
                 raise InDoubtWriteError(
                     f"write call {tool}({shown}) of agent {name!r} was sent before the run stopped, "
                     "but its result never reached the journal: it may have happened",
-                    hint=f"Check what {tool} did; if sending it twice is safe, declare the tool idempotent: true "
-                    "in the score's tools: section, then resume again.",
+                    hint=f"Check whether {tool} did it. If it did not, resume with `hct perform --resume RUN "
+                    "--resend-writes`; a tool that is safe to send twice can say idempotent: true in the score.",
                 )
         key = f"{tool}\x1f{json.dumps(arguments, sort_keys=True, default=str)}"
         if spec.effects == "read":
@@ -397,6 +435,12 @@ def _bare(name: str, named: Mapping[str, ToolSpec]) -> ToolSpec | None:
     """A tool the model named without its server (a scripted call, say), when only one server offers it."""
     found = {spec.qualified: spec for spec in named.values() if spec.name == name}
     return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A prefetch's outcome is its agent's to see; retrieved here so an unused one is never logged."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _confirmed(station: Station) -> None:

@@ -324,13 +324,10 @@ def _resumed(db: sqlite3.Connection, row: RunRow, resume: Resume, trust: Trust) 
     base = Path(row.score_path) if row.score_path else None
     score = load_score_text(row.score_text, row.score_path or row.score, base)
     config = unsealed(config, score, row.run_id, resume.given, allow_path=trust.allow_path)
-    past = Past(
-        row,
-        recall(db, row.run_id),
-        spend(db, row.run_id),
-        squashed_versions(db, row.run_id),
-        tool_journal(db, row.run_id),
-    )
+    tools = tool_journal(db, row.run_id)
+    if resume.resend_writes:  # a person has checked: the calls in doubt did not happen
+        tools = replace(tools, sent={})
+    past = Past(row, recall(db, row.run_id), spend(db, row.run_id), squashed_versions(db, row.run_id), tools)
     if resume.bus is not None:
         config = replace(config, bus=resume.bus)
     elif config.bus is not None:

@@ -34,6 +34,7 @@ class Resume:
     given: Mapping[str, str] = field(default_factory=dict)  # inputs journaled redacted, given again
     bus: str | None = None  # overrides the journaled bus
     durable: str | None = None  # overrides the journaled durability
+    resend_writes: bool = False  # a person checked the writes in doubt did not happen: send them again
 
 
 @dataclass(frozen=True)

@@ -131,9 +131,13 @@ def chrome_trace(events: Iterable[Mapping[str, Any]], *, run_id: str = "", score
                 issue = pending.pop(key, None) if call else None
                 if issue is not None:
                     span(name, "call", tid, float(issue["at"]), at, {**_args(issue.get("data") or {}), **args})
-                else:  # a judge (or a call whose issue is missing): its latency is all we know of its start
+                else:  # a judge, a tool loop's round (or a call whose issue is missing): its latency is all we know
                     start = at - float(data.get("latency_s", 0.0))
-                    span(name if call else f"{name} judge", "call" if call else "judge", tid, start, at, args)
+                    purpose = str(data.get("purpose", "call"))
+                    label = (
+                        name if call else f"{name} round {data.get('step')}" if purpose == "round" else f"{name} judge"
+                    )
+                    span(label, "call" if call else purpose, tid, start, at, args)
                 spent += float(data.get("cost_usd", 0.0))
                 out.append(_event("C", "cost_usd", 0, {"cost_usd": round(spent, 10)}, ts=us(at)))
             elif kind in _INSTANTS:

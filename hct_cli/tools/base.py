@@ -102,6 +102,10 @@ class ToolSession(Protocol):
 class ToolBox(Protocol):
     """The servers of one run, as the engine uses them."""
 
+    def load(self) -> None:
+        """Load what starting a server needs (its SDK) now: synchronous work that would stall the
+        event loop, and every call on it, if it happened mid-run."""
+
     async def tools_for(self, agent: Agent) -> tuple[ToolSpec, ...]:
         """The tools ``agent`` may call, resolved from its ``tools:`` list (starts their servers)."""
 

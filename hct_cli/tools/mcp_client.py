@@ -31,7 +31,7 @@ from hct_cli.tools.base import MAX_REPLY_BYTES, ToolReply, ToolSpec
 if TYPE_CHECKING:
     from mcp import Client
 
-__all__ = ["START_TIMEOUT_S", "McpSession", "open_session"]
+__all__ = ["START_TIMEOUT_S", "McpSession", "load_sdk", "open_session"]
 
 #: How long a server may take to start and answer the handshake (npx may fetch a package).
 START_TIMEOUT_S = 60.0
@@ -285,6 +285,14 @@ def _quiet_sdk_logs() -> None:
     if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
         logger.addHandler(logging.NullHandler())
     logger.propagate = False
+
+
+def load_sdk() -> None:
+    """Import the SDK's client and both transports now (about half a second, all synchronous)."""
+    import httpx2  # noqa: F401
+    import mcp
+    import mcp.client.stdio
+    import mcp.client.streamable_http  # noqa: F401
 
 
 async def open_session(

@@ -98,6 +98,11 @@ class McpToolBox:
         self._listed: dict[str, tuple[ToolSpec, ...]] = {}
         self._closed = False
 
+    def load(self) -> None:
+        from hct_cli.tools.mcp_client import load_sdk
+
+        load_sdk()
+
     def _server(self, name: str) -> ToolServer:
         server = self.servers.get(name)
         if server is None:

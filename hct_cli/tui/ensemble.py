@@ -92,9 +92,6 @@ class AgentRow:
     restored: bool = False  # its call is answered from the journal (a resume): no result event comes
     spans: list[Span] = field(default_factory=list)
     tools: list[ToolRun] = field(default_factory=list)  # every tool call, in the order sent (the timeline's lane)
-    # Tokens and cost of its model rounds so far; the call's result counts them all again.
-    round_tokens: int = 0
-    round_cost_usd: float = 0.0
 
     def end_span(self, at: float, state: str) -> None:
         """End the open bar, if any; a call's bar takes ``state``, a wait at a gate stays one."""
@@ -213,7 +210,6 @@ class Ensemble:
             "vamp": self._again_later,
             "replay": self._again_later,
             "resume": self._pause,
-            "round": self._round,
             "tool_call": self._tool_call,
             "tool_hold": self._tool_hold,
             "tool_result": self._tool_result,
@@ -274,7 +270,6 @@ class Ensemble:
             row.state = "waiting" if row.cues else "ready"
             row.missing = dict.fromkeys(row.cues)
             row.tokens, row.cost_usd, row.hold, row.restored = 0, 0.0, "", False
-            row.round_tokens, row.round_cost_usd = 0, 0.0
             row.started = row.finished = None
 
     def _run_end(self, event: Event) -> None:
@@ -315,12 +310,6 @@ class Ensemble:
         self.spend_usd += cost
         if row is None:
             return
-        if data.get("purpose", "call") == "call" and (row.round_tokens or row.round_cost_usd):
-            # The result's figures are the totals of every round: the rounds' own leave the count.
-            row.tokens -= row.round_tokens
-            row.cost_usd -= row.round_cost_usd
-            self.spend_usd -= row.round_cost_usd
-            row.round_tokens, row.round_cost_usd = 0, 0.0
         row.tokens += prompt + completion
         row.cost_usd += cost
         # Judges too, cache hits not: the run's own figure prices every call of an LLM agent it paid for.
@@ -469,23 +458,6 @@ class Ensemble:
         self.paused = event.kind == "pause"
 
     # -- tool calls -----------------------------------------------------------------------
-
-    def _round(self, event: Event) -> None:
-        """A model round that asked for tools: its tokens and cost count at once (provisionally)."""
-        row = self._row(event)
-        data = event.data
-        if row is None:
-            return
-        tokens = int(data.get("prompt_tokens") or 0) + int(data.get("completion_tokens") or 0)
-        cost = float(data.get("cost_usd") or 0.0)
-        row.tokens += tokens
-        row.cost_usd += cost
-        row.round_tokens += tokens
-        row.round_cost_usd += cost
-        self.spend_usd += cost
-        if data.get("model"):
-            row.model = str(data["model"])
-        row.tier = data.get("tier") or row.tier
 
     def _tool(self, row: AgentRow, event: Event) -> ToolRun | None:
         """The agent's call this event speaks of (the latest with its step and index)."""

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from hct_cli.bus.base import Broadcast
+from hct_cli.bus.wire import decode_result, encode_result
 from hct_cli.call_result import CallResult, ToolCall
 from hct_cli.distributed.conductor import ConductorBus
 from hct_cli.distributed.remote import RemoteProvider
@@ -96,3 +98,48 @@ def test_a_worker_answers_a_tool_round_and_then_the_final_answer(redis_server: A
     assert first.worker == "w-tools"
     assert final.tool_calls == ()
     assert final.output == SimulatedProvider(7).plan(request(1, turns_after(first.tool_calls))).output
+
+
+class _Bus:
+    """An Issuer that keeps what is issued and lets the test answer: no Redis needed to order
+    a late duplicate against the next round."""
+
+    run_id = "dup-run"
+
+    def __init__(self) -> None:
+        self.issued: list[str] = []
+        self.listeners: list[Any] = []
+
+    async def issue(self, payload: str, tier: str | None, affinity: str | None = None) -> None:
+        self.issued.append(payload)
+
+    def listen(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def when_lost(self, callback: Any) -> None:
+        pass
+
+    def hear(self, text: str) -> None:
+        for listener in self.listeners:
+            listener(decode_result(text))
+
+
+def test_a_late_duplicate_of_round_k_does_not_answer_round_k_plus_one() -> None:
+    bus = _Bus()
+    provider = RemoteProvider(MODE, bus)
+    first_round = Broadcast("reviewer", 1, True, CallResult("", "gpt-4o-mini", tool_calls=(ToolCall("c0", "x", {}),)))
+    answer = Broadcast("reviewer", 1, True, CallResult("the answer", "gpt-4o-mini"))
+
+    async def scenario() -> CallResult:
+        request = CallRequest(AGENT, "gpt-4o-mini", "mid", "Review.", step=1, tools=TOOLS)
+        task = asyncio.ensure_future(provider.call(request))
+        await until(lambda: len(bus.issued) == 1, "round 1 is issued")
+        bus.hear(encode_result(first_round))  # round 0's result, redelivered late
+        await asyncio.sleep(0)
+        assert not task.done(), "round 1 took round 0's duplicate"
+        bus.hear(encode_result(answer, step=1))
+        return await task
+
+    result = asyncio.run(scenario())
+    assert result.output == "the answer"
+    assert provider.duplicates == 1

@@ -333,3 +333,28 @@ def test_a_caesura_lists_the_write_calls_made_after_its_checkpoint(tmp_path: Pat
     assert [(w["agent"], w["tool"], w["arguments"]) for w in caesura.data["writes"]] == [
         ("w", "counter.append", {"text": "outside"})
     ]
+
+
+def test_tool_answers_that_outgrow_the_models_window_fail_the_agent_before_the_next_round(
+    tmp_path: Path, server: tuple[str, Path]
+) -> None:
+    url, _ = server
+    events: list[Event] = []
+    big = "x" * 560_000  # about 140,000 tokens once echoed back: over gpt-4o-mini's 128,000
+    agents = {
+        "reader": {
+            "prompt": "Read it all.",
+            "model": "gpt-4o-mini",
+            "tools": ["counter.echo"],
+            "simulate": rounds([("counter.echo", {"text": big})]),
+        }
+    }
+    result = perform(tmp_path, url, agents, events)
+    assert result.status == "failed"
+    error = result.agents["reader"].error or ""
+    assert "window" in error and "gpt-4o-mini" in error
+    # One round, then the failure: no model call was made with the oversized prompt.
+    assert [(e.data.get("purpose", "call"), e.data.get("ok", True)) for e in kinds(events, "result", "reader")] == [
+        ("round", True),
+        ("call", False),
+    ]

@@ -80,12 +80,13 @@ def start() -> list[Event]:
     return [
         Event("run_start", 0.0, None, 0, {"run_id": "tools-run"}),
         Event("issue", 0.1, "reviewer", 1, {"model": "gpt-4o-mini", "tier": "mid"}),
-        Event(
-            "round",
+        Event(  # a model round that asked for tools: a result of its own, purpose round
+            "result",
             0.5,
             "reviewer",
             1,
             {
+                "purpose": "round",
                 "step": 1,
                 "model": "gpt-4o-mini",
                 "tier": "mid",
@@ -152,8 +153,8 @@ async def test_tool_rows_follow_their_calls_under_the_agent() -> None:
         lanes = timeline_lines(app)
         assert lanes[0].startswith("reviewer") and lanes[1].startswith("└ tools") and lanes[2].startswith("fixer")
         assert "▪" in lanes[1]
-        # Its result commits: the rows go, its tokens are the result's totals (rounds not counted twice).
-        result = {"purpose": "call", "ok": True, "prompt_tokens": 300, "completion_tokens": 50, "cost_usd": 0.004}
+        # Its result commits: the rows go, its tokens are every round's and the answer's (each counted once).
+        result = {"purpose": "call", "ok": True, "prompt_tokens": 200, "completion_tokens": 30, "cost_usd": 0.003}
         await feed(
             pilot,
             stage,
