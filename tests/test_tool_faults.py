@@ -150,6 +150,15 @@ def test_a_write_in_doubt_after_kill_9_stops_the_agent_unless_idempotent(
         assert "may have happened" in w["error"] and "idempotent: true" in w["error"]
         assert counter_state(state)["appends"] == 1  # exactly once
         assert counter_state(state)["log"] == ["once"]
+        # Resumed again, it stays stopped: nothing is sent until a person says it may be.
+        again = hct(tmp_path, "perform", "--resume", run_id, "--json")
+        assert again.returncode == 1 and document(again)["agents"]["w"]["status"] == "needs_attention"
+        assert counter_state(state)["appends"] == 1
+        # A person who checked that resending is safe says so: then it is sent again, once.
+        resent = hct(tmp_path, "perform", "--resume", run_id, "--resend-writes", "--json")
+        assert resent.returncode == 0, resent.stderr
+        assert document(resent)["status"] == "completed"
+        assert counter_state(state)["appends"] == 2
     else:
         # Declared idempotent: sending it twice is what the score allows, so the resume re-sends it.
         assert resumed.returncode == 0, resumed.stderr
