@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hct_cli.cli.lint import load_listed_score
 from hct_cli.engine.dispatch import POLICIES
 from hct_cli.engine.perform import Performer
 from hct_cli.engine.result import RunResult
@@ -22,7 +23,6 @@ from hct_cli.errors import UsageError
 from hct_cli.events import Event, Observer
 from hct_cli.jsonio import dumps
 from hct_cli.program.inputs import ask_on_terminal, parse_input_args, resolve_inputs
-from hct_cli.program.lint import load_score
 from hct_cli.redact import Redactor
 from hct_cli.run.config import Resume, Trust
 from hct_cli.score import Score
@@ -104,7 +104,7 @@ def perform_command(
         )
     if local is not None and simulate:
         raise UsageError("--local calls a real model; --simulate calls none", hint="Choose one of them.")
-    score = load_score(path)
+    score = load_listed_score(path)
     # A person at the terminal is asked for inputs without a value (stdout may be piped: the
     # question goes to stderr); anywhere else the run is refused before anything is journaled.
     someone = all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stderr))

@@ -80,13 +80,13 @@ def load_score_text(text: str, file: str, base: Path | None = None) -> Score:
     return _checked(lint_text(text, file, base=base), file)
 
 
-def load_score(path: Path | str) -> Score:
+def load_score(path: Path | str, *, tool_lists: ToolLists | None = None) -> Score:
     """Load, validate and lint a score; raise :class:`ScoreError` if it has errors.
 
     Warnings and notes do not stop a score from loading; they are available from
-    :func:`lint_path`.
+    :func:`lint_path`. ``tool_lists`` are the servers' known tool names, as for :func:`lint_path`.
     """
-    return _checked(lint_path(Path(path), str(path)), str(path))
+    return _checked(lint_path(Path(path), str(path), tool_lists=tool_lists), str(path))
 
 
 def _checked(result: LintResult, path: str) -> Score:
