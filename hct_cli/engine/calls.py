@@ -251,7 +251,7 @@ class Calls:
         try:
             if delay > 0:  # a resume keeps the spacing of calls made anew (see ReplayOrder.delay)
                 await asyncio.sleep(delay)
-            if station.agent.tools and station.agent.kind == "llm":
+            if station.tooled:
                 result = await self.tools.run(station, request, lambda first: self._first(station, first, ticket))
             elif request.shared:
                 result = await self._listened(station, request, ticket)

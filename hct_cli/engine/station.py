@@ -54,6 +54,7 @@ class Station:
         "tacet_checked",
         "task",
         "template",
+        "tooled",
         "unconfirmed",
         "unit",
         "version",
@@ -81,6 +82,7 @@ class Station:
         # whether it runs under hold locks, holds them now, and since when it waits for them.
         agent = spec.agent
         self.shared = bool(agent.reads or agent.writes or agent.appends)
+        self.tooled = bool(agent.tools) and agent.kind == "llm"  # its calls run the tool loop
         self.modes: dict[str, Mode] = lock_modes(agent.reads, agent.writes, agent.appends) if self.shared else {}
         self.snapshot: dict[str, int] = {}
         self.replays = 0

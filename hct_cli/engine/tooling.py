@@ -209,13 +209,13 @@ class ToolLoop:
         box = self.box
         if box is None:
             return
-        if any(station.agent.tools for station in self.state.stations.values()):
+        tooled = [(name, station) for name, station in self.state.stations.items() if station.tooled]
+        if tooled:
             box.load()  # before the run's clock starts: an import mid-run would stall every call
-        for name, station in self.state.stations.items():
-            if station.agent.tools and station.agent.kind == "llm":
-                task = self.state.loop.create_task(box.tools_for(station.agent))
-                task.add_done_callback(_retrieved)
-                self._starting[name] = task
+        for name, station in tooled:
+            task = self.state.loop.create_task(box.tools_for(station.agent))
+            task.add_done_callback(_retrieved)
+            self._starting[name] = task
 
     def settle(self) -> None:
         """The run is over: a start still going is of no use to anyone."""

@@ -193,7 +193,7 @@ class SimulatedProvider:
             prompt_tokens = max(1, (len(request.system) + len(user) + len(turns)) // 4)
         elif turns:
             prompt_tokens += len(turns) // 4  # the earlier rounds are read again
-        if request.step < len(figures.tool_calls):
+        if figures.tool_calls and request.step < len(figures.tool_calls):
             return self._tool_round(request, fixed, prompt_tokens, fixed.low + fixed.spread * u_latency)
         output_tokens = figures.output_tokens
         if request.purpose == "judge":
