@@ -40,8 +40,10 @@ class AgentRecord:
     # Answers a resume took from the journal: their time was spent in an earlier segment.
     recalled: list[Broadcast] = field(default_factory=list)
     speculated: set[str] = field(default_factory=set)  # producers whose held result it fired on, committed
-    rounds: list[Broadcast] = field(default_factory=list)  # model rounds that asked for tools (tool loop)
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # its tool calls, as --json shows them
+    # The tool loop's: model rounds that asked for tools, and its tool calls as --json shows them.
+    # Tuples, empty by default: the agents of most runs call no tools, and pay no list for it.
+    rounds: tuple[Broadcast, ...] = ()
+    tool_calls: tuple[dict[str, Any], ...] = ()
     attention: dict[str, Any] | None = None  # the write call in doubt that stopped it (needs_attention)
 
     @property

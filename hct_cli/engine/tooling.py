@@ -150,14 +150,14 @@ class ToolLoop:
         digest = round_digest(request)
         if found is not None and (found.digest is None or found.digest == digest):
             message = found.result
-            station.record.rounds.append(message)
+            station.record.rounds += (message,)
             station.record.recalled.append(message)
             state.restored_usd += message.result.cost_usd
             return message.result
         result = await call(request)
         if result.tool_calls:  # a round of its own; the final answer lands as the call's result
             message = broadcast_of(station.name, request, result)
-            station.record.rounds.append(message)
+            station.record.rounds += (message,)
             # What the round cost leaves its reservation for spend: spent + reserved stays what it
             # was (within the cap) while its tools run, and the rest still holds the loop's place.
             held = min(station.reserved, result.cost_usd)
@@ -280,12 +280,12 @@ class ToolLoop:
         if spec is None:
             reason = f"tool {call.name!r} is not allowed for agent {name!r}"
             state.emit("refused", name, version, reason=reason, tool=call.name, **where)
-            station.record.tool_calls.append({**listed, "tool": call.name, "refused": True, "ok": False})
+            station.record.tool_calls += ({**listed, "tool": call.name, "refused": True, "ok": False},)
             allowed = sorted({spec.qualified for spec in named.values()})
             return f"error: {reason}; it may call only: {', '.join(allowed) or 'none'}"
         tool = spec.qualified
         entry: dict[str, Any] = {**listed, "tool": tool, "effects": spec.effects}
-        station.record.tool_calls.append(entry)
+        station.record.tool_calls += (entry,)  # filled in below, as the call goes
         if call.raw is not None:
             entry.update(ok=False, error="arguments are not a JSON object")
             return f"error: the arguments of {tool} must be a JSON object, not {call.raw[:200]!r}"
