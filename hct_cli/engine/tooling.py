@@ -36,6 +36,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hct_cli.call_result import CallResult, ToolCall
@@ -292,29 +293,14 @@ class ToolLoop:
         arguments = dict(call.arguments)
         digest = tool_digest(name, version, step, tool, arguments)
         entry["digest"] = digest
+        said = _Said(state, name, version, step, index, call.id, tool, spec.effects, digest, arguments)
         journal = self._journal
         if journal is not None:
             answered = journal.results.get(digest)
             if answered is not None:
                 text = str(answered.get("text", ""))
                 entry.update(ok=bool(answered.get("ok", True)), restored=True, size=len(text.encode()))
-                if state.observers:
-                    state.emit(
-                        "tool_result",
-                        name,
-                        version,
-                        **where,
-                        tool=tool,
-                        digest=digest,
-                        effects=spec.effects,
-                        ok=entry["ok"],
-                        duration_s=0.0,
-                        size=entry["size"],
-                        error=answered.get("error"),
-                        text=text,
-                        cached=False,
-                        restored=True,
-                    )
+                said.answered(text, ok=entry["ok"], error=answered.get("error"), restored=True)
                 return text
             if spec.effects == "write" and digest in journal.sent and not spec.idempotent:
                 entry.update(ok=False, in_doubt=True)
@@ -331,53 +317,15 @@ class ToolLoop:
             remembered = self._reads.get(key)
             if remembered is not None:
                 entry.update(ok=True, cached=True, size=len(remembered.encode()))
-                if state.observers:
-                    state.emit(
-                        "tool_call",
-                        name,
-                        version,
-                        **where,
-                        id=call.id,
-                        tool=tool,
-                        effects="read",
-                        arguments=arguments,
-                        digest=digest,
-                        speculative=bool(station.unconfirmed),
-                    )
-                    state.emit(
-                        "tool_result",
-                        name,
-                        version,
-                        **where,
-                        tool=tool,
-                        digest=digest,
-                        effects="read",
-                        ok=True,
-                        duration_s=0.0,
-                        size=entry["size"],
-                        error=None,
-                        text=remembered,
-                        cached=True,
-                        restored=False,
-                    )
+                said.sent(bool(station.unconfirmed))
+                said.answered(remembered, cached=True)
                 return remembered
         elif station.unconfirmed:  # speculative work writes nothing until it is confirmed
             if state.observers:
-                state.emit("tool_hold", name, version, **where, tool=tool, digest=digest)
+                state.emit("tool_hold", name, version, step=step, index=index, tool=tool, digest=digest)
             await _confirmed(station)
         if state.observers:
-            state.emit(
-                "tool_call",
-                name,
-                version,
-                **where,
-                id=call.id,
-                tool=tool,
-                effects=spec.effects,
-                arguments=arguments,
-                digest=digest,
-                speculative=bool(station.unconfirmed),
-            )
+            said.sent(bool(station.unconfirmed))
             await asyncio.sleep(0)  # the journal commits this turn: the call is on disk before it is sent
         started = time.perf_counter()
         assert self.box is not None  # specs came from it
@@ -387,23 +335,7 @@ class ToolLoop:
             reply = await self.box.call(spec, arguments, own or timeout_s)
         except ToolError as exc:
             entry.update(ok=False, error=exc.message, duration_s=time.perf_counter() - started)
-            if state.observers:
-                state.emit(
-                    "tool_result",
-                    name,
-                    version,
-                    **where,
-                    tool=tool,
-                    digest=digest,
-                    effects=spec.effects,
-                    ok=False,
-                    duration_s=entry["duration_s"],
-                    size=0,
-                    error=exc.message,
-                    text="",
-                    cached=False,
-                    restored=False,
-                )
+            said.answered("", ok=False, duration_s=entry["duration_s"], error=exc.message)
             raise
         text = state.redactor.text(reply.text) if state.redacting else reply.text
         duration = time.perf_counter() - started
@@ -415,24 +347,71 @@ class ToolLoop:
             )
         elif not reply.is_error:
             self._reads[key] = text
-        if state.observers:
-            state.emit(
+        said.answered(text, ok=not reply.is_error, duration_s=duration, size=reply.size, error=error)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Said:
+    """One tool call as its events name it: ``tool_call`` when it is sent, ``tool_result`` when
+    it is answered (by its server, the journal or the run's read cache)."""
+
+    state: RunState
+    agent: str
+    version: int
+    step: int
+    index: int
+    id: str
+    tool: str
+    effects: str
+    digest: str
+    arguments: Mapping[str, Any]
+
+    def sent(self, speculative: bool) -> None:
+        if self.state.observers:
+            self.state.emit(
+                "tool_call",
+                self.agent,
+                self.version,
+                step=self.step,
+                index=self.index,
+                id=self.id,
+                tool=self.tool,
+                effects=self.effects,
+                arguments=self.arguments,
+                digest=self.digest,
+                speculative=speculative,
+            )
+
+    def answered(
+        self,
+        text: str,
+        *,
+        ok: bool = True,
+        duration_s: float = 0.0,
+        size: int | None = None,
+        error: str | None = None,
+        cached: bool = False,
+        restored: bool = False,
+    ) -> None:
+        if self.state.observers:
+            self.state.emit(
                 "tool_result",
-                name,
-                version,
-                **where,
-                tool=tool,
-                digest=digest,
-                effects=spec.effects,
-                ok=not reply.is_error,
-                duration_s=duration,
-                size=reply.size,
+                self.agent,
+                self.version,
+                step=self.step,
+                index=self.index,
+                tool=self.tool,
+                digest=self.digest,
+                effects=self.effects,
+                ok=ok,
+                duration_s=duration_s,
+                size=len(text.encode()) if size is None else size,
                 error=error,
                 text=text,
-                cached=False,
-                restored=False,
+                cached=cached,
+                restored=restored,
             )
-        return text
 
 
 def _bare(name: str, named: Mapping[str, ToolSpec]) -> ToolSpec | None:
