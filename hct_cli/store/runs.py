@@ -329,6 +329,19 @@ def _timeline(db: sqlite3.Connection, run_id: str) -> dict[int, tuple[float, flo
     return clock
 
 
+def _tool_entry(event: Mapping[str, Any], version: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What every journaled tool event says of its call: where it stands and which call it is."""
+    return {
+        "version": version,
+        "segment": int(event["segment"]),
+        "step": data.get("step"),
+        "index": data.get("index"),
+        "tool": data.get("tool"),
+        "effects": data.get("effects"),
+        "digest": data.get("digest"),
+    }
+
+
 def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per agent, its tool calls as the journal holds them (``events_of``'s rows), in the order
     sent: each ``tool_call`` with its ``tool_result`` (same segment, agent, version, step and
@@ -350,13 +363,7 @@ def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[st
         key = (int(event["segment"]), str(station), version, data.get("step"), data.get("index"))
         if kind in ("tool_call", "refused"):
             entry = {
-                "version": version,
-                "segment": int(event["segment"]),
-                "step": data.get("step"),
-                "index": data.get("index"),
-                "tool": data.get("tool"),
-                "effects": data.get("effects"),
-                "digest": data.get("digest"),
+                **_tool_entry(event, version, data),
                 "arguments": data.get("arguments"),
                 "speculative": bool(data.get("speculative", False)),
                 "state": "refused" if kind == "refused" else "sent",
@@ -384,13 +391,7 @@ def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[st
             entry = sent
         else:  # an answer whose call was not journaled: all we know is the answer
             entry = {
-                "version": version,
-                "segment": int(event["segment"]),
-                "step": data.get("step"),
-                "index": data.get("index"),
-                "tool": data.get("tool"),
-                "effects": data.get("effects"),
-                "digest": data.get("digest"),
+                **_tool_entry(event, version, data),
                 "arguments": None,
                 "speculative": False,
                 "held": False,

@@ -9,14 +9,12 @@ A file that cannot be read or parsed counts as no listing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from hct_cli.errors import StoreError
 from hct_cli.score.tools import ToolServer
 from hct_cli.tools.base import ToolSpec
-from hct_cli.tools.trust import fingerprint
+from hct_cli.tools.trust import fingerprint, write_atomically
 
 __all__ = ["load_listings", "save_listing"]
 
@@ -29,17 +27,7 @@ def save_listing(directory: Path, server: ToolServer, specs: Sequence[ToolSpec])
     """Save what ``server`` listed; returns the file written."""
     path = _file(directory, server)
     data = {"server": server.name, "entry": server.to_data(), "tools": [spec.to_data() for spec in specs]}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(temporary, path)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise StoreError(
-            f"cannot save the tool list of {server.name!r} in {directory}: {exc.strerror or exc}",
-            hint=f"Make {directory} writable for this user, or set HCT_HOME to another directory.",
-        ) from exc
+    write_atomically(path, json.dumps(data, indent=1, sort_keys=True), f"the tool list of {server.name!r}")
     return path
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from hct_cli.errors import StoreError
 from hct_cli.score.tools import ToolServer
 
-__all__ = ["add_trusted", "fingerprint", "is_trusted", "load_trusted"]
+__all__ = ["add_trusted", "fingerprint", "is_trusted", "load_trusted", "write_atomically"]
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 
@@ -74,7 +74,7 @@ def add_trusted(path: Path, servers: Iterable[ToolServer], *, score: str = "") -
         return added
     text = before if not before or before.endswith("\n") else before + "\n"
     text += "".join(line.replace("\n", " ") + "\n" for line in lines)
-    _write_atomically(path, text)
+    write_atomically(path, text)
     return added
 
 
@@ -88,7 +88,8 @@ def is_trusted(path: Path) -> Callable[[ToolServer], bool]:
     return check
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, what: str = "the tool allow list") -> None:
+    """Write ``text`` to ``path`` whole or not at all (another process may read it meanwhile)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +101,6 @@ def _write_atomically(path: Path, text: str) -> None:
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise StoreError(
-            f"cannot write the tool allow list {path}: {exc.strerror or exc}",
+            f"cannot write {what} {path}: {exc.strerror or exc}",
             hint=f"Make {path.parent} writable for this user, or set HCT_HOME to another directory.",
         ) from exc
