@@ -96,15 +96,16 @@ async def bare_calls(url: str, calls: int) -> list[float]:
     return times
 
 
-def hct_calls(url: str, calls: int) -> list[float]:
-    """Per-call intervals of ``echo`` made by one hct agent through the engine, one at a time."""
+def hct_calls(url: str, calls: int, *, on: str = "conductor", bus: str | None = None) -> list[float]:
+    """Per-call intervals of ``echo`` made by one hct agent through the engine, one at a time
+    (with ``bus``, in distributed mode; ``on``: where the server's calls are made)."""
     import hct_cli
     from hct_cli.events import Event
 
     score = {
         "hct": 1,
         "name": "tool-overhead",
-        "tools": {"repo": {"url": url, "effects": "read", "concurrency": 1}},
+        "tools": {"repo": {"url": url, "effects": "read", "concurrency": 1, "on": on}},
         "agents": {
             "caller": {
                 "prompt": "Call.",
@@ -121,7 +122,11 @@ def hct_calls(url: str, calls: int) -> list[float]:
         path = Path(home) / "overhead.yaml"
         path.write_text(json.dumps(score), encoding="utf-8")
         result = hct_cli.perform(
-            str(path), simulate=True, home=Path(home), observers=[lambda e: events.append((time.perf_counter(), e))]
+            str(path),
+            simulate=True,
+            home=Path(home),
+            bus=bus,
+            observers=[lambda e: events.append((time.perf_counter(), e))],
         )
     assert result.status == "completed", result.agents["caller"].error
     ends = [at for at, event in events if event.kind == "tool_result"]

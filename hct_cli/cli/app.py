@@ -371,12 +371,20 @@ def worker(
         float,
         typer.Option("--drain", help="On SIGTERM, seconds calls in flight get to finish before being handed back."),
     ] = 30.0,
+    allow_exec: Annotated[
+        bool,
+        typer.Option(
+            "--allow-exec",
+            help="Let tool servers on: worker start programs on this machine (else only those on its allow list).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Make the model calls that `hct perform --bus URL` issues, for any number of runs.
 
     Run as many as you like, on any machines that reach the Redis server. A worker needs nothing
     but the bus: each work item says how to make its call (real models use this machine's keys).
+    It also runs the score's tool servers marked on: worker, with this machine's environment.
     """
     from hct_cli.cli.worker import worker_command
 
@@ -390,6 +398,7 @@ def worker(
             heartbeat_s=heartbeat,
             drain_s=drain,
             as_json=as_json,
+            allow_exec=allow_exec,
         ),
         as_json=as_json,
     )

@@ -213,6 +213,8 @@ def tool_table(data: Mapping[str, Any]) -> Any:
     for call in data.get("tool_calls") or []:  # agent by agent, each agent's in the order sent
         duration, size = call.get("duration_s"), call.get("size")
         notes = [note for note in ("speculative", "cached", "restored") if call.get(note)]
+        if call.get("worker"):
+            notes.append(f"on {call['worker']}")
         if call.get("error"):
             notes.append(str(call["error"]))
         if call.get("state") == "sent" and call.get("effects") == "write":

@@ -87,6 +87,7 @@ _RECORD_KEYS = (
     "cached",
     "restored",
     "refused",
+    "worker",
 )
 
 

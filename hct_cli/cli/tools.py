@@ -21,6 +21,7 @@ from hct_cli.program.inputs import parse_input_args, resolve_inputs
 from hct_cli.program.lint import load_score
 from hct_cli.redact import Redactor
 from hct_cli.score.model import Score
+from hct_cli.score.tools import ToolServer
 from hct_cli.store.home import home_dir
 from hct_cli.tools.base import ToolSpec
 from hct_cli.tools.listing import save_listing
@@ -84,7 +85,11 @@ def _document(score: Score, path: Path, listings: Mapping[str, Sequence[ToolSpec
     return {
         "score": str(path),
         "servers": {
-            name: {"transport": score.tools[name].transport, "tools": [spec.to_data() for spec in specs]}
+            name: {
+                "transport": score.tools[name].transport,
+                "on": score.tools[name].on,
+                "tools": [spec.to_data() for spec in specs],
+            }
             for name, specs in listings.items()
         },
     }
@@ -103,6 +108,11 @@ def _schema_line(spec: ToolSpec) -> str:
     return ", ".join(parts)
 
 
+def _where(server: ToolServer) -> str:
+    """How a server is reached, and where it runs when that is not the conductor."""
+    return f"{server.transport}, on: worker" if server.on == "worker" else server.transport
+
+
 def _print(score: Score, listings: Mapping[str, Sequence[ToolSpec]], redact: Redactor) -> None:
     from hct_cli.cli.console import table_console
 
@@ -111,7 +121,7 @@ def _print(score: Score, listings: Mapping[str, Sequence[ToolSpec]], redact: Red
         lines = []
         for name, specs in listings.items():
             server = score.tools[name]
-            lines.append(f"{name} ({server.transport}, {len(specs)} tools)")
+            lines.append(f"{name} ({_where(server)}, {len(specs)} tools)")
             for spec in specs:
                 lines.append(
                     f"  {spec.qualified}  [{spec.effects}]  {spec.description.splitlines()[0] if spec.description else ''}".rstrip()
@@ -122,7 +132,7 @@ def _print(score: Score, listings: Mapping[str, Sequence[ToolSpec]], redact: Red
     from rich.table import Table
 
     for name, specs in listings.items():
-        table = Table(title=f"{name} ({score.tools[name].transport})", title_justify="left")
+        table = Table(title=f"{name} ({_where(score.tools[name])})", title_justify="left")
         for column in ("tool", "effects", "arguments", "description"):
             table.add_column(column)
         for spec in specs:

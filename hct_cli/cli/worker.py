@@ -25,6 +25,7 @@ def worker_command(
     heartbeat_s: float,
     drain_s: float,
     as_json: bool,
+    allow_exec: bool = False,
 ) -> int:
     from hct_cli.distributed.session import check_bus_url
 
@@ -39,7 +40,7 @@ def worker_command(
     if drain_s < 0:
         raise UsageError("--drain must be zero or more", hint="Seconds calls in flight get to finish on SIGTERM.")
     served = sorted({tier.strip() for item in tiers for tier in item.split(",") if tier.strip()}) or None
-    report = asyncio.run(_serve(url, concurrency, served, worker_id, claim_after_s, heartbeat_s, drain_s))
+    report = asyncio.run(_serve(url, concurrency, served, worker_id, claim_after_s, heartbeat_s, drain_s, allow_exec))
     if as_json:
         sys.stdout.write(dumps(report, indent=2) + "\n")
     else:
@@ -58,10 +59,13 @@ async def _serve(
     claim_after_s: float,
     heartbeat_s: float,
     drain_s: float,
+    allow_exec: bool,
 ) -> dict[str, object]:
     from hct_cli.bus.redis import shown_url
     from hct_cli.distributed.queue import RedisWorkQueue, default_worker_id
+    from hct_cli.distributed.tool_host import ToolHost
     from hct_cli.distributed.worker import Worker
+    from hct_cli.run.guard import trusted_tools
 
     name = worker_id or default_worker_id()
     queue = await RedisWorkQueue.open(url, name, tiers=tiers, claim_after_s=claim_after_s)
@@ -72,7 +76,9 @@ async def _serve(
         sys.stderr.write(f"{name}: {redact.text(line)}\n")
         sys.stderr.flush()
 
-    worker = Worker(queue, concurrency=concurrency, heartbeat_s=heartbeat_s, drain_s=drain_s, log=log)
+    # Tool servers on: worker start here, with this machine's consent: --allow-exec, or its allow list.
+    tools = ToolHost(name, allow_exec=allow_exec, trusted=trusted_tools(None), redactor=redact)
+    worker = Worker(queue, concurrency=concurrency, heartbeat_s=heartbeat_s, drain_s=drain_s, log=log, tools=tools)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -80,6 +86,7 @@ async def _serve(
             loop.add_signal_handler(signum, stop.set)
     log(
         f"serving {shown_url(url)}: up to {concurrency} calls at a time, tiers: {', '.join(tiers) if tiers else 'all'}. "
+        f"{' Tool servers on: worker may run programs here (--allow-exec).' if allow_exec else ''} "
         "SIGTERM or Ctrl-C drains and stops."
     )
     try:

@@ -153,7 +153,10 @@ class RedisWorkQueue:
         """Put the result on the run's CDB stream, then acknowledge the item (in that order: a
         worker that dies between the two leaves a duplicate, which the conductor ignores, never a
         loss)."""
-        text = encode_result(message, notes, step)
+        return self.answer(delivery, encode_result(message, notes, step))
+
+    def answer(self, delivery: Delivery, text: str) -> Awaitable[None]:
+        """Put ``text`` (an encoded result or answer) on the run's CDB stream, then acknowledge the item."""
         cdb = run_key(delivery.run, "cdb")
 
         def ops(pipe: Any) -> None:

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from hct_cli.bus.wire import Result
 from hct_cli.call_result import CallResult
+from hct_cli.distributed.tool_work import TOOL_KIND
 from hct_cli.distributed.work import Mode, encode_work
 from hct_cli.errors import BusError
 from hct_cli.providers.base import CallRequest, ProviderError
@@ -88,6 +89,8 @@ class RemoteProvider:
         return message.result  # the worker's answer, as its provider gave it
 
     def _heard(self, result: Result) -> None:
+        if result.kind == TOOL_KIND:  # a tool's answer: RemoteTools hears it
+            return
         if result.message is None:  # a notice about a call in flight: of whichever round is out
             tag = (result.station, result.version)
             waiting = next((w for (s, v, _), w in self._waiting.items() if (s, v) == tag), None)

@@ -1,7 +1,8 @@
 """A run in distributed mode, from the conductor's side: the bus it opens, the provider it lends.
 
 The CLI builds a :class:`Session` before the run (checking that Redis answers, so a wrong URL
-fails before anything runs), gives :attr:`Session.provider` to the model stations, and runs the
+fails before anything runs), gives :attr:`Session.provider` to the model stations and
+:attr:`Session.tools` to the run's tool box (for servers ``on: worker``), and runs the
 performer through :meth:`Session.play`, which opens the run's streams in the run's own event
 loop, and trims them when the run ends however it ends.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from hct_cli.bus.redis import PASSWORD_ENV, is_masked, shown_url, with_password
 from hct_cli.distributed.remote import RemoteProvider
+from hct_cli.distributed.remote_tools import RemoteTools
 from hct_cli.distributed.work import Mode
 from hct_cli.errors import BusError, UsageError
 
@@ -57,6 +59,7 @@ class Session:
         check_bus_url(url)
         self.url = url
         self.provider = RemoteProvider(mode)
+        self.tools = RemoteTools()  # where the tool box reaches servers on: worker
         self.bus: ConductorBus | None = None
         self._say = say or (lambda line: None)
 
@@ -88,6 +91,7 @@ class Session:
 
         self.bus = await ConductorBus.open(self.url, performer.run_id, tiers)
         self.provider.attach(self.bus)
+        self.tools.attach(self.bus)
         if not any(worker.alive for worker in self.bus.roster):
             self._say(
                 f"no hct worker serves {shown_url(self.url)} yet: work waits on the stream until one starts "

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hct_cli.distributed.tool_work import TOOL_KIND, ToolWork, decode_tool_work
 from hct_cli.jsonio import dumps
 from hct_cli.program.routing import Route
 from hct_cli.providers.base import CallRequest
 from hct_cli.score.model import Agent, agent_from_data
 
-__all__ = ["Mode", "Work", "decode_work", "encode_work"]
+__all__ = ["Mode", "Work", "decode_item", "decode_work", "encode_work"]
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,29 @@ def encode_work(run: str, request: CallRequest, mode: Mode) -> str:
     return dumps(data, ensure_ascii=False, compact=True)
 
 
+def decode_item(text: str) -> Work | ToolWork:
+    """A model call's work item, or a tool's (:mod:`hct_cli.distributed.tool_work`); ``ValueError``
+    for anything else."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not a work item: {exc}") from exc
+    if isinstance(data, dict) and data.get("kind") == TOOL_KIND:
+        return decode_tool_work(data)
+    return _decode(data)
+
+
 def decode_work(text: str) -> Work:
     """The inverse of :func:`encode_work`; ``ValueError`` for anything that is not a work item."""
     try:
         data = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not a work item: {exc}") from exc
+    return _decode(data)
+
+
+def _decode(data: Any) -> Work:
+    try:
         request = CallRequest(
             _agent(data["agent"]),
             str(data["model"]),

@@ -8,6 +8,9 @@ the pending entries of workers silent for longer than ``claim_after``. A call al
 from ``max_deliveries`` workers (each died making it: a call that crashes its worker) is not made
 again: it fails, and the conductor sees a failed call as it would any other.
 
+A worker also runs the tool servers ``on: worker`` of the runs it serves
+(:mod:`hct_cli.distributed.tool_host`): their listings and calls arrive as work items too.
+
 Stopping (SIGTERM, Ctrl-C) drains: no new work is taken, calls in flight get ``drain`` seconds to
 finish, and whatever is still unfinished is handed back to its stream for another worker.
 """
@@ -22,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hct_cli.bus.base import Broadcast
-from hct_cli.distributed.work import Mode, Work, decode_work
+from hct_cli.distributed.tool_host import ToolHost, in_doubt
+from hct_cli.distributed.tool_work import ToolAnswer, ToolWork
+from hct_cli.distributed.work import Mode, Work, decode_item, decode_work
 from hct_cli.providers.base import Provider, broadcast_of
 from hct_cli.providers.registry import make_provider
 from hct_cli.redact import Redactor
@@ -78,6 +83,7 @@ class Worker:
         drain_s: float = 30.0,
         max_deliveries: int = 3,
         log: Log | None = None,
+        tools: ToolHost | None = None,
     ) -> None:
         self.queue = queue
         self.concurrency = concurrency
@@ -93,6 +99,7 @@ class Worker:
         self._redact = Redactor.from_environ()
         self._local: LocalServer | None = None
         self._local_lock = asyncio.Lock()
+        self.tools = tools or ToolHost(queue.worker)  # servers on: worker (none may exec unless allowed)
 
     @property
     def worker(self) -> str:
@@ -125,6 +132,7 @@ class Worker:
             await asyncio.gather(*helpers, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self.queue.leave(self.status())
+            await self.tools.aclose()
             if self._local is not None:
                 await asyncio.to_thread(self._local.stop)
         return self.report
@@ -145,6 +153,7 @@ class Worker:
                 if idle or time.monotonic() - refreshed > _REFRESH_S:
                     await self.queue.refresh()  # an idle worker looks for new runs at once
                     refreshed = time.monotonic()
+                    self.tools.retire(self.queue.runs)  # the servers of runs that ended stop
                 deliveries = await self.queue.take(free, _TAKE_BLOCK_MS)
                 idle = not deliveries
             except asyncio.CancelledError:
@@ -177,13 +186,16 @@ class Worker:
 
     async def _execute(self, delivery: Delivery) -> None:
         try:
-            work = decode_work(delivery.payload)
+            work = decode_item(delivery.payload)
         except ValueError as exc:
             self.report.malformed += 1
             self.log(f"dropped a malformed work item {delivery.entry} on {delivery.stream}: {exc}")
             await self.queue.drop(delivery)
             return
         self.report.runs.add(work.run)
+        if isinstance(work, ToolWork):
+            await self._execute_tool(delivery, work)
+            return
         if delivery.reclaimed_from is not None:
             self.report.reclaimed += 1
             self.log(f"took over {work.tag} of run {work.run} from silent worker {delivery.reclaimed_from}")
@@ -215,6 +227,28 @@ class Worker:
         # Shielded: a drain that runs out of time must not cut a result off between its XADD
         # and its XACK (and hand back a call whose result is already on the bus).
         await asyncio.shield(self.queue.finish(delivery, message, notes, work.request.step))
+
+    async def _execute_tool(self, delivery: Delivery, work: ToolWork) -> None:
+        """A listing or call of a server on: worker; its answer on the CDB stream, then the ack."""
+        if delivery.reclaimed_from is not None:
+            self.report.reclaimed += 1
+            self.log(f"took over {work.tag} of run {work.run} from silent worker {delivery.reclaimed_from}")
+        if delivery.deliveries > self.max_deliveries:
+            answer = ToolAnswer(
+                work.ticket,
+                self.worker,
+                ok=False,
+                error=f"given up after {delivery.deliveries - 1} workers took this tool call and none finished it",
+            )
+        else:
+            answer = await self.tools.answer(work, delivery.deliveries)
+        if answer.ok:
+            self.report.completed += 1
+        else:
+            self.report.failed += 1
+            self.log(f"{work.tag} for {work.agent or 'the run'} of run {work.run}: {answer.error}")
+        self._finishing.add(delivery.entry)
+        await asyncio.shield(self.queue.answer(delivery, answer.encode(work)))
 
     async def _call(self, work: Work) -> Broadcast:
         request = work.request
@@ -313,6 +347,7 @@ class Worker:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         try:
+            unfinished = await self._cut_off_writes(unfinished)
             for delivery in unfinished:
                 with contextlib.suppress(ValueError):
                     work = decode_work(delivery.payload)
@@ -329,9 +364,28 @@ class Worker:
         self.report.handed_back += len(unfinished)
         self.log(f"handed back {len(unfinished)} unfinished calls")
 
+    async def _cut_off_writes(self, unfinished: list[Delivery]) -> list[Delivery]:
+        """Answer the write tool calls cut off mid-call as in doubt (they may have happened: never
+        handed back to be made again); returns the rest, to hand back."""
+        rest = []
+        for delivery in unfinished:
+            try:
+                work = decode_item(delivery.payload)
+            except ValueError:
+                rest.append(delivery)
+                continue
+            if isinstance(work, ToolWork) and work.writes:
+                answer = in_doubt(work, self.worker, "was cut off mid-call when its worker stopped")
+                await self.queue.answer(delivery, answer.encode(work))
+                self.report.failed += 1
+            else:
+                rest.append(delivery)
+        return rest
+
 
 def _tier_of(delivery: Delivery) -> str | None:
     try:
-        return decode_work(delivery.payload).request.tier
+        work = decode_item(delivery.payload)
     except ValueError:
         return None
+    return work.tier if isinstance(work, ToolWork) else work.request.tier

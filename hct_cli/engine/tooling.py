@@ -214,7 +214,7 @@ class ToolLoop:
         if tooled:
             box.load()  # before the run's clock starts: an import mid-run would stall every call
         for name, station in tooled:
-            task = self.state.loop.create_task(box.tools_for(station.agent))
+            task = self.state.loop.create_task(box.tools_for(station.agent, station.route.tier))
             task.add_done_callback(_retrieved)
             self._starting[name] = task
 
@@ -233,7 +233,8 @@ class ToolLoop:
                     hint="Declare the servers in the score's tools: section.",
                 )
             starting = self._starting.pop(name, None)
-            specs = await starting if starting is not None else await self.box.tools_for(station.agent)
+            tier = station.route.tier
+            specs = await starting if starting is not None else await self.box.tools_for(station.agent, tier)
             self._specs[name] = specs
         return specs
 
@@ -334,6 +335,9 @@ class ToolLoop:
             own = server.timeout_s if server is not None else None
             reply = await self.box.call(spec, arguments, own or timeout_s)
         except ToolError as exc:
+            if isinstance(exc, InDoubtWriteError):  # its worker lost it mid-call (a server on: worker)
+                entry["in_doubt"] = True
+                station.record.attention = {"tool": tool, "digest": digest, "arguments": arguments, "step": step}
             entry.update(ok=False, error=exc.message, duration_s=time.perf_counter() - started)
             said.answered("", ok=False, duration_s=entry["duration_s"], error=exc.message)
             raise
@@ -341,13 +345,17 @@ class ToolLoop:
         duration = time.perf_counter() - started
         error = text[:500] if reply.is_error else None
         entry.update(ok=not reply.is_error, duration_s=duration, size=reply.size, error=error)
+        if reply.worker is not None:
+            entry["worker"] = reply.worker
         if spec.effects == "write":
             state.writes.append(
                 {"agent": name, "version": version, "tool": tool, "digest": digest, "arguments": arguments}
             )
         elif not reply.is_error:
             self._reads[key] = text
-        said.answered(text, ok=not reply.is_error, duration_s=duration, size=reply.size, error=error)
+        said.answered(
+            text, ok=not reply.is_error, duration_s=duration, size=reply.size, error=error, worker=reply.worker
+        )
         return text
 
 
@@ -393,8 +401,10 @@ class _Said:
         error: str | None = None,
         cached: bool = False,
         restored: bool = False,
+        worker: str | None = None,
     ) -> None:
         if self.state.observers:
+            where = {"worker": worker} if worker is not None else {}
             self.state.emit(
                 "tool_result",
                 self.agent,
@@ -411,6 +421,7 @@ class _Said:
                 text=text,
                 cached=cached,
                 restored=restored,
+                **where,
             )
 
 

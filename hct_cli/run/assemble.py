@@ -262,7 +262,7 @@ def prepare(
             score = source if isinstance(source, Score) else load_score(source)
         if not tuning.engine_only:
             refuse_exec(score, trust.allow_exec)  # before anything is written
-            refuse_untrusted_tools(score, trust.allow_exec, home)
+            refuse_untrusted_tools(score, trust.allow_exec, home, distributed=config.bus is not None)
             refs = schema_refs(score, trust.allow_path)
     db = None
     if journal:
@@ -291,7 +291,7 @@ def prepare(
         program = program or compile_score(score)
         if not tuning.engine_only:
             refuse_exec(score, trust.allow_exec)
-            refuse_untrusted_tools(score, trust.allow_exec, home)
+            refuse_untrusted_tools(score, trust.allow_exec, home, distributed=config.bus is not None)
             refs = refs or schema_refs(score, trust.allow_path)  # a resume: the files beside its path, read again
         setting = Setting(run_id, score, program, config, trust, tuning, refs)
         session = _session(program, config, say=_silent if quiet else say)
@@ -394,11 +394,12 @@ def _calls(
         seed = config.seed if config.simulate else None
         models = make_provider("cached", models, ResultCache(db), simulated_seed=seed)
     code = None if setting.tuning.engine_only else make_provider("exec")
-    return Calls(models, judges, code, tokenizer, _tool_box(setting, home))
+    return Calls(models, judges, code, tokenizer, _tool_box(setting, home, session))
 
 
-def _tool_box(setting: Setting, home: Path | None) -> ToolBox | None:
-    """The score's tool servers, each started on first use and stopped when the run is played."""
+def _tool_box(setting: Setting, home: Path | None, session: Session | None) -> ToolBox | None:
+    """The score's tool servers, each started on first use and stopped when the run is played
+    (in distributed mode, those ``on: worker`` by the workers)."""
     score = setting.score
     if not score.tools:
         return None
@@ -409,6 +410,7 @@ def _tool_box(setting: Setting, home: Path | None) -> ToolBox | None:
         inputs=setting.config.inputs,
         allow_exec=setting.trust.allow_exec,
         trusted=trusted_tools(home),
+        remote=session.tools if session is not None else None,
     )
 
 

@@ -51,12 +51,17 @@ def trusted_tools(home: Path | None) -> Callable[[ToolServer], bool]:
     return is_trusted((home or home_dir()) / "tools.allow")
 
 
-def refuse_untrusted_tools(score: Score, allow_exec: bool, home: Path | None) -> None:
-    """A stdio tool server is a local program: it runs with --allow-exec or when trusted."""
+def refuse_untrusted_tools(score: Score, allow_exec: bool, home: Path | None, *, distributed: bool = False) -> None:
+    """A stdio tool server is a local program: it runs with --allow-exec or when trusted. In
+    distributed mode a server ``on: worker`` is not this machine's to start: its worker decides."""
     if allow_exec or not score.tools:
         return
     trusted = trusted_tools(home)
-    programs = [name for name, server in score.tools.items() if server.transport == "stdio" and not trusted(server)]
+    programs = [
+        name
+        for name, server in score.tools.items()
+        if server.transport == "stdio" and not (distributed and server.on == "worker") and not trusted(server)
+    ]
     if programs:
         raise ExecNotAllowedError(
             f"tool servers {', '.join(programs)} are programs this run would start on this machine",

@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 Effects = Literal["read", "write"]
+Placement = Literal["conductor", "worker"]
 
 #: Calls in flight to one server when the score does not say.
 DEFAULT_CONCURRENCY = 4
@@ -61,6 +62,7 @@ class ToolServer:
     timeout_s: float | None = None
     tools: Mapping[str, ToolRule] = field(default_factory=lambda: MappingProxyType({}))
     description: str = ""
+    on: Placement = "conductor"  # where it runs in distributed mode (its calls are journaled by the conductor)
 
     @property
     def transport(self) -> Literal["stdio", "http"]:
@@ -81,6 +83,25 @@ class ToolServer:
             data["env"] = list(self.env)
         if self.headers_env:
             data["headers_env"] = dict(self.headers_env)
+        return data
+
+    def to_entry(self) -> dict[str, Any]:
+        """The whole entry as score data (what :func:`tool_servers_from_data` reads back): what a
+        worker needs to start and call a server ``on: worker``."""
+        data = self.to_data()
+        data.update(effects=self.effects, concurrency=self.concurrency, on=self.on)
+        if self.timeout_s is not None:
+            data["timeout_s"] = self.timeout_s
+        rules = {}
+        for tool, rule in self.tools.items():
+            entry: dict[str, Any] = {"idempotent": rule.idempotent}
+            if rule.effects is not None:
+                entry["effects"] = rule.effects
+            rules[tool] = entry
+        if rules:
+            data["tools"] = rules
+        if self.description:
+            data["description"] = self.description
         return data
 
 
@@ -158,5 +179,6 @@ def tool_servers_from_data(data: Mapping[str, Any]) -> Mapping[str, ToolServer]:
             timeout_s=spec.get("timeout_s"),
             tools=MappingProxyType(rules),
             description=spec.get("description", ""),
+            on=spec.get("on", "conductor"),
         )
     return MappingProxyType(servers)

@@ -89,13 +89,6 @@ def _leaves(error: ValidationError) -> Iterator[ValidationError]:
         yield error
 
 
-# A tool server has no ``on:``: every tool call is made by the conductor (docs/tools.md says why).
-_TOOLS_RUN_AT_THE_CONDUCTOR = (
-    "Tool calls always run at the conductor. For a tool that must run beside the workers, "
-    "serve it as a streamable HTTP MCP server there and name its url."
-)
-
-
 class _Reporter:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
@@ -115,8 +108,6 @@ class _Reporter:
                     continue
                 close = difflib.get_close_matches(str(key), allowed, n=1)
                 hint = f"Did you mean {close[0]!r}?" if close else ""
-                if key == "on" and len(path) == 2 and path[0] == "tools":
-                    hint = _TOOLS_RUN_AT_THE_CONDUCTOR
                 hint = hint or (f"Allowed here: {', '.join(allowed)}." if allowed else "")
                 yield self.finding(
                     self.doc.pos((*path, key), key=True),

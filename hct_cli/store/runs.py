@@ -375,6 +375,7 @@ def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[st
                 "restored": False,
                 "held": False,
                 "refused": kind == "refused",
+                "worker": None,
             }
             found.setdefault(str(station), []).append(entry)
             if kind == "tool_call":
@@ -396,6 +397,7 @@ def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[st
                 "speculative": False,
                 "held": False,
                 "refused": False,
+                "worker": None,
             }
             found.setdefault(str(station), []).append(entry)
         open_calls.pop(key, None)
@@ -409,6 +411,7 @@ def tool_calls_of(events: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[st
             error=data.get("error"),
             cached=bool(data.get("cached", False)),
             restored=bool(data.get("restored", False)),
+            worker=data.get("worker"),  # the worker that made it (a server on: worker)
         )
     return found
 

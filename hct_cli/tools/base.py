@@ -16,9 +16,9 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from hct_cli.score.model import Agent
-from hct_cli.score.tools import Effects, qualified
+from hct_cli.score.tools import Effects, ToolServer, qualified
 
-__all__ = ["MAX_REPLY_BYTES", "ToolBox", "ToolReply", "ToolSession", "ToolSpec", "function_name"]
+__all__ = ["MAX_REPLY_BYTES", "RemoteTools", "ToolBox", "ToolReply", "ToolSession", "ToolSpec", "function_name"]
 
 #: The largest answer one tool call may give (its text, in bytes); a larger one fails the call.
 MAX_REPLY_BYTES = 1 << 20
@@ -80,6 +80,7 @@ class ToolReply:
     text: str  # the content, as text (text blocks joined; structured content as JSON)
     is_error: bool = False  # the tool reported a failure (the model is told; the agent goes on)
     data: Any = None  # the structured content, when the tool gave one
+    worker: str | None = None  # the hct worker that made the call (a server ``on: worker``)
 
     @property
     def size(self) -> int:
@@ -99,6 +100,14 @@ class ToolSession(Protocol):
         """Stop the server (its process, for stdio) and everything it started."""
 
 
+class RemoteTools(Protocol):
+    """Where servers ``on: worker`` are reached in distributed mode
+    (:mod:`hct_cli.distributed.remote_tools`)."""
+
+    def session(self, server: ToolServer, inputs: Mapping[str, Any], tier: str | None) -> ToolSession:
+        """A session whose list and calls run on a worker (nothing starts until the first of them)."""
+
+
 class ToolBox(Protocol):
     """The servers of one run, as the engine uses them."""
 
@@ -106,8 +115,11 @@ class ToolBox(Protocol):
         """Load what starting a server needs (its SDK) now: synchronous work that would stall the
         event loop, and every call on it, if it happened mid-run."""
 
-    async def tools_for(self, agent: Agent) -> tuple[ToolSpec, ...]:
-        """The tools ``agent`` may call, resolved from its ``tools:`` list (starts their servers)."""
+    async def tools_for(self, agent: Agent, tier: str | None = None) -> tuple[ToolSpec, ...]:
+        """The tools ``agent`` may call, resolved from its ``tools:`` list (starts their servers).
+
+        ``tier`` is where the agent's model calls go: a server ``on: worker`` is started by a
+        worker that serves it."""
 
     async def call(self, spec: ToolSpec, arguments: Mapping[str, Any], timeout_s: float) -> ToolReply:
         """Call one tool on its server's functional unit (waits while the unit is full)."""

@@ -6,7 +6,9 @@ its tool list is fetched once; each call waits on the server's functional unit (
 ``concurrency``). The box decides what reaches a server: a stdio server's environment is only
 :data:`~hct_cli.score.tools.BASE_ENVIRONMENT` plus the variables it declares, its ``command``
 templates see ``inputs`` and nothing else, and it starts only with ``--allow-exec`` or a trusted
-entry; an HTTP server's headers come from the variables ``headers_env`` names.
+entry; an HTTP server's headers come from the variables ``headers_env`` names. In distributed
+mode a server ``on: worker`` is reached through :class:`~hct_cli.tools.base.RemoteTools` instead:
+its worker starts it, under the worker's own consent and environment.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from hct_cli.errors import ExecNotAllowedError, ToolError
 from hct_cli.score.model import Agent
 from hct_cli.score.template import check_template, compile_template, render_compiled
 from hct_cli.score.tools import BASE_ENVIRONMENT, ToolServer, resolve_tools, split_ref
-from hct_cli.tools.base import ToolReply, ToolSession, ToolSpec
+from hct_cli.tools.base import RemoteTools, ToolReply, ToolSession, ToolSpec
 
 __all__ = ["EXEC_HINT", "McpToolBox", "render_command", "server_environment"]
 
@@ -86,6 +88,7 @@ class McpToolBox:
         allow_exec: bool,
         trusted: Callable[[ToolServer], bool] = lambda server: False,
         environ: Mapping[str, str] | None = None,
+        remote: RemoteTools | None = None,
     ) -> None:
         self.servers = dict(servers)
         self._inputs = dict(inputs)
@@ -97,6 +100,12 @@ class McpToolBox:
         self._sessions: dict[str, ToolSession] = {}
         self._listed: dict[str, tuple[ToolSpec, ...]] = {}
         self._closed = False
+        self._remote = remote  # distributed mode: where servers ``on: worker`` run
+
+    @property
+    def started(self) -> bool:
+        """Whether any server of this box has started (and not been stopped)."""
+        return bool(self._sessions)
 
     def load(self) -> None:
         from hct_cli.tools.mcp_client import load_sdk
@@ -113,8 +122,9 @@ class McpToolBox:
             )
         return server
 
-    async def session(self, name: str) -> ToolSession:
-        """The started session of server ``name`` (starting it on first use)."""
+    async def session(self, name: str, tier: str | None = None) -> ToolSession:
+        """The started session of server ``name`` (starting it on first use; ``tier``: see
+        :meth:`tools_for`)."""
         server = self._server(name)
         started = self._sessions.get(name)
         if started is not None:
@@ -127,11 +137,13 @@ class McpToolBox:
                 raise ToolError(
                     f"tool server {name!r} cannot start: the run's tools are closed", hint="this is a bug in hct"
                 )
-            started = await self._open(server)
+            started = await self._open(server, tier)
             self._sessions[name] = started
             return started
 
-    async def _open(self, server: ToolServer) -> ToolSession:
+    async def _open(self, server: ToolServer, tier: str | None) -> ToolSession:
+        if server.on == "worker" and self._remote is not None:  # its worker decides whether it may run
+            return self._remote.session(server, self._inputs, tier)
         from hct_cli.tools.mcp_client import open_session  # the SDK loads when a server starts
 
         if server.transport == "http":
@@ -144,12 +156,12 @@ class McpToolBox:
         argv = render_command(server, self._inputs)
         return await open_session(server, argv, server_environment(server, self._environ), {})
 
-    async def list_server(self, name: str) -> tuple[ToolSpec, ...]:
+    async def list_server(self, name: str, tier: str | None = None) -> tuple[ToolSpec, ...]:
         """Every tool server ``name`` offers (fetched once per run)."""
         listed = self._listed.get(name)
         if listed is not None:
             return listed
-        session = await self.session(name)
+        session = await self.session(name, tier)
         async with self._locks[name]:
             listed = self._listed.get(name)
             if listed is None:
@@ -157,14 +169,14 @@ class McpToolBox:
                 self._listed[name] = listed
             return listed
 
-    async def tools_for(self, agent: Agent) -> tuple[ToolSpec, ...]:
+    async def tools_for(self, agent: Agent, tier: str | None = None) -> tuple[ToolSpec, ...]:
         refs = list(agent.tools)
         wanted: list[str] = []
         for ref in refs:
             server, _ = split_ref(ref)
             names = [server] if server is not None else list(self.servers)
             wanted.extend(name for name in names if name in self.servers)
-        listings = {name: await self.list_server(name) for name in dict.fromkeys(wanted)}
+        listings = {name: await self.list_server(name, tier) for name in dict.fromkeys(wanted)}
         qualified, problems = resolve_tools(
             refs, self.servers, {name: [spec.name for spec in specs] for name, specs in listings.items()}
         )

@@ -117,7 +117,9 @@ def test_show_json_pairs_each_tool_call_with_its_result() -> None:
         "cached",
         "restored",
         "refused",
+        "worker",  # None: these ran at the conductor
     }
+    assert first["worker"] is None
     assert [c["tool"] for c in shown["agents"]["b"]["tool_calls"]] == ["fs.write_file"]
 
 

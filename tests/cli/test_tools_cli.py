@@ -69,6 +69,7 @@ def test_json_lists_every_tool_with_schema_and_effects_and_lint_then_knows_them(
     assert document["score"] == str(score)
     assert list(document["servers"]) == ["git"]
     assert document["servers"]["git"]["transport"] == "stdio"
+    assert document["servers"]["git"]["on"] == "conductor"
     tools = {tool["name"]: tool for tool in document["servers"]["git"]["tools"]}
     assert {"git_log", "git_show", "git_status"} <= set(tools)
     assert tools["git_log"]["tool"] == "git.git_log"

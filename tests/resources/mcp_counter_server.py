@@ -63,6 +63,17 @@ async def append(text: str) -> str:
 
 
 @server.tool()
+async def append_slow(text: str, ms: int) -> str:
+    """Append (as append does), then take ms milliseconds to answer: a write that has happened
+    while its call is still out."""
+    _state["appends"] += 1
+    _state["log"].append(text)
+    _save()
+    await asyncio.sleep(ms / 1000)
+    return f"appended {_state['appends']}"
+
+
+@server.tool()
 async def count() -> int:
     """How many appends this server has made (a read)."""
     return int(_state["appends"])

@@ -114,14 +114,16 @@ def test_unknown_key_points_at_the_key_with_a_suggestion() -> None:
     assert "cues" in finding.hint
 
 
-def test_a_tool_server_has_no_on_key_and_the_hint_says_where_tools_run() -> None:
+def test_a_tool_server_runs_on_the_conductor_or_a_worker() -> None:
     server = "tools:\n  fs:\n    url: http://127.0.0.1:9/mcp\n    effects: read\n"
-    assert validate(load_text("hct: 1\nname: x\n" + server + "agents:\n  a: {prompt: hi}\n", "s.yaml")) == []
-    doc = load_text("hct: 1\nname: x\n" + server + "    on: worker\nagents:\n  a: {prompt: hi}\n", "s.yaml")
+    for where in ("", "    on: worker\n", "    on: conductor\n"):
+        assert (
+            validate(load_text("hct: 1\nname: x\n" + server + where + "agents:\n  a: {prompt: hi}\n", "s.yaml")) == []
+        )
+    doc = load_text("hct: 1\nname: x\n" + server + "    on: gpu\nagents:\n  a: {prompt: hi}\n", "s.yaml")
     (finding,) = validate(doc)
-    assert (finding.code, finding.line, finding.col) == ("HCT101", 7, 5)
-    assert "run at the conductor" in finding.hint and "url" in finding.hint
-    assert "on" not in schema()["$defs"]["tool_server"]["properties"]
+    assert (finding.code, finding.line, finding.col) == ("HCT104", 7, 9)
+    assert schema()["$defs"]["tool_server"]["properties"]["on"]["enum"] == ["conductor", "worker"]
 
 
 def test_wrong_values_point_at_the_value() -> None:
