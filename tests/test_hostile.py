@@ -660,7 +660,11 @@ def test_a_secret_is_redacted_wherever_hct_writes_or_shows_it(case: Case, ws: Wo
     files = _files(ws.home)
     assert files
     for path in files:
-        assert SECRET.encode() not in path.read_bytes(), f"the secret is in {path.relative_to(ws.home)}"
+        try:
+            content = path.read_bytes()
+        except FileNotFoundError:  # SQLite's -shm/-wal sidecars go when the last connection closes
+            continue
+        assert SECRET.encode() not in content, f"the secret is in {path.relative_to(ws.home)}"
 
 
 @pytest.mark.parametrize("case", _params(CASES, with_marks=False))

@@ -78,6 +78,8 @@ def _agent_data(agent: Agent) -> dict[str, Any]:
         data["timeout_s"] = agent.timeout_s
     if agent.writes:
         data["writes"] = list(agent.writes)
+    if agent.output is not None:  # a typed result: the worker's model is asked for it (checked at home)
+        data["output"] = {"schema": _plain(agent.output.schema)}
     figures = {
         "latency_ms": list(sim.latency_ms) if sim.latency_ms is not None else None,
         "prompt_tokens": sim.prompt_tokens,

@@ -26,7 +26,7 @@ from hct_cli.program.checks import (
 )
 from hct_cli.score.model import Check
 
-__all__ = ["Verdict", "evaluate", "needs_gate", "schema_verdict"]
+__all__ = ["Verdict", "evaluate", "needs_gate", "schema_verdict", "typed_output"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,29 @@ def schema_verdict(refs: SchemaRefs, schema: Any, output: Any) -> Verdict:
         return Verdict(False, clip(f"not valid against the JSON Schema at {at}: fails {error.validator!r} of {where}"))
     suffix = f" (at {at})" if at != "$" else ""
     return Verdict(False, clip(f"not valid against the JSON Schema: {error.message}{suffix}"))
+
+
+def typed_output(refs: SchemaRefs, schema: Any, output: Any) -> tuple[Verdict, Any]:
+    """A typed result (``output:``): its verdict against ``schema``, and the answer as JSON data.
+
+    Text is parsed as JSON (inside a Markdown code fence if the model wrapped it in one); data
+    (a simulated answer) is checked as it is. The reason of a failure names the path and the
+    message, so the model asked again knows what to fix."""
+    data = output
+    if isinstance(output, str):
+        text = output.strip()
+        if text.startswith("```"):
+            text = text.split("\n", 1)[1] if "\n" in text else ""
+            text = text.rsplit("```", 1)[0]
+        try:
+            data = loads(text)
+        except ValueError as exc:
+            return Verdict(False, clip(f"the answer is not JSON: {exc}")), output
+    try:
+        verdict = schema_verdict(refs, schema, data)
+    except RegexTimeout as exc:
+        verdict = Verdict(False, f"not valid against the JSON Schema: {exc.reason}")
+    return verdict, data
 
 
 # -- evaluation -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine.calls import Calls, said
-from hct_cli.engine.checks import Verdict
+from hct_cli.engine.checks import Verdict, typed_output
 from hct_cli.engine.coherence import Checkpoint
 from hct_cli.engine.dispatch import Dispatcher
 from hct_cli.engine.gates import Gatekeeper
@@ -54,6 +54,14 @@ class Verdicts:
         record.result = message
         if message.result.tier is not None:
             record.tier = message.result.tier  # a fallback may have moved the call
+        typed = station.agent.output
+        if typed is not None and message.ok:  # a typed result: valid JSON, kept as data, or asked again
+            typed_verdict, data = typed_output(self.gates.refs, typed.schema, message.result.output)
+            if typed_verdict.passed:
+                message.result.output = data
+                station.feedback = None
+            elif not self._gated(station, message, typed.fermata, typed_verdict, "output"):
+                return
         fermata = station.agent.fermata
         if fermata is not None:
             verdict = self.gates.quick(station.agent, fermata.check, message.result.output, message.version, fermata)
@@ -124,13 +132,18 @@ class Verdicts:
         if self._gated(station, message, fermata, verdict):
             self._life.commit(station, message)
 
-    def _gated(self, station: Station, message: Broadcast, fermata: Fermata, verdict: Verdict) -> bool:
+    def _gated(
+        self, station: Station, message: Broadcast, fermata: Fermata, verdict: Verdict, what: str = "fermata"
+    ) -> bool:
         """The fermata's verdict: True lets the result commit. On a failed check the station runs
         again (retry, or escalate one tier up), fails once its retries are spent, or stops the
         run (caesura)."""
         life = self._life
         if self.state.observers:
-            self.state.emit("gate", station.name, message.version, passed=verdict.passed, reason=verdict.reason)
+            shown = {"check": what} if what != "fermata" else {}
+            self.state.emit(
+                "gate", station.name, message.version, passed=verdict.passed, reason=verdict.reason, **shown
+            )
         life.speculation.verdict(station, verdict.passed)
         if verdict.passed:
             station.feedback = None
@@ -138,10 +151,10 @@ class Verdicts:
         station.gate_failures += 1
         station.feedback = verdict.reason
         if fermata.on_fail == "caesura":
-            life.stop(station, f"fermata failed: {verdict.reason}")
+            life.stop(station, f"{what} failed: {verdict.reason}")
             return False
         if station.gate_failures > fermata.retries:
-            life.fail(station, f"fermata failed {station.gate_failures} times: {verdict.reason}")
+            life.fail(station, f"{what} failed {station.gate_failures} times: {verdict.reason}")
             return False
         life.let_go(station)
         if fermata.on_fail == "escalate":

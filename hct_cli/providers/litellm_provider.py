@@ -258,6 +258,9 @@ class LiteLLMProvider:
         if request.tools:
             arguments["tools"] = [dict(tool) for tool in request.tools]
             arguments["tool_choice"] = "auto"
+        if request.agent.output is not None and not request.tools:  # a typed result (hct checks every answer)
+            arguments["response_format"] = response_format(litellm, route.model, request.agent.output.schema)
+            arguments["messages"] = _asking_for_json(arguments["messages"], request.agent.output.schema)
         endpoint = self.endpoints.get(route.model)
         if endpoint is not None:
             arguments["api_base"] = endpoint.api_base
@@ -286,6 +289,32 @@ class LiteLLMProvider:
             cache_write_tokens=cache_write_tokens,
             tool_calls=tool_calls_of(message),
         )
+
+
+def response_format(litellm: Any, model: str, schema: Any) -> dict[str, Any]:
+    """How ``model`` is asked for JSON valid against ``schema``: the schema itself where litellm
+    says the model takes one (``json_schema``), else JSON mode; the answer is validated either way."""
+    try:
+        takes_schema = bool(litellm.supports_response_schema(model=model))
+    except Exception:  # a model litellm does not know: JSON mode, the instruction and the check
+        takes_schema = False
+    if takes_schema and isinstance(schema, Mapping):
+        return {"type": "json_schema", "json_schema": {"name": "output", "schema": dict(schema)}}
+    return {"type": "json_object"}
+
+
+def _asking_for_json(messages: list[dict[str, Any]], schema: Any) -> list[dict[str, Any]]:
+    """The messages with the schema spelled out in the last one (for models without schema mode)."""
+    import json
+
+    asked = [dict(message) for message in messages]
+    note = "\n\nAnswer with JSON only, valid against this JSON Schema:\n" + json.dumps(schema, sort_keys=True)
+    last = asked[-1]
+    if isinstance(last.get("content"), str):
+        last["content"] += note
+    else:
+        asked.append({"role": "user", "content": note.strip()})
+    return asked
 
 
 def tool_calls_of(message: Any) -> tuple[ToolCall, ...]:

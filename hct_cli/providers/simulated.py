@@ -195,6 +195,8 @@ class SimulatedProvider:
             prompt_tokens += len(turns) // 4  # the earlier rounds are read again
         if figures.tool_calls and request.step < len(figures.tool_calls):
             return self._tool_round(request, fixed, prompt_tokens, fixed.low + fixed.spread * u_latency)
+        if agent.output is not None and request.purpose != "judge":  # a typed result: a valid instance
+            return self._typed(request, fixed, prompt_tokens, latency, u_text)
         output_tokens = figures.output_tokens
         if request.purpose == "judge":
             output_tokens = 30  # a score and one sentence
@@ -206,6 +208,27 @@ class SimulatedProvider:
         return CallResult(
             self._output(request, u_text, output_tokens), request.model, prompt_tokens, output_tokens, cost, latency
         )
+
+    @staticmethod
+    def _typed(request: CallRequest, fixed: _Figures, prompt_tokens: int, latency: float, u_text: float) -> CallResult:
+        """A typed answer: ``simulate.output`` when pinned, else the schema's smallest valid
+        instance (its words picked by the draw); its tokens are its JSON's."""
+        from hct_cli.program.instance import InstanceError, smallest_instance
+
+        agent = request.agent
+        assert agent.output is not None
+        value = agent.simulate.output
+        if value is None:
+            try:
+                value = smallest_instance(agent.output.schema, int(u_text * 2**32))
+            except InstanceError as exc:
+                raise ProviderError(f"agent {agent.name!r}: {exc}") from exc
+        figures = agent.simulate
+        size = len(json.dumps(value, ensure_ascii=False, default=str))
+        output_tokens = min(figures.output_tokens or max(1, size // 4), agent.max_tokens)
+        price = fixed.price
+        cost = price.cost(prompt_tokens, output_tokens) if price is not None else 0.0
+        return CallResult(value, request.model, prompt_tokens, output_tokens, cost, latency)
 
     @staticmethod
     def _tool_round(request: CallRequest, fixed: _Figures, prompt_tokens: int, latency: float) -> CallResult:

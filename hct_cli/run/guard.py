@@ -73,10 +73,11 @@ def refuse_untrusted_tools(score: Score, allow_exec: bool, home: Path | None, *,
 def schema_refs(score: Score, allow_path: bool) -> SchemaRefs:
     """What resolves the score's JSON Schema refs, every file they name read now: a ref that is
     refused or does not resolve stops the run before it starts (CheckError)."""
-    from hct_cli.score.model import checks_of
+    from hct_cli.score.model import Check, checks_of
 
     refs = SchemaRefs(score.base_dir, allow_path=allow_path)
     refs.preload(check for agent in score.agents.values() for _, check in checks_of(agent))
+    refs.preload(Check(json_schema=a.output.schema) for a in score.agents.values() if a.output is not None)
     return refs
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "Fermata",
     "InputSpec",
     "Judge",
+    "Output",
     "Routing",
     "Score",
     "Simulate",
@@ -94,6 +95,21 @@ class Fermata:
 
 
 @dataclass(frozen=True)
+class Output:
+    """A typed result (``output:``): the JSON Schema every answer must satisfy, and what an
+    invalid answer leads to (as a fermata's failed check does)."""
+
+    schema: Any
+    on_fail: Literal["retry", "escalate", "caesura"] = "retry"
+    retries: int = 1
+
+    @property
+    def fermata(self) -> Fermata:
+        """The gate an invalid answer fails (its reason goes back to the model on a retry)."""
+        return Fermata(Check(json_schema=self.schema), self.on_fail, self.retries)
+
+
+@dataclass(frozen=True)
 class Vamp:
     until: Check
     max: int | None = None
@@ -158,6 +174,7 @@ class Agent:
     writes: tuple[str, ...] = ()
     appends: tuple[str, ...] = ()
     fermata: Fermata | None = None
+    output: Output | None = None
     vamp: Vamp | None = None
     tacet_if: TacetIf | None = None
     attacca: bool = False
@@ -246,6 +263,7 @@ def agent_from_data(
     merged = {**defaults, **data}
     simulate = {**defaults.get("simulate", {}), **data.get("simulate", {})}
     fermata = data.get("fermata")
+    output = data.get("output")
     vamp = data.get("vamp")
     tacet = data.get("tacet_if")
     return Agent(
@@ -277,6 +295,7 @@ def agent_from_data(
             if fermata
             else None
         ),
+        output=Output(output["schema"], output.get("on_fail", "retry"), output.get("retries", 1)) if output else None,
         vamp=Vamp(Check.from_data(vamp["until"]), vamp.get("max")) if vamp else None,
         tacet_if=(
             TacetIf(tacet["cue"], Check.from_data({k: v for k, v in tacet.items() if k != "cue"})) if tacet else None

@@ -56,11 +56,13 @@ FILTERS = (
 
 @dataclass(frozen=True)
 class Reference:
-    """A use of ``namespace.name`` on a line of the template (1-based)."""
+    """A use of ``namespace.name`` on a line of the template (1-based), and the fields it reaches
+    beyond the name (``cues.parse.files[0].path``: ``("files", 0, "path")``)."""
 
     namespace: str
     name: str
     line: int
+    fields: tuple[str | int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,17 @@ class _DataEnvironment(SandboxedEnvironment):
         if isinstance(obj, list) and attribute.isdigit() and int(attribute) < len(obj):
             return obj[int(attribute)]
         return self.undefined(obj=obj, name=attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """``[KEY]`` and ``[INDEX]`` look up data too, never an attribute (Jinja's own falls back to one)."""
+        if isinstance(obj, Marker):
+            return obj
+        if isinstance(argument, str):
+            return self.getattr(obj, argument)
+        is_index = isinstance(argument, int) and not isinstance(argument, bool)
+        if isinstance(obj, list) and is_index and 0 <= argument < len(obj):
+            return obj[argument]
+        return self.undefined(obj=obj, name=str(argument))
 
 
 def _passing_markers(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -203,9 +216,22 @@ class _Checker:
             else:
                 self.expression(node.node)
             return
-        steps: list[str] = []
-        while isinstance(node, nodes.Getattr):
-            steps.append(node.attr)
+        steps: list[str | int] = []
+        dotted = True  # whether the step nearest the namespace was written with a dot
+        while isinstance(node, nodes.Getattr | nodes.Getitem):
+            dotted = isinstance(node, nodes.Getattr)
+            if isinstance(node, nodes.Getattr):
+                steps.append(node.attr)
+            else:  # a field of a typed result: [0] or ["key"], constants only
+                key = node.arg.value if isinstance(node.arg, nodes.Const) else None
+                if isinstance(key, bool) or not isinstance(key, int | str) or (isinstance(key, int) and key < 0):
+                    self.refuse(
+                        node,
+                        "a subscript must be a constant index or key, as [0] or ['path']",
+                        "Write {{ cues.NAME.items[0].field }}: no expressions inside [ ].",
+                    )
+                    return
+                steps.append(key)
             node = node.node
         steps.reverse()
         if not isinstance(node, nodes.Name):
@@ -229,7 +255,14 @@ class _Checker:
                 f"Write {{{{ {node.name}.NAME }}}}.",
             )
             return
-        hidden = [step for step in steps if step.startswith("_")]
+        if not dotted:
+            self.refuse(
+                node,
+                f"{{{{ {node.name}[...] }}}}: name the entry with a dot",
+                f"Write {{{{ {node.name}.NAME }}}} (a subscript may follow it: {{{{ {node.name}.NAME[0] }}}}).",
+            )
+            return
+        hidden = [step for step in steps if isinstance(step, str) and step.startswith("_")]
         if hidden:
             self.refuse(
                 node,
@@ -237,7 +270,9 @@ class _Checker:
                 "Refer only to public keys of the data.",
             )
             return
-        self.references.append(Reference(node.name, steps[0], node.lineno or 1))
+        name, *fields = steps
+        assert isinstance(name, str)  # the step nearest the namespace is dotted (checked above)
+        self.references.append(Reference(node.name, name, node.lineno or 1, tuple(fields)))
 
 
 def check_template(source: str) -> tuple[list[Reference], list[TemplateProblem]]:

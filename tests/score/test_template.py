@@ -12,7 +12,10 @@ pytestmark = pytest.mark.timeout(30)
     "source",
     [
         "{{ cues.a() }}",
-        "{{ cues.a[0] }}",
+        "{{ cues.a[cues.b] }}",
+        "{{ cues.a[-1] }}",
+        "{{ cues.a[1:2] }}",
+        "{{ cues[0] }}",
         "{{ 'x' }}",
         "{{ cues.a + cues.b }}",
         "{% if cues.a %}x{% endif %}",
@@ -34,6 +37,19 @@ def test_references_and_lines() -> None:
     refs, problems = check_template("a {{ cues.x }}\n{{ inputs.y.z | tojson }}\n{{ state.k }}")
     assert problems == []
     assert [(r.namespace, r.name, r.line) for r in refs] == [("cues", "x", 1), ("inputs", "y", 2), ("state", "k", 3)]
+
+
+def test_fields_of_a_typed_result_are_reached_by_constant_keys_and_indexes() -> None:
+    refs, problems = check_template("{{ cues.parse.files[0].path }} {{ state.k['a b'] }}")
+    assert problems == []
+    assert [(r.namespace, r.name, r.fields) for r in refs] == [
+        ("cues", "parse", ("files", 0, "path")),
+        ("state", "k", ("a b",)),
+    ]
+    context = {"cues": {"parse": {"files": [{"path": "x.py"}]}}, "state": {"k": {"a b": 1}}}
+    assert render("{{ cues.parse.files[0].path }} {{ state.k['a b'] }}", context) == "x.py 1"
+    with pytest.raises(UndefinedError):
+        render("{{ cues.parse.files[3].path }}", context)
 
 
 def test_syntax_error_has_its_line() -> None:
