@@ -26,7 +26,7 @@ from hct_cli.program.checks import (
 )
 from hct_cli.score.model import Check
 
-__all__ = ["Verdict", "evaluate", "needs_gate", "schema_verdict", "typed_output"]
+__all__ = ["Verdict", "evaluate", "needs_gate", "schema_verdict", "typed_output", "valid"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,10 @@ def schema_verdict(refs: SchemaRefs, schema: Any, output: Any) -> Verdict:
         data = loads(output) if isinstance(output, str) else output
     except ValueError as exc:
         return Verdict(False, f"not valid against the JSON Schema: {exc}")
+    return _against(refs, schema, data)
+
+
+def _against(refs: SchemaRefs, schema: Any, data: Any) -> Verdict:
     _, validator, owned = refs.validator(schema)
     from referencing.exceptions import Unresolvable
 
@@ -87,11 +91,16 @@ def typed_output(refs: SchemaRefs, schema: Any, output: Any) -> tuple[Verdict, A
             data = loads(text)
         except ValueError as exc:
             return Verdict(False, clip(f"the answer is not JSON: {exc}")), output
+    return valid(refs, schema, data), data
+
+
+def valid(refs: SchemaRefs, schema: Any, data: Any) -> Verdict:
+    """``data`` (JSON data, never parsed again: text is a string) against ``schema``; a
+    pattern that takes too long fails it."""
     try:
-        verdict = schema_verdict(refs, schema, data)
+        return _against(refs, schema, data)
     except RegexTimeout as exc:
-        verdict = Verdict(False, f"not valid against the JSON Schema: {exc.reason}")
-    return verdict, data
+        return Verdict(False, f"not valid against the JSON Schema: {exc.reason}")
 
 
 # -- evaluation -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any
 
 from hct_cli.bus.base import Broadcast
 from hct_cli.engine.calls import Calls, said
-from hct_cli.engine.checks import Verdict, typed_output
+from hct_cli.engine.checks import Verdict, typed_output, valid
 from hct_cli.engine.coherence import Checkpoint
 from hct_cli.engine.dispatch import Dispatcher
 from hct_cli.engine.gates import Gatekeeper
@@ -29,6 +29,9 @@ from hct_cli.errors import AccessError
 from hct_cli.score.model import Check, Fermata
 
 __all__ = ["Lifecycle", "Verdicts"]
+
+#: What a write that breaks a state key's schema leads to, for an agent with no ``output:``.
+_STATE_GATE = Fermata(Check())
 
 #: Passes of a vamp that gives no ``max`` (lint warns about it).
 _VAMP_CAP = 16
@@ -54,14 +57,8 @@ class Verdicts:
         record.result = message
         if message.result.tier is not None:
             record.tier = message.result.tier  # a fallback may have moved the call
-        typed = station.agent.output
-        if typed is not None and message.ok:  # a typed result: valid JSON, kept as data, or asked again
-            typed_verdict, data = typed_output(self.gates.refs, typed.schema, message.result.output)
-            if typed_verdict.passed:
-                message.result.output = data
-                station.feedback = None
-            elif not self._gated(station, message, typed.fermata, typed_verdict, "output"):
-                return
+        if message.ok and not self._typed(station, message):
+            return
         fermata = station.agent.fermata
         if fermata is not None:
             verdict = self.gates.quick(station.agent, fermata.check, message.result.output, message.version, fermata)
@@ -131,6 +128,29 @@ class Verdicts:
             self._life.squash_speculation(station)
         if self._gated(station, message, fermata, verdict):
             self._life.commit(station, message)
+
+    def _typed(self, station: Station, message: Broadcast) -> bool:
+        """A result against its schemas: the agent's ``output:`` (valid JSON, then kept as data)
+        and those of the state keys it writes or appends to. False when it failed one (the
+        station runs again with the error, fails or stops the run, as its gate says)."""
+        agent = station.agent
+        typed = agent.output
+        gate = typed.fermata if typed is not None else _STATE_GATE
+        refs = self.gates.refs
+        if typed is not None:
+            verdict, data = typed_output(refs, typed.schema, message.result.output)
+            if not verdict.passed:
+                return self._gated(station, message, gate, verdict, "output")
+            message.result.output = data
+            station.feedback = None
+        shared = self.state.shared
+        for key, value in shared.proposed(agent, message.result.output).items():
+            verdict = valid(refs, shared.schemas[key], value)
+            if not verdict.passed:
+                return self._gated(
+                    station, message, gate, Verdict(False, f"state key {key!r}: {verdict.reason}"), "state"
+                )
+        return True
 
     def _gated(
         self, station: Station, message: Broadcast, fermata: Fermata, verdict: Verdict, what: str = "fermata"

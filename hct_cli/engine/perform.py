@@ -138,6 +138,7 @@ class Performer:
             options.max_replays,
             emit,
             stations,
+            {k: spec.schema for k, spec in program.score.state.items() if spec.schema is not None},
         )
         # Before the run a station has no operands yet: the estimate counts its prompt, inputs and state.
         state.governor = Governor(program, options.budget_usd, lambda spec: state.prompt_tokens(stations[spec.name]))

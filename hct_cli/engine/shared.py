@@ -58,8 +58,10 @@ class SharedState:
         max_replays: int,
         emit: Emit | None,
         stations: Mapping[str, Station],
+        schemas: Mapping[str, Any] | None = None,
     ) -> None:
         self.policy = policy
+        self.schemas = dict(schemas or {})  # key -> the JSON Schema its every value satisfies
         self.frame = frame  # reference-frame entries: never written
         self.max_replays = max_replays
         self._emit = emit
@@ -170,6 +172,29 @@ class SharedState:
             self.directory.write(station.name, key)
         appends = dict.fromkeys(agent.appends, message.result.output)
         return self.directory.commit(station.name, message.version, values, appends, agent.index)
+
+    def proposed(self, agent: Agent, output: Any) -> dict[str, Any]:
+        """What the keys with a schema would hold if ``output`` committed now: the value written,
+        or the list with ``output`` appended. A result that cannot be written at all proposes
+        nothing here (``write_back`` says why)."""
+        found: dict[str, Any] = {}
+        if not self.schemas:
+            return found
+        written: dict[str, Any] = dict.fromkeys(agent.writes[:1], output)
+        if len(agent.writes) > 1:
+            try:
+                data = loads(output) if isinstance(output, str) else output
+            except ValueError:
+                data = None
+            written = {key: data[key] for key in agent.writes if key in data} if isinstance(data, dict) else {}
+        for key, value in written.items():
+            if key in self.schemas:
+                found[key] = value
+        for key in agent.appends:
+            if key in self.schemas:
+                current = self.directory.value(key)
+                found[key] = [*(current if isinstance(current, list) else ()), output]
+        return found
 
     def let_go(self, station: Station) -> Released:
         """``station`` is done with shared state for now: drop its copies, ownership and locks."""

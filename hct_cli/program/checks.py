@@ -359,6 +359,19 @@ class SchemaRefs:
         self._validators[id(schema)] = (schema, validator, owned)
         return schema, validator, owned
 
+    def resolver(self, schema: Any) -> Any:
+        """A ``referencing`` resolver for ``schema``'s refs, as its validator resolves them
+        (``lookup`` raises ``referencing.exceptions.Unresolvable`` for one that does not)."""
+        from referencing import Resource
+        from referencing.jsonschema import DRAFT202012
+
+        jsonschema = jsonschema_module()
+        validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        rooted = self._rooted(schema, validator_class)
+        root = Resource.from_contents(rooted, default_specification=DRAFT202012)
+        registry = jsonschema.validators.SPECIFICATIONS.combine(self._registry())
+        return registry.with_resource(root.id() or "", root).resolver(base_uri=root.id() or "")
+
     # -- static problems (lint, and perform before anything runs) ------------------------------
 
     def problems(self, schema: Any) -> Iterator[SchemaProblem]:

@@ -19,6 +19,7 @@ from hct_cli.program.lint_agents import AgentRules
 from hct_cli.program.lint_calls import CallRules
 from hct_cli.program.lint_graph import GraphRules
 from hct_cli.program.lint_tools import ToolRules
+from hct_cli.program.lint_types import TypeRules
 from hct_cli.score.findings import Finding, LintResult, Severity
 from hct_cli.score.load import Document, load_document, load_text
 from hct_cli.score.model import Score, build_score
@@ -70,6 +71,8 @@ def check_score(score: Score, doc: Document, tool_lists: ToolLists | None = None
     findings += [*agents.state(), *agents.templates(), *calls.routing()]
     findings += [*graph.conflicts(on_cycle), *agents.signals(), *calls.check_contents()]
     findings += [*agents.inputs(), *calls.windows()]
+    types = TypeRules(score, doc)
+    findings += [*types.contents(), *types.fields(), *types.writers()]
     tools = ToolRules(score, doc, tool_lists)
     findings += [*tools.references(), *tools.effects(), *tools.kinds(), *tools.scripts(), *tools.server_entries()]
     return findings

@@ -78,6 +78,7 @@ def schema_refs(score: Score, allow_path: bool) -> SchemaRefs:
     refs = SchemaRefs(score.base_dir, allow_path=allow_path)
     refs.preload(check for agent in score.agents.values() for _, check in checks_of(agent))
     refs.preload(Check(json_schema=a.output.schema) for a in score.agents.values() if a.output is not None)
+    refs.preload(Check(json_schema=key.schema) for key in score.state.values() if key.schema is not None)
     return refs
 
 

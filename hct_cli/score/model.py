@@ -213,6 +213,7 @@ class StateKey:
     name: str
     initial: Any = None
     description: str = ""
+    schema: Any = None  # JSON Schema every value must satisfy; None: anything
 
 
 @dataclass(frozen=True)
@@ -340,7 +341,7 @@ def build_score(data: Mapping[str, Any], *, path: Path | None = None, document: 
         for name, spec in data.get("inputs", {}).items()
     }
     state = {
-        name: StateKey(name, spec.get("initial"), spec.get("description", ""))
+        name: StateKey(name, spec.get("initial"), spec.get("description", ""), spec.get("schema"))
         for name, spec in data.get("state", {}).items()
     }
     return Score(

@@ -108,6 +108,40 @@ def test_litellm_is_asked_for_the_schema_and_each_answer_is_checked(received: Re
     formats = [call.get("response_format") or call.get("optional_params", {}).get("response_format") for call in asked]
     assert all(f is not None for f in formats), asked[0].keys()
     assert "JSON Schema" in str(asked[0]["messages"][-1]["content"])
-    assert "should be non-empty" in str(asked[1]["messages"]) or "minItems" in str(asked[1]["messages"]) or (
-        "did not pass its check" in str(asked[1]["messages"])
+    assert (
+        "should be non-empty" in str(asked[1]["messages"])
+        or "minItems" in str(asked[1]["messages"])
+        or ("did not pass its check" in str(asked[1]["messages"]))
     )
+
+
+FINDING = {"type": "object", "required": ["file", "severity"], "properties": {"severity": {"enum": ["low", "high"]}}}
+
+
+def test_a_write_or_append_that_breaks_a_state_schema_is_asked_again_then_fails() -> None:
+    state = {
+        "summary": {"initial": "", "schema": {"type": "string", "maxLength": 12}},
+        "findings": {"initial": [], "schema": {"type": "array", "items": FINDING, "maxItems": 2}},
+    }
+    typed = {"type": "object", "required": ["file"]}
+    agents = {
+        "writer": {"prompt": "Sum up.", "writes": ["summary"]},
+        "finder": {"prompt": "Find.", "appends": ["findings"], "output": {"schema": typed}},
+    }
+    good = '{"file": "a.py", "severity": "high"}'
+    scripts = {"writer": ["much too long a summary", "short"], "finder": ['{"file": "a.py", "severity": "dire"}', good]}
+    provider = Recording(Scripted(scripts))
+    events: list[Event] = []
+    result = run(score(agents, state=state), provider, events)
+    assert result.status == "completed", result.agents
+    assert result.state == {"summary": "short", "findings": [{"file": "a.py", "severity": "high"}]}
+    gates = kinds(events, "gate", "finder")
+    assert gates[0].data["check"] == "state" and "state key 'findings'" in gates[0].data["reason"]
+    assert "'dire' is not one of" in provider.request("finder", 2).prompt
+    assert "is too long" in provider.request("writer", 2).prompt  # text is checked as a string
+
+    scripts = {"writer": ["much too long a summary"], "finder": [good]}
+    result = run(score(agents, state=state), Scripted(scripts))
+    writer = result.agents["writer"]
+    assert writer.status == "failed" and writer.error is not None
+    assert writer.error.startswith("state failed 2 times: state key 'summary'") and result.state["summary"] == ""
